@@ -1,0 +1,5 @@
+//! The `sendpackets` command.
+
+fn main() {
+    println!("sendpackets");
+}

@@ -1,0 +1,365 @@
+//! The element model: what one entry of a send-packets list is.
+//!
+//! An [`Element`] is plain data: a [`Payload`] (memory, a file named by path, or an already-open
+//! file) and an end-of-packet flag. Memory ranges are checked when the element is built; file
+//! ranges are checked when the send starts, because only then is the file looked at.
+
+use std::fmt;
+use std::ops::{Bound, RangeBounds};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// One entry of the ordered list that a send operation transmits.
+///
+/// Build elements with [`Element::memory`], [`Element::memory_range`], [`Element::file`] and
+/// [`Element::handle`], and mark a packet boundary with [`Element::end_of_packet`].
+///
+/// # Examples
+///
+/// ```
+/// use sendpackets::Element;
+///
+/// let list = vec![
+///     Element::memory("HTTP/1.1 200 OK\r\n\r\n"),
+///     Element::file("index.html", ..),       // the whole file
+///     Element::file("index.html", 10..30),   // bytes 10 to 29
+///     Element::memory(&b"\r\n"[..]).end_of_packet(),
+/// ];
+/// assert_eq!(list.len(), 4);
+/// assert!(list[3].end_of_packet);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Element {
+    /// What the element sends.
+    pub payload: Payload,
+    /// This element ends a packet: on datagram sockets it closes the current datagram, on stream
+    /// sockets data up to here is pushed to the peer without being held back.
+    pub end_of_packet: bool,
+}
+
+/// What an [`Element`] sends.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Payload {
+    /// Bytes in memory. An empty buffer sends nothing and is skipped.
+    Memory(Bytes),
+    /// A file named by path, opened when the send starts. Relative paths resolve against the
+    /// current working directory at that time.
+    Path {
+        /// The file's path.
+        path: PathBuf,
+        /// Which bytes of the file to send.
+        range: FileRange,
+    },
+    /// An already-open file. Reads use explicit offsets: the handle's cursor is never used or
+    /// moved, so one handle may appear in several elements.
+    Handle {
+        /// The open file.
+        file: FileHandle,
+        /// Which bytes of the file to send.
+        range: FileRange,
+    },
+}
+
+/// A byte range of a file: an offset and either a length or "to the end of the file".
+///
+/// The end is decided when the send starts: a file that grows afterwards still sends only the
+/// range decided then.
+///
+/// # Examples
+///
+/// ```
+/// use sendpackets::FileRange;
+///
+/// assert_eq!(FileRange::from(..), FileRange::WHOLE);
+/// assert_eq!(FileRange::from(10..30), FileRange::new(10, Some(20)));
+/// assert_eq!(FileRange::from(10..), FileRange::new(10, None));
+/// // .NET's (offset, count) with count 0 meaning "to the end":
+/// assert_eq!(FileRange::from_offset_count(5, 0), FileRange::new(5, None));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FileRange {
+    /// First byte to send.
+    pub offset: u64,
+    /// How many bytes to send; `None` sends from `offset` to the end of the file.
+    pub len: Option<u64>,
+}
+
+impl FileRange {
+    /// The whole file.
+    pub const WHOLE: FileRange = FileRange {
+        offset: 0,
+        len: None,
+    };
+
+    /// A range of `len` bytes from `offset`, or to the end of the file when `len` is `None`.
+    pub const fn new(offset: u64, len: Option<u64>) -> Self {
+        FileRange { offset, len }
+    }
+
+    /// The .NET spelling: `count == 0` means "from `offset` to the end of the file".
+    pub const fn from_offset_count(offset: u64, count: u64) -> Self {
+        FileRange {
+            offset,
+            len: if count == 0 { None } else { Some(count) },
+        }
+    }
+
+    /// This range moved `n` bytes further into the file (what is left after `n` bytes went out).
+    pub fn advanced(self, n: u64) -> Self {
+        FileRange {
+            offset: self.offset.saturating_add(n),
+            len: self.len.map(|len| len.saturating_sub(n)),
+        }
+    }
+
+    /// Resolves the range against a file of `file_len` bytes: `Some((offset, len))`, or `None`
+    /// when the range does not lie inside the file.
+    pub(crate) fn resolve(self, file_len: u64) -> Option<(u64, u64)> {
+        if self.offset > file_len {
+            return None;
+        }
+        let available = file_len - self.offset;
+        match self.len {
+            None => Some((self.offset, available)),
+            Some(len) if len <= available => Some((self.offset, len)),
+            Some(_) => None,
+        }
+    }
+}
+
+impl<R: RangeBounds<u64>> From<R> for FileRange {
+    fn from(range: R) -> Self {
+        let offset = match range.start_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => s.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&e) => Some(e.saturating_add(1)),
+            Bound::Excluded(&e) => Some(e),
+            Bound::Unbounded => None,
+        };
+        FileRange {
+            offset,
+            len: end.map(|e| e.saturating_sub(offset)),
+        }
+    }
+}
+
+/// A shared, already-open file: a [`std::fs::File`], an `Arc<File>`, or anything [`AsFd`].
+///
+/// Cloning shares the handle. The send reads with explicit offsets and never moves its cursor.
+#[derive(Clone)]
+pub struct FileHandle(Arc<dyn AsFd + Send + Sync>);
+
+impl FileHandle {
+    /// Wraps an open file (or anything with a file descriptor opened for reading).
+    pub fn new(file: impl AsFd + Send + Sync + 'static) -> Self {
+        FileHandle(Arc::new(file))
+    }
+
+    /// Wraps an already shared handle without another allocation.
+    pub fn from_arc(file: Arc<dyn AsFd + Send + Sync>) -> Self {
+        FileHandle(file)
+    }
+}
+
+impl AsFd for FileHandle {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+impl fmt::Debug for FileHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("FileHandle").field(&self.as_fd()).finish()
+    }
+}
+
+/// A memory range that does not fit its buffer: `offset > len` or `count > len - offset`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InvalidRange {
+    /// The requested offset.
+    pub offset: usize,
+    /// The requested count.
+    pub count: usize,
+    /// The buffer's length.
+    pub buffer_len: usize,
+}
+
+impl fmt::Display for InvalidRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "range offset {} count {} does not fit a buffer of {} bytes",
+            self.offset, self.count, self.buffer_len
+        )
+    }
+}
+
+impl std::error::Error for InvalidRange {}
+
+impl Element {
+    /// Bytes in memory: `Bytes`, `Vec<u8>`, `&'static [u8]`, `String` or `&'static str`.
+    ///
+    /// The buffer is shared, not copied (converting a `Vec` or `String` takes ownership).
+    pub fn memory(bytes: impl Into<Bytes>) -> Self {
+        Element {
+            payload: Payload::Memory(bytes.into()),
+            end_of_packet: false,
+        }
+    }
+
+    /// `count` bytes of `bytes` from `offset`, as .NET's `SendPacketsElement(byte[], int, int)`.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidRange`] when `offset > bytes.len()` or `count > bytes.len() - offset`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sendpackets::Element;
+    ///
+    /// assert!(Element::memory_range(vec![0u8; 10], 2, 8).is_ok());
+    /// assert!(Element::memory_range(vec![0u8; 10], 2, 9).is_err());
+    /// ```
+    pub fn memory_range(
+        bytes: impl Into<Bytes>,
+        offset: usize,
+        count: usize,
+    ) -> Result<Self, InvalidRange> {
+        let bytes = bytes.into();
+        let fits = offset <= bytes.len() && count <= bytes.len() - offset;
+        if !fits {
+            return Err(InvalidRange {
+                offset,
+                count,
+                buffer_len: bytes.len(),
+            });
+        }
+        Ok(Element::memory(bytes.slice(offset..offset + count)))
+    }
+
+    /// A range of the file at `path`: `..` for the whole file, `a..b`, `a..` (to the end), or a
+    /// [`FileRange`]. The file is opened and the range checked when the send starts.
+    pub fn file(path: impl Into<PathBuf>, range: impl Into<FileRange>) -> Self {
+        Element {
+            payload: Payload::Path {
+                path: path.into(),
+                range: range.into(),
+            },
+            end_of_packet: false,
+        }
+    }
+
+    /// A range of an already-open file (`File`, `Arc<File>`, anything [`AsFd`]).
+    pub fn handle(file: impl AsFd + Send + Sync + 'static, range: impl Into<FileRange>) -> Self {
+        Element::shared_handle(FileHandle::new(file), range)
+    }
+
+    /// A range of a [`FileHandle`] that other elements may share.
+    pub fn shared_handle(file: FileHandle, range: impl Into<FileRange>) -> Self {
+        Element {
+            payload: Payload::Handle {
+                file,
+                range: range.into(),
+            },
+            end_of_packet: false,
+        }
+    }
+
+    /// Marks this element as the last of a packet.
+    #[must_use]
+    pub fn end_of_packet(mut self) -> Self {
+        self.end_of_packet = true;
+        self
+    }
+
+    /// The path of a path element.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.payload {
+            Payload::Path { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+
+    /// What is left of this element after its first `n` bytes were sent (used to resume).
+    #[must_use]
+    pub fn advanced(&self, n: u64) -> Element {
+        let payload = match &self.payload {
+            Payload::Memory(b) => {
+                let n = usize::try_from(n).unwrap_or(usize::MAX).min(b.len());
+                Payload::Memory(b.slice(n..))
+            }
+            Payload::Path { path, range } => Payload::Path {
+                path: path.clone(),
+                range: range.advanced(n),
+            },
+            Payload::Handle { file, range } => Payload::Handle {
+                file: file.clone(),
+                range: range.advanced(n),
+            },
+        };
+        Element {
+            payload,
+            end_of_packet: self.end_of_packet,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_spellings() {
+        assert_eq!(FileRange::from(..), FileRange::WHOLE);
+        assert_eq!(FileRange::from(3..=4), FileRange::new(3, Some(2)));
+        assert_eq!(FileRange::from(7..3), FileRange::new(7, Some(0)));
+        assert_eq!(FileRange::from_offset_count(0, 0), FileRange::WHOLE);
+    }
+
+    #[test]
+    fn resolve_checks_bounds() {
+        assert_eq!(FileRange::WHOLE.resolve(1024), Some((0, 1024)));
+        assert_eq!(FileRange::new(1024, None).resolve(1024), Some((1024, 0)));
+        assert_eq!(FileRange::new(11000, None).resolve(1024), None);
+        assert_eq!(FileRange::new(5, Some(10000)).resolve(1024), None);
+        assert_eq!(FileRange::new(10, Some(20)).resolve(1024), Some((10, 20)));
+        assert_eq!(FileRange::new(u64::MAX, Some(1)).resolve(u64::MAX), None);
+    }
+
+    #[test]
+    fn memory_range_checks() {
+        let e = Element::memory_range(&b"hello world"[..], 6, 5).unwrap();
+        match e.payload {
+            Payload::Memory(b) => assert_eq!(&b[..], b"world"),
+            _ => unreachable!(),
+        }
+        let err = Element::memory_range(&b"abc"[..], 4, 0).unwrap_err();
+        assert_eq!(err.buffer_len, 3);
+        assert!(Element::memory_range(&b"abc"[..], 3, 0).is_ok());
+        assert!(Element::memory_range(&b"abc"[..], 1, usize::MAX).is_err());
+    }
+
+    #[test]
+    fn advanced_elements() {
+        let e = Element::memory("abcdef").end_of_packet().advanced(2);
+        assert!(e.end_of_packet);
+        match e.payload {
+            Payload::Memory(b) => assert_eq!(&b[..], b"cdef"),
+            _ => unreachable!(),
+        }
+        let f = Element::file("x", 10..30).advanced(5);
+        match f.payload {
+            Payload::Path { range, .. } => assert_eq!(range, FileRange::new(15, Some(15))),
+            _ => unreachable!(),
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! The one error type of a send, with the progress made before it.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::element::Element;
+use crate::report::Progress;
+
+/// What went wrong, in categories a caller can act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The socket has no peer (stream) or no default remote (datagram). Checked before anything
+    /// else, even for an empty list.
+    NotConnected,
+    /// The descriptor is not a socket, or a socket of a kind this library cannot send on.
+    UnsupportedSocket,
+    /// A path element has an empty path.
+    EmptyPath,
+    /// A path element names a file that does not exist (its directory does).
+    FileNotFound,
+    /// A directory in a path element's path does not exist (or is not a directory).
+    DirectoryNotFound,
+    /// A path element names a directory.
+    IsADirectory,
+    /// A file element is not a regular file (a FIFO, a device, a socket), so its length and
+    /// ranges cannot be known before sending.
+    NotARegularFile,
+    /// The file may not be read: permission denied, or a handle not opened for reading.
+    PermissionDenied,
+    /// A file range does not lie inside the file (offset or end past the end of the file).
+    RangeOutOfBounds,
+    /// A datagram is larger than the socket can send in one message.
+    MessageTooLarge,
+    /// A file became shorter while it was being sent: its range could not be read in full.
+    FileTruncated,
+    /// A file named by path was removed or replaced between the checks and its use.
+    FileChanged,
+    /// Reading a file failed.
+    FileRead,
+    /// Opening or checking a file failed for another reason (too many open files, I/O error).
+    FileOpen,
+    /// A blocking socket's send timeout (`SO_SNDTIMEO`) expired.
+    TimedOut,
+    /// The socket failed while sending: peer reset, broken pipe, network down.
+    Socket,
+}
+
+impl ErrorKind {
+    fn describe(self) -> &'static str {
+        match self {
+            ErrorKind::NotConnected => "socket is not connected",
+            ErrorKind::UnsupportedSocket => "unsupported socket",
+            ErrorKind::EmptyPath => "empty path",
+            ErrorKind::FileNotFound => "no such file",
+            ErrorKind::DirectoryNotFound => "no such directory",
+            ErrorKind::IsADirectory => "is a directory",
+            ErrorKind::NotARegularFile => "not a regular file",
+            ErrorKind::PermissionDenied => "permission denied",
+            ErrorKind::RangeOutOfBounds => "range out of bounds",
+            ErrorKind::MessageTooLarge => "datagram too large",
+            ErrorKind::FileTruncated => "file was truncated during the send",
+            ErrorKind::FileChanged => "file changed between check and use",
+            ErrorKind::FileRead => "file read failed",
+            ErrorKind::FileOpen => "file could not be opened",
+            ErrorKind::TimedOut => "send timed out",
+            ErrorKind::Socket => "send failed",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+/// A failed send: what went wrong, about which element, and exactly how far the send got.
+///
+/// `progress` counts the bytes the kernel accepted before the failure; errors found while
+/// checking the list (before the first byte) always have zero progress. To resume, send
+/// [`SendError::remaining`] of the same list.
+///
+/// # Examples
+///
+/// ```
+/// use sendpackets::{Element, ErrorKind};
+/// use std::os::unix::net::UnixStream;
+///
+/// let (a, _b) = UnixStream::pair().unwrap();
+/// let err = sendpackets::send(&a, &[Element::file("/no/such/dir/file", ..)]).unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::DirectoryNotFound);
+/// assert_eq!(err.element(), Some(0));
+/// assert_eq!(err.progress().bytes_sent, 0);
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct SendError {
+    kind: ErrorKind,
+    element: Option<usize>,
+    path: Option<PathBuf>,
+    detail: Option<String>,
+    source: Option<io::Error>,
+    progress: Progress,
+}
+
+impl SendError {
+    pub(crate) fn new(kind: ErrorKind) -> Self {
+        SendError {
+            kind,
+            element: None,
+            path: None,
+            detail: None,
+            source: None,
+            progress: Progress::default(),
+        }
+    }
+
+    pub(crate) fn element_index(mut self, index: usize) -> Self {
+        self.element = Some(index);
+        self
+    }
+
+    pub(crate) fn with_path(mut self, path: Option<&Path>) -> Self {
+        self.path = path.map(Path::to_path_buf);
+        self
+    }
+
+    pub(crate) fn with_source(mut self, source: io::Error) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    pub(crate) fn with_detail(mut self, detail: String) -> Self {
+        self.detail = Some(detail);
+        self
+    }
+
+    pub(crate) fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// The category of the failure.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The index of the element the error is about, if any.
+    pub fn element(&self) -> Option<usize> {
+        self.element
+    }
+
+    /// The path of that element, for path elements.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The operating-system error behind this one, if any.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        self.source.as_ref()
+    }
+
+    /// The errno behind this error, if any.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        self.source.as_ref().and_then(io::Error::raw_os_error)
+    }
+
+    /// How far the send got before it failed.
+    pub fn progress(&self) -> Progress {
+        self.progress
+    }
+
+    /// What is left to send of `elements` (the list this error came from): the elements not yet
+    /// completed, the first one advanced past the bytes already sent.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(sock: &std::net::TcpStream, list: Vec<sendpackets::Element>) {
+    /// if let Err(e) = sendpackets::send(sock, &list) {
+    ///     let rest = e.remaining(&list);
+    ///     // ... reconnect and send `rest` ...
+    /// #   let _ = rest;
+    /// }
+    /// # }
+    /// ```
+    pub fn remaining(&self, elements: &[Element]) -> Vec<Element> {
+        self.progress.remaining(elements)
+    }
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.element, &self.path) {
+            (Some(i), Some(p)) => write!(f, "element {i} ({}): ", p.display())?,
+            (Some(i), None) => write!(f, "element {i}: ")?,
+            _ => {}
+        }
+        f.write_str(self.kind.describe())?;
+        if let Some(d) = &self.detail {
+            write!(f, " ({d})")?;
+        }
+        if let Some(s) = &self.source {
+            write!(f, ": {s}")?;
+        }
+        if self.progress.bytes_sent > 0 {
+            write!(
+                f,
+                "; {} bytes sent, {} elements completed",
+                self.progress.bytes_sent, self.progress.elements_completed
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<SendError> for io::Error {
+    fn from(e: SendError) -> io::Error {
+        let kind = match e.kind {
+            ErrorKind::NotConnected => io::ErrorKind::NotConnected,
+            ErrorKind::FileNotFound | ErrorKind::DirectoryNotFound => io::ErrorKind::NotFound,
+            ErrorKind::PermissionDenied => io::ErrorKind::PermissionDenied,
+            ErrorKind::TimedOut => io::ErrorKind::TimedOut,
+            ErrorKind::FileTruncated => io::ErrorKind::UnexpectedEof,
+            ErrorKind::EmptyPath
+            | ErrorKind::IsADirectory
+            | ErrorKind::NotARegularFile
+            | ErrorKind::RangeOutOfBounds
+            | ErrorKind::MessageTooLarge
+            | ErrorKind::UnsupportedSocket => io::ErrorKind::InvalidInput,
+            _ => e
+                .source
+                .as_ref()
+                .map(io::Error::kind)
+                .unwrap_or(io::ErrorKind::Other),
+        };
+        io::Error::new(kind, e)
+    }
+}

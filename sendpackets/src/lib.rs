@@ -1,0 +1,108 @@
+//! Send an ordered list of file ranges and memory buffers over a connected socket, as fast as
+//! the kernel allows.
+//!
+//! This is the Rust home of .NET's `Socket.SendPacketsAsync` and Win32 `TransmitPackets`: a
+//! server describes a response as a list of [`Element`]s — header bytes, a range of a file, more
+//! bytes — and one call sends it, choosing per element between `sendfile`, coalesced vectored
+//! writes and TCP corking, with a portable read/write path that always works.
+//!
+//! ```
+//! use sendpackets::Element;
+//! use std::io::Read;
+//! use std::net::{TcpListener, TcpStream};
+//!
+//! # let dir = std::env::temp_dir().join(format!("sendpackets-crate-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir)?;
+//! let page = dir.join("page.html");
+//! std::fs::write(&page, "<h1>hi</h1>")?;
+//!
+//! let listener = TcpListener::bind("127.0.0.1:0")?;
+//! let client = TcpStream::connect(listener.local_addr()?)?;
+//! let (mut server, _) = listener.accept()?;
+//!
+//! let response = [
+//!     Element::memory("HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n"),
+//!     Element::file(&page, ..),
+//! ];
+//! let report = sendpackets::send(&client, &response)?;
+//! drop(client);
+//!
+//! let mut got = String::new();
+//! server.read_to_string(&mut got)?;
+//! assert!(got.ends_with("\r\n\r\n<h1>hi</h1>"));
+//! assert_eq!(report.bytes_sent as usize, got.len());
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # What a send does
+//!
+//! 1. **Checks, before the first byte.** The socket must be connected ([`ErrorKind::NotConnected`],
+//!    even for an empty list). Every path is opened (each failure its own [`ErrorKind`], naming
+//!    the element and path), every file is checked to be a regular file, and every range is
+//!    checked against the file's length. On datagram sockets every datagram's size is checked.
+//!    Any failure here means 0 bytes were sent, and every file the send opened is closed again.
+//! 2. **Sending.** Neighbouring memory elements and small file ranges (read with `pread` into a
+//!    bounded scratch buffer) go out together in one vectored `sendmsg`; large file ranges go out
+//!    with `sendfile` at explicit offsets (a handle's cursor is never used or moved), each call
+//!    capped at the send size. On TCP the socket is corked while headers, file and trailer go
+//!    out, and always uncorked at the end, errors included.
+//! 3. **Errors carry progress.** A failure after bytes went out says exactly how many bytes the
+//!    kernel accepted, how many elements completed and how far into the current one, so the
+//!    caller can resume ([`SendError::remaining`]).
+//!
+//! A file that shrinks during the send is an [`ErrorKind::FileTruncated`] error, never a hang or
+//! a short message; a file that grows sends only the range decided at the start. Files on pseudo
+//! file systems (procfs, sysfs), whose sizes are made up, are read once into memory at the start.
+//! Where the kernel refuses `sendfile` for a file (`EINVAL`, `ENOSYS`, `EOPNOTSUPP`), the send
+//! falls back to reading and writing it, transparently.
+//!
+//! # Hazards
+//!
+//! - **Zero-copy reads late.** With `sendfile` the kernel reads file pages after the call
+//!   returns; bytes changed in the file in that window can reach the wire.
+//! - **Sent is not delivered.** A successful send means the local kernel accepted every byte.
+//! - **SIGPIPE.** Vectored writes use `MSG_NOSIGNAL`, but `sendfile` has no such flag: sending a
+//!   file to a peer that closed raises `SIGPIPE` unless the process ignores it. Rust programs
+//!   ignore it by default; programs that restore it should expect it.
+//!
+//! # Engines
+//!
+//! [`Engine::Auto`] (the default) picks per element; [`Engine::ZeroCopy`] sends every file range
+//! with `sendfile`; [`Engine::Portable`] uses only POSIX calls (`pread`, `sendmsg`, `poll`).
+//!
+//! # Datagram sockets
+//!
+//! On a connected UDP or Unix datagram socket, the elements up to and including one marked
+//! [`end_of_packet`](Element::end_of_packet) form one datagram; the elements after the last
+//! marker form a final datagram. A datagram over the socket's limit (65,507 bytes for UDP over
+//! IPv4, 65,527 over IPv6) is an [`ErrorKind::MessageTooLarge`] error naming the element, and
+//! nothing is sent. An end-of-packet marker with no bytes since the previous one sends an empty
+//! datagram.
+
+#![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![doc(test(attr(deny(warnings))))]
+#![cfg(unix)]
+
+mod blocking;
+mod datagram;
+mod element;
+mod error;
+mod operation;
+mod options;
+mod plan;
+mod report;
+mod resolve;
+mod sys;
+mod transfer;
+mod tuning;
+
+#[cfg(test)]
+mod tests;
+
+pub use blocking::{send, send_with};
+pub use element::{Element, FileHandle, FileRange, InvalidRange, Payload};
+pub use error::{ErrorKind, SendError};
+pub use options::{Engine, SendOptions, TransmitFlags};
+pub use report::{KernelCalls, Progress, SendReport};

@@ -1,0 +1,69 @@
+//! The parts of a send shared by every front end: the checks before the first byte, and what
+//! happens after the last one.
+
+use std::io;
+use std::os::fd::BorrowedFd;
+
+use crate::datagram;
+use crate::element::Element;
+use crate::error::{ErrorKind, SendError};
+use crate::options::{SendOptions, TransmitFlags};
+use crate::report::SendReport;
+use crate::resolve;
+use crate::sys::{self, SocketKind};
+use crate::transfer::Transfer;
+
+/// Checks the socket and the list, in the order the reference gives: connected first (even for
+/// an empty list), then every file and range, then datagram sizes. Nothing is sent.
+pub(crate) fn start(
+    sock: BorrowedFd<'_>,
+    elements: &[Element],
+    options: &SendOptions,
+) -> Result<Transfer, SendError> {
+    if let Err(e) = sys::getpeername(sock) {
+        let kind = match e.raw_os_error() {
+            Some(libc::ENOTCONN) => ErrorKind::NotConnected,
+            _ => ErrorKind::UnsupportedSocket,
+        };
+        return Err(SendError::new(kind).with_source(e));
+    }
+    let info = sys::socket_info(sock)
+        .map_err(|e| SendError::new(ErrorKind::UnsupportedSocket).with_source(e))?;
+    let resolved = resolve::resolve(elements)?;
+    if info.kind == SocketKind::Datagram {
+        datagram::check_sizes(&resolved, datagram::max_datagram(sock, &info))?;
+    }
+    Ok(Transfer::new(resolved, info, options))
+}
+
+/// After the last byte: the `DISCONNECT` and `REUSE_SOCKET` flags.
+pub(crate) fn finish(
+    sock: BorrowedFd<'_>,
+    transfer: &Transfer,
+    options: &SendOptions,
+) -> Result<SendReport, SendError> {
+    let flags = options.flags;
+    if flags.contains(TransmitFlags::DISCONNECT) {
+        let disconnect = sys::shutdown_both(sock).and_then(|()| {
+            if flags.contains(TransmitFlags::REUSE_SOCKET) {
+                sys::replace_with_fresh_socket(sock)
+            } else {
+                Ok(())
+            }
+        });
+        // A peer that already closed leaves nothing to shut down: that is not a failure.
+        match disconnect {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {}
+            Err(e) => return Err(disconnect_error(transfer, e)),
+        }
+    }
+    Ok(transfer.report())
+}
+
+fn disconnect_error(transfer: &Transfer, e: io::Error) -> SendError {
+    SendError::new(ErrorKind::Socket)
+        .with_detail("disconnect after the last byte failed".into())
+        .with_source(e)
+        .with_progress(transfer.progress())
+}

@@ -1,0 +1,163 @@
+//! Optional knobs of a send: send size, flags, engine.
+
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::ops::{BitOr, BitOrAssign};
+
+/// Which kernel paths a send may use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Engine {
+    /// Pick per element: `sendfile` for large file ranges, small ranges read and coalesced with
+    /// neighbouring buffers into one vectored write, corking on TCP. The default.
+    #[default]
+    Auto,
+    /// Every file range goes out with `sendfile`, whatever its size (falls back to reading only
+    /// where the kernel refuses it for a file).
+    ZeroCopy,
+    /// Only portable POSIX calls (`pread`, vectored `sendmsg`, `poll`): file ranges are read into a
+    /// bounded buffer and written. No Linux-specific call is made.
+    Portable,
+}
+
+/// Flags mirroring .NET's `TransmitFileOptions` (Win32 `TF_*`).
+///
+/// Combine with `|`. The Windows scheduling hints are accepted and documented; they never make a
+/// send fail.
+///
+/// # Examples
+///
+/// ```
+/// use sendpackets::TransmitFlags;
+///
+/// let f = TransmitFlags::DISCONNECT | TransmitFlags::WRITE_BEHIND;
+/// assert!(f.contains(TransmitFlags::DISCONNECT));
+/// assert!(!f.contains(TransmitFlags::REUSE_SOCKET));
+/// ```
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct TransmitFlags(u32);
+
+impl TransmitFlags {
+    /// No flag.
+    pub const NONE: TransmitFlags = TransmitFlags(0);
+    /// After the last byte went out, shut the connection down in both directions
+    /// (`shutdown(SHUT_RDWR)`): the peer sees end of stream and later sends on the socket fail.
+    /// Not done when the send fails.
+    pub const DISCONNECT: TransmitFlags = TransmitFlags(0x01);
+    /// With [`DISCONNECT`](Self::DISCONNECT): after the shutdown, the socket's descriptor is
+    /// replaced in place (`dup3`) by a fresh, unconnected socket of the same domain, type and
+    /// protocol, so the caller's socket object can be connected again (for example through
+    /// `socket2::SockRef`). This is what .NET does on Linux. Without `DISCONNECT` it has no
+    /// effect.
+    pub const REUSE_SOCKET: TransmitFlags = TransmitFlags(0x02);
+    /// Windows: complete once data is buffered rather than acknowledged. On Linux a send always
+    /// completes when the kernel has accepted the bytes, so this is what happens anyway; no effect.
+    pub const WRITE_BEHIND: TransmitFlags = TransmitFlags(0x04);
+    /// Windows: run the operation on the default worker thread. No effect on the blocking API;
+    /// the async API always runs on the caller's runtime.
+    pub const USE_DEFAULT_WORKER_THREAD: TransmitFlags = TransmitFlags(0x00);
+    /// Windows: run the operation on a system thread. No effect on Linux.
+    pub const USE_SYSTEM_THREAD: TransmitFlags = TransmitFlags(0x10);
+    /// Windows: complete through kernel APCs. No effect on Linux.
+    pub const USE_KERNEL_APC: TransmitFlags = TransmitFlags(0x20);
+
+    /// The raw bits, with the same values as Win32's `TF_*` constants.
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// Flags from raw `TF_*` bits; unknown bits are kept and ignored.
+    pub const fn from_bits(bits: u32) -> Self {
+        TransmitFlags(bits)
+    }
+
+    /// Whether every flag in `other` is set.
+    pub const fn contains(self, other: TransmitFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl BitOr for TransmitFlags {
+    type Output = TransmitFlags;
+    fn bitor(self, rhs: Self) -> Self {
+        TransmitFlags(self.0 | rhs.0)
+    }
+}
+
+impl BitOrAssign for TransmitFlags {
+    fn bitor_assign(&mut self, rhs: Self) {
+        self.0 |= rhs.0;
+    }
+}
+
+impl fmt::Debug for TransmitFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const NAMES: [(TransmitFlags, &str); 5] = [
+            (TransmitFlags::DISCONNECT, "DISCONNECT"),
+            (TransmitFlags::REUSE_SOCKET, "REUSE_SOCKET"),
+            (TransmitFlags::WRITE_BEHIND, "WRITE_BEHIND"),
+            (TransmitFlags::USE_SYSTEM_THREAD, "USE_SYSTEM_THREAD"),
+            (TransmitFlags::USE_KERNEL_APC, "USE_KERNEL_APC"),
+        ];
+        let mut list = f.debug_set();
+        for (flag, name) in NAMES {
+            if self.contains(flag) {
+                list.entry(&format_args!("{name}"));
+            }
+        }
+        list.finish()
+    }
+}
+
+/// Options of one send operation. `SendOptions::default()` lets the library choose everything.
+///
+/// # Examples
+///
+/// ```
+/// use sendpackets::{Engine, SendOptions, TransmitFlags};
+///
+/// let opts = SendOptions::new()
+///     .send_size(64 * 1024)
+///     .flags(TransmitFlags::DISCONNECT)
+///     .engine(Engine::Portable);
+/// assert_eq!(opts.send_size.map(|n| n.get()), Some(65536));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SendOptions {
+    /// The most bytes one kernel call may hand to the socket (.NET `SendPacketsSendSize`);
+    /// `None` lets the library choose.
+    pub send_size: Option<NonZeroUsize>,
+    /// `TransmitFileOptions`-style flags.
+    pub flags: TransmitFlags,
+    /// Which kernel paths may be used.
+    pub engine: Engine,
+}
+
+impl SendOptions {
+    /// The defaults: library-chosen send size, no flags, [`Engine::Auto`].
+    pub fn new() -> Self {
+        SendOptions::default()
+    }
+
+    /// Caps the bytes per kernel call; 0 means "let the library choose" (as in .NET).
+    #[must_use]
+    pub fn send_size(mut self, bytes: usize) -> Self {
+        self.send_size = NonZeroUsize::new(bytes);
+        self
+    }
+
+    /// Sets the flags.
+    #[must_use]
+    pub fn flags(mut self, flags: TransmitFlags) -> Self {
+        self.flags = flags;
+        self
+    }
+
+    /// Chooses the engine.
+    #[must_use]
+    pub fn engine(mut self, engine: Engine) -> Self {
+        self.engine = engine;
+        self
+    }
+}

@@ -1,0 +1,297 @@
+//! The planner: from a position in the list of segments, what the next kernel call sends.
+//!
+//! Pure logic, no I/O. Shaped after nginx's sendfile chain: neighbouring memory segments and
+//! small file ranges (read into a bounded scratch buffer) go out together in one vectored
+//! write; large file ranges go out with `sendfile`, one capped call at a time.
+
+/// One segment as the planner sees it: its length, whether its bytes come from a file, and
+/// whether it ends a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PlanSeg {
+    pub(crate) len: u64,
+    pub(crate) kind: SegKind,
+    pub(crate) end_of_packet: bool,
+}
+
+/// Where a segment's bytes come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SegKind {
+    /// Memory: written straight from its buffer.
+    Memory,
+    /// A file range; `zero_copy` is false once the kernel refused `sendfile` for the file.
+    File { zero_copy: bool },
+}
+
+/// A position: segment index and bytes already sent of that segment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Cursor {
+    pub(crate) seg: usize,
+    pub(crate) off: u64,
+}
+
+/// The bounds every batch respects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// File segments at least this long go out with `sendfile`; shorter ones are copied.
+    /// `u64::MAX` copies every file range (the portable engine).
+    pub(crate) copy_threshold: u64,
+    /// The most file bytes one gather copies into memory.
+    pub(crate) scratch_cap: usize,
+    /// The most buffers in one vectored write.
+    pub(crate) max_iov: usize,
+    /// The most bytes one kernel call sends (stream sockets).
+    pub(crate) max_call: u64,
+    /// Datagram socket: a gather is exactly one datagram (up to and including the next
+    /// end-of-packet segment), never cut, never sent with `sendfile`.
+    pub(crate) datagram: bool,
+    /// Stream socket: end a gather after an end-of-packet segment (so a corked socket can be
+    /// pushed there).
+    pub(crate) stop_at_eop: bool,
+}
+
+/// The bytes one kernel call (or, for a gather, one series of calls) sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Batch {
+    /// Everything from `start` to `end` in one vectored write: memory as is, file bytes copied
+    /// (`copied` of them). `bytes` may be 0 when only empty segments lie between them.
+    Gather {
+        start: Cursor,
+        end: Cursor,
+        bytes: u64,
+        copied: u64,
+        /// Too many buffers for one iovec (datagrams only): copy memory too.
+        coalesce: bool,
+    },
+    /// `len` bytes of file segment `seg` from `offset` with `sendfile`.
+    Sendfile { seg: usize, offset: u64, len: u64 },
+}
+
+/// Whether a segment goes out with `sendfile` under these limits.
+pub(crate) fn uses_sendfile(seg: &PlanSeg, lim: &Limits) -> bool {
+    matches!(seg.kind, SegKind::File { zero_copy: true })
+        && !lim.datagram
+        && seg.len > 0
+        && seg.len >= lim.copy_threshold
+}
+
+/// The next batch from `at`, or `None` when everything was sent.
+pub(crate) fn next_batch(segs: &[PlanSeg], at: Cursor, lim: &Limits) -> Option<Batch> {
+    let first = segs.get(at.seg)?;
+    if uses_sendfile(first, lim) && at.off < first.len {
+        let len = (first.len - at.off).min(lim.max_call.max(1));
+        return Some(Batch::Sendfile {
+            seg: at.seg,
+            offset: at.off,
+            len,
+        });
+    }
+    let max_call = if lim.datagram {
+        u64::MAX
+    } else {
+        lim.max_call.max(1)
+    };
+    let scratch_cap = if lim.datagram {
+        u64::MAX
+    } else {
+        (lim.scratch_cap as u64).max(1)
+    };
+    let (mut bytes, mut copied, mut iov) = (0u64, 0u64, 0usize);
+    let mut end = at;
+    let mut coalesce = false;
+    for (i, seg) in segs.iter().enumerate().skip(at.seg) {
+        if uses_sendfile(seg, lim) {
+            break;
+        }
+        let start_off = if i == at.seg { at.off } else { 0 };
+        let avail = seg.len.saturating_sub(start_off);
+        let is_file = matches!(seg.kind, SegKind::File { .. });
+        let mut take = avail.min(max_call - bytes);
+        if is_file {
+            take = take.min(scratch_cap - copied);
+        }
+        if avail > 0 {
+            if take == 0 {
+                break;
+            }
+            if iov == lim.max_iov {
+                if !lim.datagram {
+                    break;
+                }
+                coalesce = true;
+            }
+            iov += 1;
+            bytes += take;
+            if is_file {
+                copied += take;
+            }
+        }
+        if take < avail {
+            end = Cursor {
+                seg: i,
+                off: start_off + take,
+            };
+            break;
+        }
+        end = Cursor { seg: i + 1, off: 0 };
+        if seg.end_of_packet && (lim.datagram || lim.stop_at_eop) {
+            break;
+        }
+    }
+    Some(Batch::Gather {
+        start: at,
+        end,
+        bytes,
+        copied,
+        coalesce,
+    })
+}
+
+/// The cursor `n` bytes after `at` (empty segments on the way are passed over).
+pub(crate) fn advance(segs: &[PlanSeg], mut at: Cursor, mut n: u64) -> Cursor {
+    while let Some(seg) = segs.get(at.seg) {
+        let avail = seg.len - at.off;
+        if n < avail {
+            at.off += n;
+            break;
+        }
+        n -= avail;
+        at = Cursor {
+            seg: at.seg + 1,
+            off: 0,
+        };
+        if n == 0 {
+            break;
+        }
+    }
+    at
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn mem(len: u64) -> PlanSeg {
+        PlanSeg {
+            len,
+            kind: SegKind::Memory,
+            end_of_packet: false,
+        }
+    }
+
+    pub(crate) fn file(len: u64) -> PlanSeg {
+        PlanSeg {
+            len,
+            kind: SegKind::File { zero_copy: true },
+            end_of_packet: false,
+        }
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            copy_threshold: 64 * 1024,
+            scratch_cap: 256 * 1024,
+            max_iov: 1024,
+            max_call: 0x7fff_f000,
+            datagram: false,
+            stop_at_eop: false,
+        }
+    }
+
+    const START: Cursor = Cursor { seg: 0, off: 0 };
+
+    #[test]
+    fn header_small_file_trailer_is_one_gather() {
+        let segs = [mem(200), file(1024), mem(50)];
+        let b = next_batch(&segs, START, &limits()).unwrap();
+        assert_eq!(
+            b,
+            Batch::Gather {
+                start: START,
+                end: Cursor { seg: 3, off: 0 },
+                bytes: 1274,
+                copied: 1024,
+                coalesce: false
+            }
+        );
+    }
+
+    #[test]
+    fn large_file_splits_around_sendfile() {
+        let segs = [mem(200), file(1 << 20), mem(50)];
+        let lim = limits();
+        let b = next_batch(&segs, START, &lim).unwrap();
+        assert!(matches!(b, Batch::Gather { end: Cursor { seg: 1, off: 0 }, bytes: 200, .. }));
+        let b = next_batch(&segs, Cursor { seg: 1, off: 0 }, &lim).unwrap();
+        assert_eq!(
+            b,
+            Batch::Sendfile {
+                seg: 1,
+                offset: 0,
+                len: 1 << 20
+            }
+        );
+    }
+
+    #[test]
+    fn send_size_caps_every_call() {
+        let segs = [mem(100), file(1 << 20)];
+        let lim = Limits {
+            max_call: 30,
+            ..limits()
+        };
+        let b = next_batch(&segs, START, &lim).unwrap();
+        assert!(matches!(b, Batch::Gather { end: Cursor { seg: 0, off: 30 }, bytes: 30, .. }));
+        let b = next_batch(&segs, Cursor { seg: 1, off: 5 }, &lim).unwrap();
+        assert_eq!(
+            b,
+            Batch::Sendfile {
+                seg: 1,
+                offset: 5,
+                len: 30
+            }
+        );
+    }
+
+    #[test]
+    fn iov_cap_splits_gathers() {
+        let segs = vec![mem(1); 2500];
+        let lim = limits();
+        let b = next_batch(&segs, START, &lim).unwrap();
+        assert!(matches!(b, Batch::Gather { bytes: 1024, .. }));
+    }
+
+    #[test]
+    fn datagram_gather_runs_to_end_of_packet() {
+        let mut segs = vec![mem(10), file(100_000), mem(10), mem(5)];
+        segs[2].end_of_packet = true;
+        let lim = Limits {
+            datagram: true,
+            max_call: 4,
+            scratch_cap: 8,
+            ..limits()
+        };
+        let b = next_batch(&segs, START, &lim).unwrap();
+        assert!(matches!(b, Batch::Gather { end: Cursor { seg: 3, off: 0 }, bytes: 100_020, .. }));
+        let b = next_batch(&segs, Cursor { seg: 3, off: 0 }, &lim).unwrap();
+        assert!(matches!(b, Batch::Gather { end: Cursor { seg: 4, off: 0 }, bytes: 5, .. }));
+    }
+
+    #[test]
+    fn scratch_cap_bounds_copies() {
+        let segs = vec![file(1000); 10];
+        let lim = Limits {
+            scratch_cap: 2500,
+            ..limits()
+        };
+        let b = next_batch(&segs, START, &lim).unwrap();
+        assert!(matches!(b, Batch::Gather { end: Cursor { seg: 2, off: 500 }, copied: 2500, .. }));
+    }
+
+    #[test]
+    fn advance_passes_empty_segments() {
+        let segs = [mem(3), mem(0), mem(4)];
+        assert_eq!(advance(&segs, START, 3), Cursor { seg: 1, off: 0 });
+        assert_eq!(advance(&segs, START, 5), Cursor { seg: 2, off: 2 });
+        assert_eq!(advance(&segs, START, 7), Cursor { seg: 3, off: 0 });
+    }
+}

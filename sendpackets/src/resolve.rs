@@ -1,0 +1,330 @@
+//! Checking the list before the first byte: open or look at every file, check every range, and
+//! turn the elements into segments the planner can work with.
+//!
+//! Every failure here happens with 0 bytes sent, and every descriptor opened here is owned by
+//! the result (or dropped with the error), so nothing leaks.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use crate::element::{Element, FileHandle, FileRange, Payload};
+use crate::error::{ErrorKind, SendError};
+use crate::sys::{self, FileStat};
+
+/// The largest pseudo file (procfs, sysfs) read into memory at the start of a send.
+pub(crate) const MAX_PSEUDO_FILE: usize = 16 << 20;
+
+/// One non-empty (or end-of-packet) element, resolved.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub(crate) element: usize,
+    pub(crate) source: Source,
+    pub(crate) len: u64,
+    pub(crate) end_of_packet: bool,
+}
+
+/// Where a segment's bytes are.
+#[derive(Debug)]
+pub(crate) enum Source {
+    Memory(Bytes),
+    File { slot: usize, offset: u64 },
+}
+
+/// How a file of the list is reached.
+#[derive(Debug)]
+pub(crate) enum Origin {
+    Path(PathBuf),
+    Handle(FileHandle),
+}
+
+/// One distinct file of the list.
+#[derive(Debug)]
+pub(crate) struct FileSlot {
+    pub(crate) origin: Origin,
+    /// Open descriptor for path files (opened lazily when not kept from the checks).
+    pub(crate) fd: Option<OwnedFd>,
+    pub(crate) stat: FileStat,
+    /// The last segment reading this file: a path file is closed once the send passes it.
+    pub(crate) last_segment: usize,
+    /// False once the kernel refused `sendfile` for this file.
+    pub(crate) zero_copy: bool,
+}
+
+impl FileSlot {
+    pub(crate) fn path(&self) -> Option<&Path> {
+        match &self.origin {
+            Origin::Path(p) => Some(p),
+            Origin::Handle(_) => None,
+        }
+    }
+
+    /// The descriptor to read from, if open.
+    pub(crate) fn borrow_fd(&self) -> Option<BorrowedFd<'_>> {
+        match &self.origin {
+            Origin::Handle(h) => Some(h.as_fd()),
+            Origin::Path(_) => self.fd.as_ref().map(|fd| fd.as_fd()),
+        }
+    }
+}
+
+/// The checked list.
+#[derive(Debug)]
+pub(crate) struct Resolved {
+    pub(crate) segments: Vec<Segment>,
+    pub(crate) files: Vec<FileSlot>,
+    pub(crate) element_count: usize,
+}
+
+/// How many path files stay open between the checks and the send; the rest are reopened when
+/// needed, so a list may name more files than the process may open at once.
+pub(crate) fn open_budget() -> usize {
+    let limit = sys::open_file_limit();
+    (limit / 8).clamp(4, 64) as usize
+}
+
+fn file_error(kind: ErrorKind, element: usize, path: Option<&Path>) -> SendError {
+    SendError::new(kind).element_index(element).with_path(path)
+}
+
+/// Classifies a failed `open` of `path`.
+pub(crate) fn open_error(err: io::Error, element: usize, path: &Path) -> SendError {
+    let kind = match err.raw_os_error() {
+        Some(libc::ENOENT) => {
+            let dir_exists = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.is_dir(),
+                _ => true,
+            };
+            if dir_exists {
+                ErrorKind::FileNotFound
+            } else {
+                ErrorKind::DirectoryNotFound
+            }
+        }
+        Some(libc::ENOTDIR) => ErrorKind::DirectoryNotFound,
+        Some(libc::EACCES | libc::EPERM) => ErrorKind::PermissionDenied,
+        Some(libc::EISDIR) => ErrorKind::IsADirectory,
+        _ => ErrorKind::FileOpen,
+    };
+    file_error(kind, element, Some(path)).with_source(err)
+}
+
+fn check_stat(stat: &FileStat, element: usize, path: Option<&Path>) -> Result<(), SendError> {
+    if stat.directory {
+        return Err(file_error(ErrorKind::IsADirectory, element, path));
+    }
+    if !stat.regular {
+        return Err(file_error(ErrorKind::NotARegularFile, element, path));
+    }
+    Ok(())
+}
+
+/// Reads a whole pseudo file (whose `st_size` is made up) into memory.
+fn read_pseudo(fd: BorrowedFd<'_>, element: usize, path: Option<&Path>) -> Result<Bytes, SendError> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            if buf.len() >= MAX_PSEUDO_FILE {
+                return Err(file_error(ErrorKind::NotARegularFile, element, path)
+                    .with_detail(format!("pseudo file larger than {MAX_PSEUDO_FILE} bytes")));
+            }
+            buf.resize(buf.len() * 2, 0);
+        }
+        match sys::pread(fd, &mut buf[len..], len as u64) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(file_error(ErrorKind::FileRead, element, path).with_source(e)),
+        }
+    }
+    buf.truncate(len);
+    Ok(Bytes::from(buf))
+}
+
+/// What the checks learned about one distinct file.
+struct Checked {
+    slot: usize,
+    /// Set for pseudo files: their contents, read once.
+    snapshot: Option<Bytes>,
+}
+
+struct Resolver {
+    files: Vec<FileSlot>,
+    snapshots: Vec<Option<Bytes>>,
+    by_path: HashMap<PathBuf, usize>,
+    by_fd: HashMap<RawFd, usize>,
+    kept_open: usize,
+    budget: usize,
+}
+
+impl Resolver {
+    /// Opens `path`; on `EMFILE`/`ENFILE` closes the descriptors kept so far and tries once more.
+    fn open(&mut self, path: &Path, element: usize) -> Result<OwnedFd, SendError> {
+        match sys::open_read(path) {
+            Ok(fd) => Ok(fd),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                for f in &mut self.files {
+                    f.fd = None;
+                }
+                self.kept_open = 0;
+                sys::open_read(path).map_err(|e| open_error(e, element, path))
+            }
+            Err(e) => Err(open_error(e, element, path)),
+        }
+    }
+
+    fn check_path(&mut self, path: &Path, element: usize) -> Result<Checked, SendError> {
+        if let Some(&slot) = self.by_path.get(path) {
+            return Ok(Checked {
+                slot,
+                snapshot: self.snapshots[slot].clone(),
+            });
+        }
+        if path.as_os_str().is_empty() {
+            return Err(file_error(ErrorKind::EmptyPath, element, Some(path)));
+        }
+        let fd = self.open(path, element)?;
+        let stat = sys::fstat(fd.as_fd())
+            .map_err(|e| file_error(ErrorKind::FileOpen, element, Some(path)).with_source(e))?;
+        check_stat(&stat, element, Some(path))?;
+        let snapshot = self.snapshot_if_pseudo(fd.as_fd(), &stat, element, Some(path))?;
+        let keep = snapshot.is_none() && self.kept_open < self.budget;
+        if keep {
+            self.kept_open += 1;
+        }
+        let slot = self.files.len();
+        self.files.push(FileSlot {
+            origin: Origin::Path(path.to_path_buf()),
+            fd: keep.then_some(fd),
+            stat,
+            last_segment: 0,
+            zero_copy: true,
+        });
+        self.snapshots.push(snapshot.clone());
+        self.by_path.insert(path.to_path_buf(), slot);
+        Ok(Checked { slot, snapshot })
+    }
+
+    fn check_handle(&mut self, handle: &FileHandle, element: usize) -> Result<Checked, SendError> {
+        let fd = handle.as_fd();
+        if let Some(&slot) = self.by_fd.get(&fd.as_raw_fd()) {
+            return Ok(Checked {
+                slot,
+                snapshot: self.snapshots[slot].clone(),
+            });
+        }
+        let readable = sys::readable(fd)
+            .map_err(|e| file_error(ErrorKind::FileOpen, element, None).with_source(e))?;
+        if !readable {
+            return Err(file_error(ErrorKind::PermissionDenied, element, None)
+                .with_detail("handle is not open for reading".into()));
+        }
+        let stat = sys::fstat(fd)
+            .map_err(|e| file_error(ErrorKind::FileOpen, element, None).with_source(e))?;
+        check_stat(&stat, element, None)?;
+        let snapshot = self.snapshot_if_pseudo(fd, &stat, element, None)?;
+        let slot = self.files.len();
+        self.files.push(FileSlot {
+            origin: Origin::Handle(handle.clone()),
+            fd: None,
+            stat,
+            last_segment: 0,
+            zero_copy: true,
+        });
+        self.snapshots.push(snapshot.clone());
+        self.by_fd.insert(fd.as_raw_fd(), slot);
+        Ok(Checked { slot, snapshot })
+    }
+
+    fn snapshot_if_pseudo(
+        &self,
+        fd: BorrowedFd<'_>,
+        stat: &FileStat,
+        element: usize,
+        path: Option<&Path>,
+    ) -> Result<Option<Bytes>, SendError> {
+        // Real files with data have blocks; only then is fstatfs worth a call.
+        if !stat.no_blocks || !sys::on_pseudo_fs(fd).unwrap_or(false) {
+            return Ok(None);
+        }
+        read_pseudo(fd, element, path).map(Some)
+    }
+}
+
+/// Checks `elements` and turns them into segments. Nothing is sent.
+pub(crate) fn resolve(elements: &[Element]) -> Result<Resolved, SendError> {
+    let mut r = Resolver {
+        files: Vec::new(),
+        snapshots: Vec::new(),
+        by_path: HashMap::new(),
+        by_fd: HashMap::new(),
+        kept_open: 0,
+        budget: open_budget(),
+    };
+    let mut segments = Vec::with_capacity(elements.len());
+    for (index, element) in elements.iter().enumerate() {
+        let eop = element.end_of_packet;
+        let (checked, range, path) = match &element.payload {
+            Payload::Memory(bytes) => {
+                if !bytes.is_empty() || eop {
+                    segments.push(Segment {
+                        element: index,
+                        len: bytes.len() as u64,
+                        source: Source::Memory(bytes.clone()),
+                        end_of_packet: eop,
+                    });
+                }
+                continue;
+            }
+            Payload::Path { path, range } => (r.check_path(path, index)?, *range, Some(&**path)),
+            Payload::Handle { file, range } => (r.check_handle(file, index)?, *range, None),
+        };
+        let file_len = match &checked.snapshot {
+            Some(s) => s.len() as u64,
+            None => r.files[checked.slot].stat.len,
+        };
+        let Some((offset, len)) = range.resolve(file_len) else {
+            return Err(range_error(index, path, range, file_len));
+        };
+        if len == 0 && !eop {
+            continue;
+        }
+        let source = match checked.snapshot {
+            Some(s) => Source::Memory(s.slice(offset as usize..(offset + len) as usize)),
+            None => {
+                r.files[checked.slot].last_segment = segments.len();
+                Source::File {
+                    slot: checked.slot,
+                    offset,
+                }
+            }
+        };
+        segments.push(Segment {
+            element: index,
+            source,
+            len,
+            end_of_packet: eop,
+        });
+    }
+    Ok(Resolved {
+        segments,
+        files: r.files,
+        element_count: elements.len(),
+    })
+}
+
+fn range_error(index: usize, path: Option<&Path>, range: FileRange, file_len: u64) -> SendError {
+    let wanted = match range.len {
+        Some(len) => format!("offset {} count {len}", range.offset),
+        None => format!("offset {} to end", range.offset),
+    };
+    SendError::new(ErrorKind::RangeOutOfBounds)
+        .element_index(index)
+        .with_path(path)
+        .with_detail(format!("{wanted}, file is {file_len} bytes"))
+        .with_source(io::Error::from_raw_os_error(libc::EINVAL))
+}

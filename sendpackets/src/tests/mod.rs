@@ -1,0 +1,1 @@
+//! Unit tests that need the whole crate: fault injection into the executor.

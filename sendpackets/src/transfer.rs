@@ -1,0 +1,552 @@
+//! The executor: a state machine that carries out the planner's batches one kernel call at a
+//! time, so that a blocking loop and an async runtime can drive the same code.
+//!
+//! [`Transfer::step`] makes at most one call that sends bytes; it reports `WouldBlock` when the
+//! socket is full, and never loses count of what the kernel accepted.
+
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, BorrowedFd};
+
+use crate::error::{ErrorKind, SendError};
+use crate::options::{Engine, SendOptions};
+use crate::plan::{self, Batch, Cursor, Limits, PlanSeg, SegKind};
+use crate::report::{KernelCalls, Progress, SendReport};
+use crate::resolve::{Origin, Resolved, Source};
+use crate::sys::{self, SocketInfo, SocketKind};
+use crate::tuning;
+
+/// The kernel calls the executor makes. The real one is [`SysKernel`]; tests wrap it to inject
+/// short writes, `EINTR`, `EAGAIN` and errors.
+pub(crate) trait Kernel {
+    fn sendmsg(&mut self, sock: BorrowedFd<'_>, bufs: &[IoSlice<'_>], more: bool)
+    -> io::Result<usize>;
+    fn sendfile(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        file: BorrowedFd<'_>,
+        offset: u64,
+        len: usize,
+    ) -> io::Result<usize>;
+    fn pread(&mut self, file: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    fn set_cork(&mut self, sock: BorrowedFd<'_>, on: bool) -> io::Result<()>;
+}
+
+/// The kernel as it is.
+#[derive(Debug, Default)]
+pub(crate) struct SysKernel;
+
+impl Kernel for SysKernel {
+    fn sendmsg(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        bufs: &[IoSlice<'_>],
+        more: bool,
+    ) -> io::Result<usize> {
+        sys::sendmsg(sock, bufs, more)
+    }
+    fn sendfile(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        file: BorrowedFd<'_>,
+        offset: u64,
+        len: usize,
+    ) -> io::Result<usize> {
+        sys::sendfile(sock, file, offset, len)
+    }
+    fn pread(&mut self, file: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        sys::pread(file, buf, offset)
+    }
+    fn set_cork(&mut self, sock: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+        sys::set_tcp_cork(sock, on)
+    }
+}
+
+/// What one step did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Something happened (bytes sent, a batch prepared, an interrupted call); step again.
+    Progressed,
+    /// Everything was sent.
+    Done,
+}
+
+/// Why a step stopped.
+#[derive(Debug)]
+pub(crate) enum Stop {
+    /// The socket is full: wait for it to become writable, then step again.
+    WouldBlock,
+    /// The send failed; the error carries the progress.
+    Failed(SendError),
+}
+
+/// One piece of a prepared gather: `len` bytes of segment `seg` from `off`, either straight
+/// from memory or at `scratch` in the scratch buffer.
+#[derive(Clone, Copy, Debug)]
+struct Part {
+    seg: usize,
+    off: u64,
+    len: usize,
+    scratch: Option<usize>,
+}
+
+/// A gather whose file bytes are read and which is being written.
+#[derive(Debug)]
+struct Pending {
+    end: Cursor,
+    bytes: u64,
+    written: u64,
+    parts: Vec<Part>,
+}
+
+/// A send in progress.
+#[derive(Debug)]
+pub(crate) struct Transfer {
+    res: Resolved,
+    plan: Vec<PlanSeg>,
+    limits: Limits,
+    socket: SocketInfo,
+    cursor: Cursor,
+    bytes_sent: u64,
+    datagrams: u64,
+    calls: KernelCalls,
+    scratch: Vec<u8>,
+    pending: Option<Pending>,
+    cork_wanted: bool,
+    corked: bool,
+    open_paths: usize,
+    open_budget: usize,
+}
+
+fn is_retry_zero_copy(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
+    )
+}
+
+impl Transfer {
+    pub(crate) fn new(res: Resolved, socket: SocketInfo, options: &SendOptions) -> Self {
+        let datagram = socket.kind == SocketKind::Datagram;
+        let sendfile_ok = tuning::sendfile_available();
+        let copy_threshold = match options.engine {
+            Engine::Portable => u64::MAX,
+            _ if !sendfile_ok => u64::MAX,
+            Engine::ZeroCopy => 0,
+            Engine::Auto => tuning::COPY_THRESHOLD,
+        };
+        let max_call = options
+            .send_size
+            .map_or(tuning::MAX_SENDFILE, |n| (n.get() as u64).min(tuning::MAX_SENDFILE));
+        let plan: Vec<PlanSeg> = res
+            .segments
+            .iter()
+            .map(|s| PlanSeg {
+                len: s.len,
+                kind: match s.source {
+                    Source::Memory(_) => SegKind::Memory,
+                    Source::File { .. } => SegKind::File { zero_copy: true },
+                },
+                end_of_packet: s.end_of_packet,
+            })
+            .collect();
+        let mut limits = Limits {
+            copy_threshold,
+            scratch_cap: match options.engine {
+                Engine::Portable => tuning::PORTABLE_BUFFER,
+                _ => tuning::SCRATCH_CAP,
+            },
+            max_iov: sys::IOV_MAX,
+            max_call,
+            datagram,
+            stop_at_eop: false,
+        };
+        // Cork a TCP socket when a file range goes out with sendfile next to other data, so that
+        // headers, file and trailer share segments.
+        let cork_wanted = socket.is_tcp
+            && plan.iter().filter(|s| s.len > 0).count() > 1
+            && plan.iter().any(|s| plan::uses_sendfile(s, &limits));
+        limits.stop_at_eop = cork_wanted;
+        let open_paths = res.files.iter().filter(|f| f.fd.is_some()).count();
+        Transfer {
+            res,
+            plan,
+            limits,
+            socket,
+            cursor: Cursor::default(),
+            bytes_sent: 0,
+            datagrams: 0,
+            calls: KernelCalls::default(),
+            scratch: Vec::new(),
+            pending: None,
+            cork_wanted,
+            corked: false,
+            open_paths,
+            open_budget: crate::resolve::open_budget(),
+        }
+    }
+
+    /// How far the send got.
+    pub(crate) fn progress(&self) -> Progress {
+        let (elements_completed, offset_in_element) = match self.res.segments.get(self.cursor.seg)
+        {
+            Some(s) => (s.element, self.cursor.off),
+            None => (self.res.element_count, 0),
+        };
+        Progress {
+            bytes_sent: self.bytes_sent,
+            elements_completed,
+            offset_in_element,
+            datagrams_sent: self.datagrams,
+        }
+    }
+
+    /// The report of a finished send.
+    pub(crate) fn report(&self) -> SendReport {
+        SendReport {
+            bytes_sent: self.bytes_sent,
+            elements: self.res.element_count,
+            datagrams: self.datagrams,
+            calls: self.calls,
+        }
+    }
+
+    pub(crate) fn count_wait(&mut self) {
+        self.calls.waits += 1;
+    }
+
+    /// Makes the next call. See [`Step`] and [`Stop`].
+    pub(crate) fn step(
+        &mut self,
+        k: &mut impl Kernel,
+        sock: BorrowedFd<'_>,
+    ) -> Result<Step, Stop> {
+        let r = self.step_inner(k, sock);
+        match r {
+            Ok(Step::Done) | Err(Stop::Failed(_)) => self.uncork(k, sock),
+            _ => {}
+        }
+        r
+    }
+
+    /// Leaves the socket as the send found it (uncorked). Called on completion and failure;
+    /// an async caller that drops a send midway calls it too.
+    pub(crate) fn uncork(&mut self, k: &mut impl Kernel, sock: BorrowedFd<'_>) {
+        if self.corked {
+            // Best effort: a socket that cannot be uncorked has failed already.
+            let _ = k.set_cork(sock, false);
+            self.corked = false;
+            self.calls.cork_toggles += 1;
+        }
+    }
+
+    fn step_inner(&mut self, k: &mut impl Kernel, sock: BorrowedFd<'_>) -> Result<Step, Stop> {
+        if self.pending.is_none() {
+            let Some(batch) = plan::next_batch(&self.plan, self.cursor, &self.limits) else {
+                return Ok(Step::Done);
+            };
+            if self.cork_wanted && !self.corked && k.set_cork(sock, true).is_ok() {
+                self.corked = true;
+                self.calls.cork_toggles += 1;
+            }
+            match batch {
+                Batch::Sendfile { seg, offset, len } => {
+                    return self.send_file(k, sock, seg, offset, len);
+                }
+                Batch::Gather {
+                    end,
+                    bytes,
+                    coalesce,
+                    ..
+                } => {
+                    self.prepare(k, end, bytes, coalesce)?;
+                    if bytes == 0 && !self.limits.datagram {
+                        self.pending = None;
+                        self.move_to(end);
+                        return Ok(Step::Progressed);
+                    }
+                }
+            }
+        }
+        self.write_pending(k, sock)
+    }
+
+    /// Reads a gather's file bytes into the scratch buffer and records its parts.
+    fn prepare(
+        &mut self,
+        k: &mut impl Kernel,
+        end: Cursor,
+        bytes: u64,
+        coalesce: bool,
+    ) -> Result<(), Stop> {
+        let mut parts = Vec::new();
+        let mut at = self.cursor;
+        let mut scratch_len = 0usize;
+        while at < end {
+            let seg = &self.res.segments[at.seg];
+            let stop = if at.seg == end.seg { end.off } else { seg.len };
+            let len = (stop - at.off) as usize;
+            if len > 0 {
+                let copy = coalesce || matches!(seg.source, Source::File { .. });
+                parts.push(Part {
+                    seg: at.seg,
+                    off: at.off,
+                    len,
+                    scratch: copy.then_some(scratch_len),
+                });
+                if copy {
+                    scratch_len += len;
+                }
+            }
+            at = Cursor {
+                seg: at.seg + 1,
+                off: 0,
+            };
+        }
+        if self.scratch.len() < scratch_len {
+            self.scratch.resize(scratch_len, 0);
+        }
+        for part in &parts {
+            let Some(dst) = part.scratch else { continue };
+            match self.res.segments[part.seg].source {
+                Source::Memory(ref b) => {
+                    let off = part.off as usize;
+                    self.scratch[dst..dst + part.len].copy_from_slice(&b[off..off + part.len]);
+                }
+                Source::File { slot, offset } => {
+                    self.ensure_open(slot, part.seg)?;
+                    self.read_exact(k, slot, part.seg, offset + part.off, dst, part.len)?;
+                }
+            }
+        }
+        self.pending = Some(Pending {
+            end,
+            bytes,
+            written: 0,
+            parts,
+        });
+        Ok(())
+    }
+
+    /// `pread` until `len` bytes of file `slot` at `offset` are in the scratch buffer at `dst`.
+    fn read_exact(
+        &mut self,
+        k: &mut impl Kernel,
+        slot: usize,
+        seg: usize,
+        offset: u64,
+        dst: usize,
+        len: usize,
+    ) -> Result<(), Stop> {
+        let mut done = 0;
+        while done < len {
+            let fd = self.res.files[slot].borrow_fd().expect("file opened above");
+            let r = k.pread(fd, &mut self.scratch[dst + done..dst + len], offset + done as u64);
+            self.calls.file_reads += 1;
+            match r {
+                Ok(0) => return Err(self.fail(ErrorKind::FileTruncated, Some(seg), None)),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.fail(ErrorKind::FileRead, Some(seg), Some(e))),
+            }
+        }
+        Ok(())
+    }
+
+    fn write_pending(&mut self, k: &mut impl Kernel, sock: BorrowedFd<'_>) -> Result<Step, Stop> {
+        let pending = self.pending.as_ref().expect("a pending gather");
+        let mut skip = pending.written;
+        let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(pending.parts.len());
+        for part in &pending.parts {
+            let len = part.len as u64;
+            if skip >= len {
+                skip -= len;
+                continue;
+            }
+            let from = skip as usize;
+            skip = 0;
+            let slice = match (part.scratch, &self.res.segments[part.seg].source) {
+                (Some(dst), _) => &self.scratch[dst + from..dst + part.len],
+                (None, Source::Memory(b)) => {
+                    let off = part.off as usize;
+                    &b[off + from..off + part.len]
+                }
+                (None, Source::File { .. }) => unreachable!("file parts are always copied"),
+            };
+            iov.push(IoSlice::new(slice));
+        }
+        let r = k.sendmsg(sock, &iov, false);
+        drop(iov);
+        self.calls.gather_writes += 1;
+        match r {
+            Ok(n) => {
+                let pending = self.pending.as_mut().expect("a pending gather");
+                let n = n as u64;
+                if self.limits.datagram && n != pending.bytes {
+                    // A datagram goes out whole or not at all; anything else is a kernel surprise.
+                    let e = io::Error::new(io::ErrorKind::WriteZero, "datagram sent short");
+                    return Err(self.fail(ErrorKind::Socket, None, Some(e)));
+                }
+                pending.written += n;
+                let done = pending.written == pending.bytes;
+                let end = pending.end;
+                self.bytes_sent += n;
+                if done {
+                    self.pending = None;
+                    if self.limits.datagram {
+                        self.datagrams += 1;
+                    }
+                    self.move_to(end);
+                    self.push_if_end_of_packet(k, sock, end);
+                } else {
+                    let to = plan::advance(&self.plan, self.cursor, n);
+                    self.move_to(to);
+                }
+                Ok(Step::Progressed)
+            }
+            Err(e) => self.socket_error(e),
+        }
+    }
+
+    fn send_file(
+        &mut self,
+        k: &mut impl Kernel,
+        sock: BorrowedFd<'_>,
+        seg: usize,
+        offset: u64,
+        len: u64,
+    ) -> Result<Step, Stop> {
+        let Source::File { slot, offset: base } = self.res.segments[seg].source else {
+            unreachable!("sendfile batches are file segments")
+        };
+        self.ensure_open(slot, seg)?;
+        let fd = self.res.files[slot].borrow_fd().expect("file opened above");
+        let r = k.sendfile(sock, fd, base + offset, len as usize);
+        match r {
+            Ok(0) => Err(self.fail(ErrorKind::FileTruncated, Some(seg), None)),
+            Ok(n) => {
+                self.calls.sendfile += 1;
+                self.bytes_sent += n as u64;
+                let to = plan::advance(&self.plan, self.cursor, n as u64);
+                self.move_to(to);
+                if to.seg > seg {
+                    self.push_if_end_of_packet(k, sock, to);
+                }
+                Ok(Step::Progressed)
+            }
+            Err(e) if is_retry_zero_copy(&e) => {
+                // The kernel will not splice this file (procfs, some FUSE and network file
+                // systems): read and write it instead, from where we are.
+                if e.raw_os_error() == Some(libc::ENOSYS) {
+                    tuning::disable_sendfile();
+                }
+                self.res.files[slot].zero_copy = false;
+                self.calls.fallback_files += 1;
+                for (p, s) in self.plan.iter_mut().zip(&self.res.segments) {
+                    if matches!(s.source, Source::File { slot: sl, .. } if sl == slot) {
+                        p.kind = SegKind::File { zero_copy: false };
+                    }
+                }
+                Ok(Step::Progressed)
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => {
+                Err(self.fail(ErrorKind::FileRead, Some(seg), Some(e)))
+            }
+            Err(e) => self.socket_error(e),
+        }
+    }
+
+    fn socket_error(&mut self, e: io::Error) -> Result<Step, Stop> {
+        match e.kind() {
+            io::ErrorKind::Interrupted => Ok(Step::Progressed),
+            io::ErrorKind::WouldBlock => {
+                if self.socket.nonblocking {
+                    Err(Stop::WouldBlock)
+                } else {
+                    // A blocking socket only says EAGAIN when its SO_SNDTIMEO expired.
+                    Err(self.fail(ErrorKind::TimedOut, None, Some(e)))
+                }
+            }
+            _ => {
+                let kind = if e.raw_os_error() == Some(libc::EMSGSIZE) {
+                    ErrorKind::MessageTooLarge
+                } else {
+                    ErrorKind::Socket
+                };
+                Err(self.fail(kind, None, Some(e)))
+            }
+        }
+    }
+
+    /// Builds the error for a failure at segment `seg` (or the current one), with progress.
+    fn fail(&mut self, kind: ErrorKind, seg: Option<usize>, source: Option<io::Error>) -> Stop {
+        let progress = self.progress();
+        let seg = seg.unwrap_or(self.cursor.seg);
+        let mut err = SendError::new(kind).with_progress(progress);
+        if let Some(s) = self.res.segments.get(seg) {
+            err = err.element_index(s.element);
+            if let Source::File { slot, .. } = s.source {
+                err = err.with_path(self.res.files[slot].path());
+            }
+        }
+        if let Some(e) = source {
+            err = err.with_source(e);
+        }
+        Stop::Failed(err)
+    }
+
+    /// Moves the cursor, closing path files whose last segment it passed.
+    fn move_to(&mut self, to: Cursor) {
+        for seg in self.cursor.seg..to.seg {
+            if let Source::File { slot, .. } = self.res.segments[seg].source {
+                let f = &mut self.res.files[slot];
+                if f.last_segment == seg && f.fd.take().is_some() {
+                    self.open_paths -= 1;
+                }
+            }
+        }
+        self.cursor = to;
+    }
+
+    /// On a corked stream, an end-of-packet element just sent is pushed out now.
+    fn push_if_end_of_packet(&mut self, k: &mut impl Kernel, sock: BorrowedFd<'_>, end: Cursor) {
+        let crossed = end.seg > 0 && self.plan[end.seg - 1].end_of_packet;
+        if self.corked && crossed && end.seg < self.plan.len() {
+            self.uncork(k, sock); // the next step corks again
+        }
+    }
+
+    /// Opens a path file closed after the checks, and makes sure it is still the same file.
+    fn ensure_open(&mut self, slot: usize, seg: usize) -> Result<(), Stop> {
+        let f = &self.res.files[slot];
+        let path = match &f.origin {
+            Origin::Path(path) if f.fd.is_none() => path.clone(),
+            _ => return Ok(()),
+        };
+        if self.open_paths >= self.open_budget {
+            // Close every other path file; they are reopened when needed.
+            for (i, other) in self.res.files.iter_mut().enumerate() {
+                if i != slot && other.fd.take().is_some() {
+                    self.open_paths -= 1;
+                }
+            }
+        }
+        let fd = match sys::open_read(&path) {
+            Ok(fd) => fd,
+            Err(e) => {
+                let kind = match e.raw_os_error() {
+                    Some(libc::ENOENT | libc::ENOTDIR) => ErrorKind::FileChanged,
+                    _ => ErrorKind::FileOpen,
+                };
+                return Err(self.fail(kind, Some(seg), Some(e)));
+            }
+        };
+        let now = sys::fstat(fd.as_fd()).map_err(|e| self.fail(ErrorKind::FileOpen, Some(seg), Some(e)))?;
+        let f = &self.res.files[slot];
+        if (now.dev, now.ino) != (f.stat.dev, f.stat.ino) {
+            return Err(self.fail(ErrorKind::FileChanged, Some(seg), None));
+        }
+        self.res.files[slot].fd = Some(fd);
+        self.open_paths += 1;
+        Ok(())
+    }
+}

@@ -1,0 +1,37 @@
+//! Measured constants of the planner, and what the kernel was found to support.
+//!
+//! The constants come from `sendpackets bench` and the raw-kernel harness on a 2-core machine
+//! (see BENCHMARKS.md): each says which side of it a path was measured faster.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// File ranges shorter than this are read (`pread`) and coalesced with neighbouring buffers into
+/// one vectored write; longer ones go out with `sendfile`.
+///
+/// Measured on loopback TCP (200 B header + S file bytes + 50 B trailer): one `pread` + one
+/// `writev` is 2.5x the per-element loop at 1 KiB and 1.5x at 16 KiB, while corked `sendfile`
+/// wins at 256 KiB.
+pub(crate) const COPY_THRESHOLD: u64 = 64 * 1024;
+
+/// The most file bytes one gather copies into memory (the scratch buffer of one send never
+/// grows past this, whatever the list holds).
+pub(crate) const SCRATCH_CAP: usize = 256 * 1024;
+
+/// The portable engine's buffer: on loopback a 1 MiB read/write loop was measured 1.5x a 64 KiB
+/// one.
+pub(crate) const PORTABLE_BUFFER: usize = 1024 * 1024;
+
+/// The most bytes Linux moves in one `sendfile` or `write` call.
+pub(crate) const MAX_SENDFILE: u64 = 0x7fff_f000;
+
+static SENDFILE_MISSING: AtomicBool = AtomicBool::new(false);
+
+/// Whether `sendfile` may be tried (false once it returned `ENOSYS`).
+pub(crate) fn sendfile_available() -> bool {
+    cfg!(target_os = "linux") && !SENDFILE_MISSING.load(Ordering::Relaxed)
+}
+
+/// Remembers that the kernel has no `sendfile`, for every later send of the process.
+pub(crate) fn disable_sendfile() {
+    SENDFILE_MISSING.store(true, Ordering::Relaxed);
+}
