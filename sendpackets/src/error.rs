@@ -178,13 +178,15 @@ impl SendError {
     /// # Examples
     ///
     /// ```no_run
+    /// # fn reconnect() -> std::net::TcpStream { unimplemented!() }
     /// # fn demo(sock: &std::net::TcpStream, list: Vec<sendpackets::Element>) {
     /// if let Err(e) = sendpackets::send(sock, &list) {
     ///     let rest = e.remaining(&list);
-    ///     // ... reconnect and send `rest` ...
-    /// #   let _ = rest;
+    ///     let again = reconnect();
+    ///     sendpackets::send(&again, &rest).unwrap();
     /// }
     /// # }
+    /// # let _ = demo;
     /// ```
     pub fn remaining(&self, elements: &[Element]) -> Vec<Element> {
         self.progress.remaining(elements)

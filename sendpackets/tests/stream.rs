@@ -1,0 +1,200 @@
+//! Every success case over TCP (IPv4 and IPv6) and Unix stream sockets, through every engine,
+//! with the receiver checking the exact bytes.
+
+mod util;
+
+use std::os::unix::net::UnixStream;
+
+use sendpackets::{Element, Engine, SendOptions, TransmitFlags};
+use util::{Files, Kind, cases};
+
+
+#[test]
+fn every_case_sends_exactly_the_model() {
+    let files = Files::new();
+    for case in cases::success_cases(&files) {
+        eprintln!("case: {}", case.name);
+        util::assert_sends_exactly(&case.list);
+    }
+}
+
+#[test]
+fn relative_path_resolves_against_the_working_directory() {
+    // The test binary's working directory is the package root.
+    let list = [Element::file("Cargo.toml", ..), Element::file("src/lib.rs", 3..90)];
+    util::assert_sends_exactly(&list);
+}
+
+#[test]
+fn proc_file_is_sent_through_the_copy_path() {
+    // procfs reports size 0; the send reads the file once at the start.
+    let (result, got) = util::roundtrip(Kind::Unix, Engine::Auto, &[Element::file("/proc/version", ..)]);
+    let report = result.unwrap();
+    let expected = std::fs::read("/proc/version").unwrap();
+    assert!(!expected.is_empty());
+    assert_eq!(got, expected);
+    assert_eq!(report.bytes_sent, expected.len() as u64);
+    // /proc/self/status: sendfile refuses it (EINVAL); its contents change, so check the shape.
+    let (result, got) = util::roundtrip(
+        Kind::Tcp4,
+        Engine::ZeroCopy,
+        &[Element::file("/proc/self/status", ..), Element::file("/proc/self/status", 0..5)],
+    );
+    let report = result.unwrap();
+    assert_eq!(report.bytes_sent, got.len() as u64);
+    assert!(got.starts_with(b"Name:"));
+    assert!(got.ends_with(b"Name:"));
+}
+
+#[test]
+fn sparse_3_gib_file_from_offset_past_2_gib() {
+    use std::os::unix::fs::FileExt;
+    let files = Files::new();
+    let path = files.path("sparse.bin");
+    let f = std::fs::File::create(&path).unwrap();
+    let size: u64 = 3 << 30;
+    f.set_len(size).unwrap();
+    let start: u64 = (1 << 31) + 7;
+    let markers = [start, start + 0x7fff_f000 / 2 + 1, size - 1];
+    for (i, &m) in markers.iter().enumerate() {
+        f.write_all_at(&[i as u8 + 1], m).unwrap();
+    }
+    drop(f);
+    for engine in [Engine::Auto, Engine::Portable] {
+        let (sender, handle) = util::stream_pair_with(Kind::Tcp4, |mut end| {
+            // Record the positions of the nonzero bytes instead of keeping a GiB.
+            use std::io::Read;
+            let mut buf = vec![0u8; 1 << 20];
+            let (mut total, mut found) = (0u64, Vec::new());
+            loop {
+                let n = end.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                for (i, &b) in buf[..n].iter().enumerate() {
+                    if b != 0 {
+                        found.push(total + i as u64);
+                        found.push(b as u64);
+                    }
+                }
+                total += n as u64;
+            }
+            found.push(total);
+            Ok(found.iter().flat_map(|v| v.to_le_bytes()).collect())
+        });
+        let report = sendpackets::send_with(
+            &sender,
+            &[Element::file(&path, start..)],
+            &SendOptions::new().engine(engine),
+        )
+        .unwrap();
+        drop(sender);
+        let raw = handle.join().unwrap().unwrap();
+        let found: Vec<u64> = raw.chunks(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
+        let expected: Vec<u64> = markers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &m)| [m - start, i as u64 + 1])
+            .chain([size - start])
+            .collect();
+        assert_eq!(found, expected, "{engine:?}");
+        assert_eq!(report.bytes_sent, size - start);
+    }
+}
+
+#[test]
+fn disconnect_shuts_the_connection_down() {
+    let files = Files::new();
+    let body = files.make("body.bin", 100_000, 9);
+    for kind in util::STREAM_KINDS {
+        let (sender, receiver) = util::stream_pair(kind);
+        let list = [Element::memory("head"), Element::file(&body, ..)];
+        let opts = SendOptions::new().flags(TransmitFlags::DISCONNECT);
+        let report = sendpackets::send_with(&sender, &list, &opts).unwrap();
+        // The receiver sees end of stream although the sender is still open.
+        let got = receiver.bytes();
+        assert_eq!(got, util::model(&list).unwrap());
+        assert_eq!(report.bytes_sent, got.len() as u64);
+        // A later send on the socket fails.
+        let err = sendpackets::send(&sender, &[Element::memory("more")]).unwrap_err();
+        assert!(
+            matches!(err.kind(), sendpackets::ErrorKind::Socket | sendpackets::ErrorKind::NotConnected),
+            "{kind:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn reuse_socket_leaves_a_fresh_unconnected_socket() {
+    let (sender, receiver) = util::stream_pair(Kind::Tcp4);
+    let opts = SendOptions::new().flags(TransmitFlags::DISCONNECT | TransmitFlags::REUSE_SOCKET);
+    sendpackets::send_with(&sender, &[Element::memory("bye")], &opts).unwrap();
+    assert_eq!(receiver.bytes(), b"bye");
+    let err = sendpackets::send(&sender, &[]).unwrap_err();
+    assert_eq!(err.kind(), sendpackets::ErrorKind::NotConnected);
+}
+
+#[test]
+fn send_size_caps_calls_without_changing_bytes() {
+    let files = Files::new();
+    let f = files.make("f.bin", 300_000, 5);
+    let list = [Element::memory("abc"), Element::file(&f, ..), Element::memory(vec![7u8; 5000])];
+    let expected = util::model(&list).unwrap();
+    for engine in util::ENGINES {
+        let opts = SendOptions::new().engine(engine).send_size(4096);
+        let (result, got) = util::roundtrip_with(Kind::Unix, &list, &opts);
+        let report = result.unwrap();
+        assert!(got == expected, "{engine:?}");
+        let calls = report.calls.gather_writes + report.calls.sendfile;
+        assert!(calls >= expected.len() as u64 / 4096, "{engine:?}: {calls} calls");
+    }
+}
+
+#[test]
+fn nonblocking_socket_waits_for_room() {
+    let files = Files::new();
+    let f = files.make("big.bin", 8 << 20, 6);
+    let (a, b) = UnixStream::pair().unwrap();
+    a.set_nonblocking(true).unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut b = b;
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut v = Vec::new();
+        b.read_to_end(&mut v).map(|_| v)
+    });
+    let list = [Element::memory("x"), Element::file(&f, ..), Element::memory(vec![1u8; 1 << 20])];
+    let report = sendpackets::send(&a, &list).unwrap();
+    drop(a);
+    let got = reader.join().unwrap().unwrap();
+    assert!(got == util::model(&list).unwrap());
+    assert!(report.calls.waits > 0, "the socket filled up at least once");
+}
+
+#[test]
+fn tcp_corks_around_large_files_and_uncorks_at_the_end() {
+    let files = Files::new();
+    let f = files.make("big.bin", 1 << 20, 8);
+    let (sender, receiver) = util::stream_pair(Kind::Tcp4);
+    let list = [Element::memory("H"), Element::file(&f, ..), Element::memory("T")];
+    let report = sendpackets::send(&sender, &list).unwrap();
+    assert!(report.calls.sendfile > 0);
+    assert!(report.calls.cork_toggles >= 2 && report.calls.cork_toggles % 2 == 0);
+    let util::Sender::Tcp(tcp) = &sender else { unreachable!() };
+    let corked = rustix_cork(tcp);
+    assert!(!corked, "the socket is left uncorked");
+    drop(sender);
+    assert!(receiver.bytes() == util::model(&list).unwrap());
+}
+
+fn rustix_cork(s: &std::net::TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are valid for writes and describe an int-sized buffer.
+    let r = unsafe {
+        libc::getsockopt(s.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_CORK, (&raw mut v).cast(), &mut len)
+    };
+    assert_eq!(r, 0);
+    v != 0
+}
