@@ -1,0 +1,113 @@
+//! Bounded resources. One test function on purpose: it counts this process's descriptors and
+//! lowers its descriptor limit, which no other test may do at the same time.
+
+mod util;
+
+use sendpackets::{Element, Engine, ErrorKind, SendOptions};
+use util::{Files, Kind};
+
+#[test]
+fn no_descriptor_leaks_and_many_files_under_a_low_limit() {
+    no_descriptor_leaks();
+    many_distinct_files_under_rlimit_nofile_256();
+}
+
+fn no_descriptor_leaks() {
+    let files = Files::new();
+    let ok = files.make("ok.bin", 300_000, 1);
+    let shrinking = files.make("s.bin", 8 << 20, 2);
+    let cases: Vec<Vec<Element>> = vec![
+        vec![Element::file(&ok, ..), Element::file(files.path("missing"), ..)],
+        vec![Element::file(&ok, ..), Element::file(files.path("no/dir"), ..)],
+        vec![Element::file(&ok, ..), Element::file(&ok, 0..400_000)],
+        vec![Element::file(&ok, ..), Element::file("", ..)],
+        vec![Element::file(&ok, ..), Element::file(files.dir.path(), ..)],
+        vec![Element::file(&ok, ..), Element::memory("x")],
+    ];
+    // Warm up (lazy statics, thread-locals) before counting.
+    let _ = util::roundtrip(Kind::Unix, Engine::Auto, &cases[5]);
+    let before = util::open_fds();
+    for engine in util::ENGINES {
+        for list in &cases {
+            let _ = util::roundtrip(Kind::Unix, engine, list);
+        }
+        // A failure mid-send (the file shrinks) closes the file too.
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let path = shrinking.clone();
+        let t = std::thread::spawn(move || {
+            use std::io::Read;
+            let mut b = b;
+            let mut buf = vec![0u8; 1 << 20];
+            b.read_exact(&mut buf).unwrap();
+            std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(1).unwrap();
+            let _ = std::io::copy(&mut b, &mut std::io::sink());
+        });
+        let err = sendpackets::send_with(&a, &[Element::file(&shrinking, ..)], &SendOptions::new().engine(engine))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::FileTruncated);
+        drop(a);
+        t.join().unwrap();
+        std::fs::write(&shrinking, util::pattern(8 << 20, 2)).unwrap();
+    }
+    assert_eq!(util::open_fds(), before, "every descriptor the sends opened was closed");
+}
+
+fn many_distinct_files_under_rlimit_nofile_256() {
+    let files = Files::new();
+    let paths: Vec<_> = (0..5000)
+        .map(|i| files.make(&format!("f{i:04}.txt"), 10 + i % 50, (i % 251) as u8))
+        .collect();
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `lim` is valid for writes.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    let low = libc::rlimit { rlim_cur: 256, rlim_max: lim.rlim_max };
+    // SAFETY: `low` is a valid rlimit.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &low) }, 0);
+    let list: Vec<Element> = paths
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| [Element::memory(format!("#{i}:")), Element::file(p, ..)])
+        .collect();
+    let expected = util::model(&list).unwrap();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for engine in util::ENGINES {
+            let (r, got) = util::roundtrip(Kind::Unix, engine, &list);
+            let report = r.unwrap_or_else(|e| panic!("{engine:?}: {e}"));
+            assert_eq!(report.bytes_sent, expected.len() as u64);
+            assert!(got == expected, "{engine:?}");
+        }
+        // A file removed between the checks and its use: a clean error naming it. The receiver
+        // waits before reading, so the send is blocked on the first 4 MiB while the file goes.
+        let (sender, handle) = util::stream_pair_with(Kind::Unix, |mut end| {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let mut got = Vec::new();
+            std::io::Read::read_to_end(&mut end, &mut got)?;
+            Ok(got)
+        });
+        let victim = paths[4000].clone();
+        let mut list = list.clone();
+        list.insert(0, Element::memory(vec![0u8; 4 << 20]));
+        let remover = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            std::fs::remove_file(victim).unwrap();
+        });
+        let err = sendpackets::send(&sender, &list).unwrap_err();
+        drop(sender);
+        remover.join().unwrap();
+        let got = handle.join().unwrap().unwrap();
+        assert_eq!(err.kind(), ErrorKind::FileChanged, "{err}");
+        assert_eq!(err.element(), Some(1 + 2 * 4000 + 1));
+        assert_eq!(err.path(), Some(paths[4000].as_path()));
+        assert_eq!(err.progress().bytes_sent, got.len() as u64);
+        // Whole elements before the victim went out (its header may wait in the same gather).
+        let done = err.progress().elements_completed;
+        assert!((8001..=8002).contains(&done), "{done}");
+        assert_eq!(err.progress().offset_in_element, 0);
+        assert!(got[..] == util::model(&list[..done]).unwrap()[..]);
+    }));
+    // SAFETY: `lim` is the limit read above.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}
