@@ -294,4 +294,73 @@ mod tests {
         assert_eq!(advance(&segs, START, 5), Cursor { seg: 2, off: 2 });
         assert_eq!(advance(&segs, START, 7), Cursor { seg: 3, off: 0 });
     }
+
+    fn arb_seg() -> impl proptest::strategy::Strategy<Value = PlanSeg> {
+        use proptest::prelude::*;
+        (0u64..5000, 0u8..3, any::<bool>(), any::<bool>()).prop_map(|(len, k, zc, eop)| PlanSeg {
+            len: if k == 2 { len * 100 } else { len },
+            kind: if k == 0 {
+                SegKind::Memory
+            } else {
+                SegKind::File { zero_copy: zc }
+            },
+            end_of_packet: eop,
+        })
+    }
+
+    proptest::proptest! {
+        /// Following the batches from the start covers every byte exactly once, in order, each
+        /// batch within the limits, in a bounded number of steps.
+        #[test]
+        fn batches_cover_every_byte_once(
+            segs in proptest::collection::vec(arb_seg(), 0..60),
+            threshold in proptest::prop_oneof![proptest::strategy::Just(0u64), 1u64..200_000, proptest::strategy::Just(u64::MAX)],
+            scratch in 1usize..100_000,
+            max_iov in 1usize..8,
+            max_call in 1u64..300_000,
+            datagram: bool,
+            stop_at_eop: bool,
+        ) {
+            let lim = Limits { copy_threshold: threshold, scratch_cap: scratch, max_iov, max_call, datagram, stop_at_eop };
+            let total: u64 = segs.iter().map(|s| s.len).sum();
+            let mut at = START;
+            let mut sent = 0u64;
+            let mut steps = 0u64;
+            while let Some(b) = next_batch(&segs, at, &lim) {
+                steps += 1;
+                proptest::prop_assert!(steps <= total + segs.len() as u64 + 1, "no progress");
+                match b {
+                    Batch::Sendfile { seg, offset, len } => {
+                        proptest::prop_assert_eq!(Cursor { seg, off: offset }, at);
+                        proptest::prop_assert!(len > 0 && len <= max_call);
+                        proptest::prop_assert!(uses_sendfile(&segs[seg], &lim));
+                        proptest::prop_assert!(offset + len <= segs[seg].len);
+                        at = advance(&segs, at, len);
+                        sent += len;
+                    }
+                    Batch::Gather { start, end, bytes, copied, coalesce } => {
+                        proptest::prop_assert_eq!(start, at);
+                        proptest::prop_assert!(end > start);
+                        proptest::prop_assert!(advance(&segs, start, bytes) <= end);
+                        if !datagram {
+                            proptest::prop_assert!(bytes <= max_call);
+                            proptest::prop_assert!(copied <= scratch as u64);
+                            proptest::prop_assert!(!coalesce);
+                        } else {
+                            // A datagram ends at an end-of-packet segment or at the end.
+                            let last = &segs[end.seg - 1];
+                            proptest::prop_assert!(end.off == 0 && (last.end_of_packet || end.seg == segs.len()));
+                        }
+                        for s in &segs[start.seg..end.seg.min(segs.len())] {
+                            proptest::prop_assert!(!uses_sendfile(s, &lim) || s.len == 0);
+                        }
+                        at = end;
+                        sent += bytes;
+                    }
+                }
+            }
+            proptest::prop_assert_eq!(sent, total);
+            proptest::prop_assert_eq!(at.seg, segs.len());
+        }
+    }
 }

@@ -1,0 +1,220 @@
+//! The command line, as clap sees it.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::target::Endpoint;
+
+const SEND_HELP: &str = "\
+ELEMENT syntax (sent in the order given, numbered from 1 in messages):
+  PATH                 the whole file
+  PATH@OFFSET          the file from byte OFFSET to its end
+  PATH@OFFSET+COUNT    COUNT bytes of the file from byte OFFSET
+  'logs/*.log'         a path with * ? or [ is a glob: every matching regular file, in sorted
+                       order (a range after it applies to each); no match is an error
+  file:PATH[@RANGE]    a path taken literally: never a glob or a keyword (file:eop, file:-)
+  text:TEXT            literal text; escapes \\r \\n \\t \\0 \\\\ \\xNN
+  hex:HEX              bytes in hex (spaces, _ and : between digits are ignored)
+  -                    standard input, read into memory first (at most once)
+  eop                  end of packet: marks the element before it. On udp:// and unixgram://
+                       the elements up to each eop form one datagram; on streams it only
+                       pushes. An eop with nothing before it sends an empty datagram.
+Numbers take the suffixes K, M, G (powers of 1024). The last @ followed by a digit starts a
+range; to send a file named like 'a@1', write 'a@1@0'.
+
+Examples:
+  sendpackets send localhost:8080 'text:HTTP/1.1 200 OK\\r\\nContent-Length: 11\\r\\n\\r\\n' index.html
+  sendpackets send tcp://127.0.0.1:9000 movie.mp4@1M+64K --disconnect
+  sendpackets send udp://127.0.0.1:5000 hex:01 data.bin@0+1200 eop hex:02 data.bin@1200+1200 eop
+  sendpackets send unix:///run/app.sock 'logs/*.log'
+  printf 'hi' | sendpackets send 127.0.0.1:9000 text:head: - --json";
+
+const RECV_HELP: &str = "\
+LISTEN is tcp://HOST:PORT (or HOST:PORT), udp://HOST:PORT, unix:///PATH or unixgram:///PATH.
+Without a host it listens on 127.0.0.1 only (9000, :9000, udp://9000); port 0 picks a free port.
+The address actually listened on is printed on stderr as 'listening on ADDRESS'.
+A stream receive ends when the peer closes; a datagram receive ends after --datagrams N, or
+when no datagram came for --idle-timeout seconds.
+
+Examples:
+  sendpackets recv 9000 --out copy.bin       then, in another terminal:
+  sendpackets send 127.0.0.1:9000 original.bin
+  sha256sum original.bin                      and compare with the sha256 recv printed";
+
+const DEMO_HELP: &str = "\
+Builds its own data in a temporary directory (removed on exit), starts loopback receivers,
+sends HTTP-like responses, one bulk file and a UDP datagram burst, checks every received byte
+with SHA-256 against digests computed from the generated data, and prints a table with the
+same bulk transfer done by a plain read/write loop for comparison.";
+
+/// Send files and buffers over a socket as fast as the kernel allows.
+#[derive(Debug, Parser)]
+#[command(name = "sendpackets", version, after_help = crate::exit::HELP)]
+pub(crate) struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Send an ordered list of file ranges and buffers to TARGET.
+    #[command(after_help = format!("{SEND_HELP}\n\n{}", crate::exit::HELP))]
+    Send(SendArgs),
+    /// Receive one connection (or datagrams) and print bytes, datagrams and SHA-256.
+    #[command(after_help = format!("{RECV_HELP}\n\n{}", crate::exit::HELP))]
+    Recv(RecvArgs),
+    /// Run a self-contained, self-checking demonstration on loopback.
+    #[command(after_help = format!("{DEMO_HELP}\n\n{}", crate::exit::HELP))]
+    Demo(DemoArgs),
+}
+
+/// Output options every subcommand has.
+#[derive(Debug, Args, Clone, Copy)]
+pub(crate) struct OutputArgs {
+    /// Print the result or the error as one JSON object on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// No progress display and no summary on stderr (errors are still printed).
+    #[arg(long, short)]
+    pub(crate) quiet: bool,
+}
+
+/// Which kernel paths the send may use.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum EngineArg {
+    /// sendfile for large file ranges, coalesced vectored writes for the rest, corking on TCP.
+    Auto,
+    /// Every file range with sendfile.
+    ZeroCopy,
+    /// Only portable calls: pread and sendmsg.
+    Portable,
+}
+
+/// `sendpackets send`.
+#[derive(Debug, Args)]
+pub(crate) struct SendArgs {
+    /// Where to send: HOST:PORT, tcp://HOST:PORT, udp://HOST:PORT, unix:///PATH,
+    /// unixgram:///PATH.
+    #[arg(value_name = "TARGET")]
+    pub(crate) target: Endpoint,
+    /// What to send, in order (see ELEMENT syntax below).
+    #[arg(value_name = "ELEMENT", required = true, allow_hyphen_values = true)]
+    pub(crate) elements: Vec<OsString>,
+    /// Most bytes handed to the kernel per call (K, M, G suffixes); default: the library's.
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub(crate) send_size: Option<u64>,
+    /// Shut the connection down after the last byte (the peer sees end of stream).
+    #[arg(long)]
+    pub(crate) disconnect: bool,
+    /// Which kernel paths to use.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub(crate) engine: EngineArg,
+    /// Give up connecting after this many seconds.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    pub(crate) connect_timeout: Duration,
+    /// Fail when the socket accepts nothing for this many seconds (SO_SNDTIMEO).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub(crate) send_timeout: Option<Duration>,
+    /// Output options.
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
+}
+
+/// `sendpackets recv`.
+#[derive(Debug, Args)]
+pub(crate) struct RecvArgs {
+    /// Where to listen (loopback unless a host is given).
+    #[arg(value_name = "LISTEN")]
+    pub(crate) listen: Endpoint,
+    /// Write what arrives to FILE ('-' for stdout); without it the bytes are only counted.
+    #[arg(long, short, value_name = "FILE")]
+    pub(crate) out: Option<PathBuf>,
+    /// Overwrite --out if it exists.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Datagrams: stop when none came for this long (default 2). Streams: fail when no byte
+    /// came for this long (default: wait).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub(crate) idle_timeout: Option<Duration>,
+    /// Give up when no connection (or first datagram) came within this long (default: wait).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub(crate) wait: Option<Duration>,
+    /// Datagrams: stop after N datagrams.
+    #[arg(long, value_name = "N")]
+    pub(crate) datagrams: Option<u64>,
+    /// Output options.
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
+}
+
+/// `sendpackets demo`.
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Size of the generated bulk file, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub(crate) size: u64,
+    /// Output options.
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    crate::spec::parse_size(s)
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !(secs > 0.0 && secs <= 86_400.0 * 365.0) {
+        return Err(format!("'{s}' must be a positive number of seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn send_parses() {
+        let cli = Cli::try_parse_from([
+            "sendpackets",
+            "send",
+            "udp://127.0.0.1:9",
+            "-",
+            "text:x",
+            "eop",
+            "--send-size",
+            "64K",
+            "--engine",
+            "zero-copy",
+        ])
+        .unwrap();
+        let Command::Send(a) = cli.command else {
+            panic!()
+        };
+        assert_eq!(a.elements.len(), 3);
+        assert_eq!(a.send_size, Some(65536));
+        assert!(matches!(a.engine, EngineArg::ZeroCopy));
+    }
+
+    #[test]
+    fn secs() {
+        assert_eq!(parse_secs("0.5").unwrap(), Duration::from_millis(500));
+        assert!(parse_secs("0").is_err());
+        assert!(parse_secs("nan").is_err());
+    }
+}
