@@ -44,7 +44,12 @@ pub(crate) fn check_sizes(res: &Resolved, max: u64) -> Result<(), SendError> {
         if size > max {
             return Err(SendError::new(ErrorKind::MessageTooLarge)
                 .element_index(seg.element)
-                .with_detail(too_large(first.unwrap_or(seg.element), seg.element, size, max))
+                .with_detail(too_large(
+                    first.unwrap_or(seg.element),
+                    seg.element,
+                    size,
+                    max,
+                ))
                 .with_source(io::Error::from_raw_os_error(libc::EMSGSIZE)));
         }
         if seg.end_of_packet {

@@ -321,7 +321,8 @@ mod tests {
     fn range_spellings() {
         assert_eq!(FileRange::from(..), FileRange::WHOLE);
         assert_eq!(FileRange::from(3..=4), FileRange::new(3, Some(2)));
-        assert_eq!(FileRange::from(7..3), FileRange::new(7, Some(0)));
+        let (lo, hi) = (7, 3);
+        assert_eq!(FileRange::from(lo..hi), FileRange::new(7, Some(0)));
         assert_eq!(FileRange::from_offset_count(0, 0), FileRange::WHOLE);
     }
 

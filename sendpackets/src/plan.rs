@@ -220,7 +220,14 @@ mod tests {
         let segs = [mem(200), file(1 << 20), mem(50)];
         let lim = limits();
         let b = next_batch(&segs, START, &lim).unwrap();
-        assert!(matches!(b, Batch::Gather { end: Cursor { seg: 1, off: 0 }, bytes: 200, .. }));
+        assert!(matches!(
+            b,
+            Batch::Gather {
+                end: Cursor { seg: 1, off: 0 },
+                bytes: 200,
+                ..
+            }
+        ));
         let b = next_batch(&segs, Cursor { seg: 1, off: 0 }, &lim).unwrap();
         assert_eq!(
             b,
@@ -240,7 +247,14 @@ mod tests {
             ..limits()
         };
         let b = next_batch(&segs, START, &lim).unwrap();
-        assert!(matches!(b, Batch::Gather { end: Cursor { seg: 0, off: 30 }, bytes: 30, .. }));
+        assert!(matches!(
+            b,
+            Batch::Gather {
+                end: Cursor { seg: 0, off: 30 },
+                bytes: 30,
+                ..
+            }
+        ));
         let b = next_batch(&segs, Cursor { seg: 1, off: 5 }, &lim).unwrap();
         assert_eq!(
             b,
@@ -271,9 +285,23 @@ mod tests {
             ..limits()
         };
         let b = next_batch(&segs, START, &lim).unwrap();
-        assert!(matches!(b, Batch::Gather { end: Cursor { seg: 3, off: 0 }, bytes: 100_020, .. }));
+        assert!(matches!(
+            b,
+            Batch::Gather {
+                end: Cursor { seg: 3, off: 0 },
+                bytes: 100_020,
+                ..
+            }
+        ));
         let b = next_batch(&segs, Cursor { seg: 3, off: 0 }, &lim).unwrap();
-        assert!(matches!(b, Batch::Gather { end: Cursor { seg: 4, off: 0 }, bytes: 5, .. }));
+        assert!(matches!(
+            b,
+            Batch::Gather {
+                end: Cursor { seg: 4, off: 0 },
+                bytes: 5,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -284,7 +312,14 @@ mod tests {
             ..limits()
         };
         let b = next_batch(&segs, START, &lim).unwrap();
-        assert!(matches!(b, Batch::Gather { end: Cursor { seg: 2, off: 500 }, copied: 2500, .. }));
+        assert!(matches!(
+            b,
+            Batch::Gather {
+                end: Cursor { seg: 2, off: 500 },
+                copied: 2500,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -123,7 +123,11 @@ fn check_stat(stat: &FileStat, element: usize, path: Option<&Path>) -> Result<()
 }
 
 /// Reads a whole pseudo file (whose `st_size` is made up) into memory.
-fn read_pseudo(fd: BorrowedFd<'_>, element: usize, path: Option<&Path>) -> Result<Bytes, SendError> {
+fn read_pseudo(
+    fd: BorrowedFd<'_>,
+    element: usize,
+    path: Option<&Path>,
+) -> Result<Bytes, SendError> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut len = 0;
     loop {

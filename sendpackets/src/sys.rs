@@ -47,7 +47,9 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
 
 /// `getpeername(2)`: `Err(ENOTCONN)` when the socket has no peer or default remote.
 pub(crate) fn getpeername(sock: impl AsFd) -> io::Result<()> {
-    rustix::net::getpeername(sock).map(drop).map_err(from_rustix)
+    rustix::net::getpeername(sock)
+        .map(drop)
+        .map_err(from_rustix)
 }
 
 /// `getsockopt(SO_TYPE, SO_DOMAIN, SO_PROTOCOL)` and `fcntl(F_GETFL)`.
@@ -222,7 +224,7 @@ pub(crate) fn readable(file: BorrowedFd<'_>) -> io::Result<bool> {
 #[cfg(target_os = "linux")]
 pub(crate) fn on_pseudo_fs(file: BorrowedFd<'_>) -> io::Result<bool> {
     const PSEUDO: [i64; 7] = [
-        0x9fa0,     // procfs
+        0x9fa0,      // procfs
         0x6265_6572, // sysfs
         0x6462_6720, // debugfs
         0x7472_6163, // tracefs

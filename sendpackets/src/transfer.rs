@@ -18,8 +18,12 @@ use crate::tuning;
 /// The kernel calls the executor makes. The real one is [`SysKernel`]; tests wrap it to inject
 /// short writes, `EINTR`, `EAGAIN` and errors.
 pub(crate) trait Kernel {
-    fn sendmsg(&mut self, sock: BorrowedFd<'_>, bufs: &[IoSlice<'_>], more: bool)
-    -> io::Result<usize>;
+    fn sendmsg(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        bufs: &[IoSlice<'_>],
+        more: bool,
+    ) -> io::Result<usize>;
     fn sendfile(
         &mut self,
         sock: BorrowedFd<'_>,
@@ -134,9 +138,9 @@ impl Transfer {
             Engine::ZeroCopy => 0,
             Engine::Auto => tuning::COPY_THRESHOLD,
         };
-        let max_call = options
-            .send_size
-            .map_or(tuning::MAX_SENDFILE, |n| (n.get() as u64).min(tuning::MAX_SENDFILE));
+        let max_call = options.send_size.map_or(tuning::MAX_SENDFILE, |n| {
+            (n.get() as u64).min(tuning::MAX_SENDFILE)
+        });
         let plan: Vec<PlanSeg> = res
             .segments
             .iter()
@@ -187,8 +191,7 @@ impl Transfer {
 
     /// How far the send got.
     pub(crate) fn progress(&self) -> Progress {
-        let (elements_completed, offset_in_element) = match self.res.segments.get(self.cursor.seg)
-        {
+        let (elements_completed, offset_in_element) = match self.res.segments.get(self.cursor.seg) {
             Some(s) => (s.element, self.cursor.off),
             None => (self.res.element_count, 0),
         };
@@ -215,11 +218,7 @@ impl Transfer {
     }
 
     /// Makes the next call. See [`Step`] and [`Stop`].
-    pub(crate) fn step(
-        &mut self,
-        k: &mut impl Kernel,
-        sock: BorrowedFd<'_>,
-    ) -> Result<Step, Stop> {
+    pub(crate) fn step(&mut self, k: &mut impl Kernel, sock: BorrowedFd<'_>) -> Result<Step, Stop> {
         let r = self.step_inner(k, sock);
         match r {
             Ok(Step::Done) | Err(Stop::Failed(_)) => self.uncork(k, sock),
@@ -340,7 +339,11 @@ impl Transfer {
         let mut done = 0;
         while done < len {
             let fd = self.res.files[slot].borrow_fd().expect("file opened above");
-            let r = k.pread(fd, &mut self.scratch[dst + done..dst + len], offset + done as u64);
+            let r = k.pread(
+                fd,
+                &mut self.scratch[dst + done..dst + len],
+                offset + done as u64,
+            );
             self.calls.file_reads += 1;
             match r {
                 Ok(0) => return Err(self.fail(ErrorKind::FileTruncated, Some(seg), None)),
@@ -540,7 +543,8 @@ impl Transfer {
                 return Err(self.fail(kind, Some(seg), Some(e)));
             }
         };
-        let now = sys::fstat(fd.as_fd()).map_err(|e| self.fail(ErrorKind::FileOpen, Some(seg), Some(e)))?;
+        let now = sys::fstat(fd.as_fd())
+            .map_err(|e| self.fail(ErrorKind::FileOpen, Some(seg), Some(e)))?;
         let f = &self.res.files[slot];
         if (now.dev, now.ino) != (f.stat.dev, f.stat.ino) {
             return Err(self.fail(ErrorKind::FileChanged, Some(seg), None));

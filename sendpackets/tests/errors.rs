@@ -29,35 +29,57 @@ fn missing_file() {
     let files = Files::new();
     let ok = files.make("ok.bin", 10, 1);
     let missing = files.path("missing.bin");
-    let list = [Element::memory("header"), Element::file(&ok, ..), Element::file(&missing, ..)];
+    let list = [
+        Element::memory("header"),
+        Element::file(&ok, ..),
+        Element::file(&missing, ..),
+    ];
     assert_rejected(&list, ErrorKind::FileNotFound, 2);
     let (result, _) = util::roundtrip(Kind::Unix, Engine::Auto, &list);
     let err = result.unwrap_err();
     assert_eq!(err.path(), Some(missing.as_path()));
     assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
     let text = err.to_string();
-    assert!(text.starts_with("element 2 (") && text.contains("no such file"), "{text}");
+    assert!(
+        text.starts_with("element 2 (") && text.contains("no such file"),
+        "{text}"
+    );
 }
 
 #[test]
 fn missing_directory() {
     let files = Files::new();
-    let list = [Element::memory("h"), Element::file(files.path("nodir/file.bin"), ..)];
+    let list = [
+        Element::memory("h"),
+        Element::file(files.path("nodir/file.bin"), ..),
+    ];
     assert_rejected(&list, ErrorKind::DirectoryNotFound, 1);
     // A file used as a directory is a missing directory too.
     let f = files.make("plain", 3, 1);
-    assert_rejected(&[Element::file(f.join("x"), ..)], ErrorKind::DirectoryNotFound, 0);
+    assert_rejected(
+        &[Element::file(f.join("x"), ..)],
+        ErrorKind::DirectoryNotFound,
+        0,
+    );
 }
 
 #[test]
 fn empty_path() {
-    assert_rejected(&[Element::memory("h"), Element::file("", ..)], ErrorKind::EmptyPath, 1);
+    assert_rejected(
+        &[Element::memory("h"), Element::file("", ..)],
+        ErrorKind::EmptyPath,
+        1,
+    );
 }
 
 #[test]
 fn directory_as_file() {
     let files = Files::new();
-    assert_rejected(&[Element::file(files.dir.path(), ..)], ErrorKind::IsADirectory, 0);
+    assert_rejected(
+        &[Element::file(files.dir.path(), ..)],
+        ErrorKind::IsADirectory,
+        0,
+    );
 }
 
 #[test]
@@ -66,7 +88,10 @@ fn offset_past_end() {
     let f = files.make("f.bin", 1024, 1);
     let list = [Element::memory("h"), Element::file(&f, 11000..)];
     assert_rejected(&list, ErrorKind::RangeOutOfBounds, 1);
-    let list = [Element::file(&f, sendpackets::FileRange::from_offset_count(11000, 5))];
+    let list = [Element::file(
+        &f,
+        sendpackets::FileRange::from_offset_count(11000, 5),
+    )];
     assert_rejected(&list, ErrorKind::RangeOutOfBounds, 0);
 }
 
@@ -74,7 +99,10 @@ fn offset_past_end() {
 fn range_past_end() {
     let files = Files::new();
     let f = files.make("f.bin", 1024, 1);
-    let list = [Element::file(&f, 0..10), Element::file(&f, sendpackets::FileRange::from_offset_count(5, 10000))];
+    let list = [
+        Element::file(&f, 0..10),
+        Element::file(&f, sendpackets::FileRange::from_offset_count(5, 10000)),
+    ];
     assert_rejected(&list, ErrorKind::RangeOutOfBounds, 1);
     let (result, _) = util::roundtrip(Kind::Unix, Engine::Auto, &list);
     assert_eq!(result.unwrap_err().raw_os_error(), Some(libc::EINVAL));
@@ -93,7 +121,12 @@ fn fifo_is_not_a_regular_file() {
 #[test]
 fn write_only_handle_is_refused() {
     let files = Files::new();
-    let f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(files.path("w")).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(files.path("w"))
+        .unwrap();
     assert_rejected(&[Element::handle(f, ..)], ErrorKind::PermissionDenied, 0);
 }
 
@@ -127,7 +160,11 @@ fn peer_shutdown_mid_send_reports_exactly_what_arrived() {
     // in that queue, so progress equals what the receiver got.
     let files = Files::new();
     let f = files.make("f.bin", 16 << 20, 2);
-    let list = [Element::memory(vec![9u8; 100_000]), Element::file(&f, ..), Element::memory("end")];
+    let list = [
+        Element::memory(vec![9u8; 100_000]),
+        Element::file(&f, ..),
+        Element::memory("end"),
+    ];
     for engine in util::ENGINES {
         let (a, b) = UnixStream::pair().unwrap();
         b.set_read_timeout(Some(util::PATIENCE)).unwrap();
@@ -139,7 +176,8 @@ fn peer_shutdown_mid_send_reports_exactly_what_arrived() {
             b.read_to_end(&mut got)?;
             Ok::<_, std::io::Error>(got)
         });
-        let err = sendpackets::send_with(&a, &list, &SendOptions::new().engine(engine)).unwrap_err();
+        let err =
+            sendpackets::send_with(&a, &list, &SendOptions::new().engine(engine)).unwrap_err();
         drop(a);
         let got = reader.join().unwrap().unwrap();
         assert_eq!(err.kind(), ErrorKind::Socket, "{engine:?}: {err}");
@@ -173,10 +211,14 @@ fn peer_reset_mid_send_over_tcp() {
             let mut got = vec![0u8; 256 * 1024];
             server.read_exact(&mut got).map(|_| got) // then dropped: unread data → RST
         });
-        let err = sendpackets::send_with(&client, &list, &SendOptions::new().engine(engine)).unwrap_err();
+        let err =
+            sendpackets::send_with(&client, &list, &SendOptions::new().engine(engine)).unwrap_err();
         let got = reader.join().unwrap().unwrap();
         assert_eq!(err.kind(), ErrorKind::Socket, "{engine:?}: {err}");
-        assert!(matches!(err.raw_os_error(), Some(libc::ECONNRESET | libc::EPIPE)), "{err}");
+        assert!(
+            matches!(err.raw_os_error(), Some(libc::ECONNRESET | libc::EPIPE)),
+            "{err}"
+        );
         assert!(err.progress().bytes_sent >= got.len() as u64);
         assert!(got[..] == util::model(&list).unwrap()[..got.len()]);
     }
@@ -187,13 +229,20 @@ fn file_truncated_during_send_is_an_error_not_a_hang() {
     let files = Files::new();
     for engine in util::ENGINES {
         let path = files.make("shrinking.bin", 64 << 20, 4);
-        let list = vec![Element::memory("head"), Element::file(&path, ..), Element::memory("tail")];
+        let list = vec![
+            Element::memory("head"),
+            Element::file(&path, ..),
+            Element::memory("tail"),
+        ];
         let truncate_to = 16u64 << 20;
         let p2 = path.clone();
         let (sender, handle) = util::stream_pair_with(Kind::Tcp4, move |mut end| {
             let mut got = vec![0u8; 1 << 20];
             end.read_exact(&mut got)?;
-            std::fs::OpenOptions::new().write(true).open(&p2)?.set_len(truncate_to)?;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&p2)?
+                .set_len(truncate_to)?;
             end.read_to_end(&mut got)?;
             Ok(got)
         });

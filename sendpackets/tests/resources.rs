@@ -17,8 +17,14 @@ fn no_descriptor_leaks() {
     let ok = files.make("ok.bin", 300_000, 1);
     let shrinking = files.make("s.bin", 8 << 20, 2);
     let cases: Vec<Vec<Element>> = vec![
-        vec![Element::file(&ok, ..), Element::file(files.path("missing"), ..)],
-        vec![Element::file(&ok, ..), Element::file(files.path("no/dir"), ..)],
+        vec![
+            Element::file(&ok, ..),
+            Element::file(files.path("missing"), ..),
+        ],
+        vec![
+            Element::file(&ok, ..),
+            Element::file(files.path("no/dir"), ..),
+        ],
         vec![Element::file(&ok, ..), Element::file(&ok, 0..400_000)],
         vec![Element::file(&ok, ..), Element::file("", ..)],
         vec![Element::file(&ok, ..), Element::file(files.dir.path(), ..)],
@@ -39,17 +45,30 @@ fn no_descriptor_leaks() {
             let mut b = b;
             let mut buf = vec![0u8; 1 << 20];
             b.read_exact(&mut buf).unwrap();
-            std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(1).unwrap();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_len(1)
+                .unwrap();
             let _ = std::io::copy(&mut b, &mut std::io::sink());
         });
-        let err = sendpackets::send_with(&a, &[Element::file(&shrinking, ..)], &SendOptions::new().engine(engine))
-            .unwrap_err();
+        let err = sendpackets::send_with(
+            &a,
+            &[Element::file(&shrinking, ..)],
+            &SendOptions::new().engine(engine),
+        )
+        .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::FileTruncated);
         drop(a);
         t.join().unwrap();
         std::fs::write(&shrinking, util::pattern(8 << 20, 2)).unwrap();
     }
-    assert_eq!(util::open_fds(), before, "every descriptor the sends opened was closed");
+    assert_eq!(
+        util::open_fds(),
+        before,
+        "every descriptor the sends opened was closed"
+    );
 }
 
 fn many_distinct_files_under_rlimit_nofile_256() {
@@ -57,10 +76,16 @@ fn many_distinct_files_under_rlimit_nofile_256() {
     let paths: Vec<_> = (0..5000)
         .map(|i| files.make(&format!("f{i:04}.txt"), 10 + i % 50, (i % 251) as u8))
         .collect();
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: `lim` is valid for writes.
     assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
-    let low = libc::rlimit { rlim_cur: 256, rlim_max: lim.rlim_max };
+    let low = libc::rlimit {
+        rlim_cur: 256,
+        rlim_max: lim.rlim_max,
+    };
     // SAFETY: `low` is a valid rlimit.
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &low) }, 0);
     let list: Vec<Element> = paths

@@ -8,7 +8,6 @@ use std::os::unix::net::UnixStream;
 use sendpackets::{Element, Engine, SendOptions, TransmitFlags};
 use util::{Files, Kind, cases};
 
-
 #[test]
 fn every_case_sends_exactly_the_model() {
     let files = Files::new();
@@ -21,14 +20,21 @@ fn every_case_sends_exactly_the_model() {
 #[test]
 fn relative_path_resolves_against_the_working_directory() {
     // The test binary's working directory is the package root.
-    let list = [Element::file("Cargo.toml", ..), Element::file("src/lib.rs", 3..90)];
+    let list = [
+        Element::file("Cargo.toml", ..),
+        Element::file("src/lib.rs", 3..90),
+    ];
     util::assert_sends_exactly(&list);
 }
 
 #[test]
 fn proc_file_is_sent_through_the_copy_path() {
     // procfs reports size 0; the send reads the file once at the start.
-    let (result, got) = util::roundtrip(Kind::Unix, Engine::Auto, &[Element::file("/proc/version", ..)]);
+    let (result, got) = util::roundtrip(
+        Kind::Unix,
+        Engine::Auto,
+        &[Element::file("/proc/version", ..)],
+    );
     let report = result.unwrap();
     let expected = std::fs::read("/proc/version").unwrap();
     assert!(!expected.is_empty());
@@ -38,7 +44,10 @@ fn proc_file_is_sent_through_the_copy_path() {
     let (result, got) = util::roundtrip(
         Kind::Tcp4,
         Engine::ZeroCopy,
-        &[Element::file("/proc/self/status", ..), Element::file("/proc/self/status", 0..5)],
+        &[
+            Element::file("/proc/self/status", ..),
+            Element::file("/proc/self/status", 0..5),
+        ],
     );
     let report = result.unwrap();
     assert_eq!(report.bytes_sent, got.len() as u64);
@@ -90,7 +99,10 @@ fn sparse_3_gib_file_from_offset_past_2_gib() {
         .unwrap();
         drop(sender);
         let raw = handle.join().unwrap().unwrap();
-        let found: Vec<u64> = raw.chunks(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
+        let found: Vec<u64> = raw
+            .chunks(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
         let expected: Vec<u64> = markers
             .iter()
             .enumerate()
@@ -118,7 +130,10 @@ fn disconnect_shuts_the_connection_down() {
         // A later send on the socket fails.
         let err = sendpackets::send(&sender, &[Element::memory("more")]).unwrap_err();
         assert!(
-            matches!(err.kind(), sendpackets::ErrorKind::Socket | sendpackets::ErrorKind::NotConnected),
+            matches!(
+                err.kind(),
+                sendpackets::ErrorKind::Socket | sendpackets::ErrorKind::NotConnected
+            ),
             "{kind:?}: {err}"
         );
     }
@@ -138,7 +153,11 @@ fn reuse_socket_leaves_a_fresh_unconnected_socket() {
 fn send_size_caps_calls_without_changing_bytes() {
     let files = Files::new();
     let f = files.make("f.bin", 300_000, 5);
-    let list = [Element::memory("abc"), Element::file(&f, ..), Element::memory(vec![7u8; 5000])];
+    let list = [
+        Element::memory("abc"),
+        Element::file(&f, ..),
+        Element::memory(vec![7u8; 5000]),
+    ];
     let expected = util::model(&list).unwrap();
     for engine in util::ENGINES {
         let opts = SendOptions::new().engine(engine).send_size(4096);
@@ -146,7 +165,10 @@ fn send_size_caps_calls_without_changing_bytes() {
         let report = result.unwrap();
         assert!(got == expected, "{engine:?}");
         let calls = report.calls.gather_writes + report.calls.sendfile;
-        assert!(calls >= expected.len() as u64 / 4096, "{engine:?}: {calls} calls");
+        assert!(
+            calls >= expected.len() as u64 / 4096,
+            "{engine:?}: {calls} calls"
+        );
     }
 }
 
@@ -163,7 +185,11 @@ fn nonblocking_socket_waits_for_room() {
         let mut v = Vec::new();
         b.read_to_end(&mut v).map(|_| v)
     });
-    let list = [Element::memory("x"), Element::file(&f, ..), Element::memory(vec![1u8; 1 << 20])];
+    let list = [
+        Element::memory("x"),
+        Element::file(&f, ..),
+        Element::memory(vec![1u8; 1 << 20]),
+    ];
     let report = sendpackets::send(&a, &list).unwrap();
     drop(a);
     let got = reader.join().unwrap().unwrap();
@@ -176,11 +202,17 @@ fn tcp_corks_around_large_files_and_uncorks_at_the_end() {
     let files = Files::new();
     let f = files.make("big.bin", 1 << 20, 8);
     let (sender, receiver) = util::stream_pair(Kind::Tcp4);
-    let list = [Element::memory("H"), Element::file(&f, ..), Element::memory("T")];
+    let list = [
+        Element::memory("H"),
+        Element::file(&f, ..),
+        Element::memory("T"),
+    ];
     let report = sendpackets::send(&sender, &list).unwrap();
     assert!(report.calls.sendfile > 0);
     assert!(report.calls.cork_toggles >= 2 && report.calls.cork_toggles % 2 == 0);
-    let util::Sender::Tcp(tcp) = &sender else { unreachable!() };
+    let util::Sender::Tcp(tcp) = &sender else {
+        unreachable!()
+    };
     let corked = rustix_cork(tcp);
     assert!(!corked, "the socket is left uncorked");
     drop(sender);
@@ -193,7 +225,13 @@ fn rustix_cork(s: &std::net::TcpStream) -> bool {
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: `v` and `len` are valid for writes and describe an int-sized buffer.
     let r = unsafe {
-        libc::getsockopt(s.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_CORK, (&raw mut v).cast(), &mut len)
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_CORK,
+            (&raw mut v).cast(),
+            &mut len,
+        )
     };
     assert_eq!(r, 0);
     v != 0

@@ -54,7 +54,11 @@ impl FaultKernel {
             self.injected += 1;
             return Err(io::Error::from_raw_os_error(libc::EINTR));
         }
-        if self.faults.eagain_every.is_some_and(|n| self.sends % n == 0) {
+        if self
+            .faults
+            .eagain_every
+            .is_some_and(|n| self.sends % n == 0)
+        {
             self.injected += 1;
             return Err(io::Error::from_raw_os_error(libc::EAGAIN));
         }
@@ -118,7 +122,10 @@ impl Kernel for FaultKernel {
                 return Err(io::Error::from_raw_os_error(errno));
             }
         }
-        let n = self.faults.short_read.map_or(buf.len(), |cap| buf.len().min(cap));
+        let n = self
+            .faults
+            .short_read
+            .map_or(buf.len(), |cap| buf.len().min(cap));
         SysKernel.pread(file, &mut buf[..n], offset)
     }
 
@@ -329,20 +336,23 @@ fn random_lists_under_random_faults_match_the_model() {
         ..Config::default()
     });
     runner
-        .run(&strategy, |(list, engine, send_size, short, eintr, eagain)| {
-            let expected = model(&list);
-            let mut k = FaultKernel::new(Faults {
-                short,
-                eintr_every: eintr,
-                eagain_every: eagain,
-                ..Default::default()
-            });
-            let opts = SendOptions::new().engine(engine).send_size(send_size);
-            let (r, got) = run(&mut k, &list, &opts);
-            let report = r.map_err(|e| TestCaseError::fail(e.to_string()))?;
-            prop_assert_eq!(report.bytes_sent, expected.len() as u64);
-            prop_assert!(got == expected);
-            Ok(())
-        })
+        .run(
+            &strategy,
+            |(list, engine, send_size, short, eintr, eagain)| {
+                let expected = model(&list);
+                let mut k = FaultKernel::new(Faults {
+                    short,
+                    eintr_every: eintr,
+                    eagain_every: eagain,
+                    ..Default::default()
+                });
+                let opts = SendOptions::new().engine(engine).send_size(send_size);
+                let (r, got) = run(&mut k, &list, &opts);
+                let report = r.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(report.bytes_sent, expected.len() as u64);
+                prop_assert!(got == expected);
+                Ok(())
+            },
+        )
         .unwrap();
 }

@@ -30,7 +30,10 @@ pub fn success_cases(files: &Files) -> Vec<Case> {
         .collect();
     vec![
         case("empty list", vec![]),
-        case("memory only", vec![Element::memory("hello"), Element::memory(" world")]),
+        case(
+            "memory only",
+            vec![Element::memory("hello"), Element::memory(" world")],
+        ),
         case("whole file", vec![Element::file(&small, ..)]),
         case(
             "count-0 file means to the end",

@@ -63,7 +63,10 @@ pub struct Receiver(JoinHandle<io::Result<Vec<u8>>>);
 impl Receiver {
     /// Waits for end of stream and returns every byte received.
     pub fn bytes(self) -> Vec<u8> {
-        self.0.join().expect("receiver thread").expect("receiver read")
+        self.0
+            .join()
+            .expect("receiver thread")
+            .expect("receiver read")
     }
 }
 
@@ -81,17 +84,27 @@ where
 {
     match kind {
         Kind::Tcp4 | Kind::Tcp6 => {
-            let addr = if kind == Kind::Tcp4 { "127.0.0.1:0" } else { "[::1]:0" };
+            let addr = if kind == Kind::Tcp4 {
+                "127.0.0.1:0"
+            } else {
+                "[::1]:0"
+            };
             let listener = TcpListener::bind(addr).expect("bind loopback");
             let client = TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
             let (server, _) = listener.accept().expect("accept");
             server.set_read_timeout(Some(PATIENCE)).unwrap();
-            (Sender::Tcp(client), thread::spawn(move || read(ReceiverEnd::Tcp(server))))
+            (
+                Sender::Tcp(client),
+                thread::spawn(move || read(ReceiverEnd::Tcp(server))),
+            )
         }
         Kind::Unix => {
             let (a, b) = UnixStream::pair().expect("socketpair");
             b.set_read_timeout(Some(PATIENCE)).unwrap();
-            (Sender::Unix(a), thread::spawn(move || read(ReceiverEnd::Unix(b))))
+            (
+                Sender::Unix(a),
+                thread::spawn(move || read(ReceiverEnd::Unix(b))),
+            )
         }
     }
 }
@@ -149,9 +162,16 @@ pub fn assert_sends_exactly(list: &[Element]) {
         for engine in ENGINES {
             let (result, got) = roundtrip(kind, engine, list);
             let report = result.unwrap_or_else(|e| panic!("{kind:?} {engine:?}: {e}"));
-            assert_eq!(report.bytes_sent, expected.len() as u64, "{kind:?} {engine:?}");
+            assert_eq!(
+                report.bytes_sent,
+                expected.len() as u64,
+                "{kind:?} {engine:?}"
+            );
             assert_eq!(report.elements, list.len());
-            assert!(got == expected, "{kind:?} {engine:?}: received bytes differ from the model");
+            assert!(
+                got == expected,
+                "{kind:?} {engine:?}: received bytes differ from the model"
+            );
         }
     }
 }
@@ -213,13 +233,20 @@ impl Files {
 /// `len` bytes that differ with position and seed (no two nearby windows alike).
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
-        .map(|i| (i as u32).wrapping_mul(2_654_435_761).rotate_left(seed as u32 % 31) as u8 ^ seed)
+        .map(|i| {
+            (i as u32)
+                .wrapping_mul(2_654_435_761)
+                .rotate_left(seed as u32 % 31) as u8
+                ^ seed
+        })
         .collect()
 }
 
 /// Number of open descriptors of this process.
 pub fn open_fds() -> usize {
-    fs::read_dir("/proc/self/fd").expect("/proc/self/fd").count()
+    fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .count()
 }
 
 /// Runs `f` on a thread and fails the test if it takes longer than `PATIENCE`.
