@@ -359,6 +359,8 @@ impl Transfer {
         let pending = self.pending.as_ref().expect("a pending gather");
         let mut skip = pending.written;
         let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(pending.parts.len());
+        // Copied parts lie back to back in the scratch buffer: one iovec entry covers a run.
+        let mut run: Option<(usize, usize)> = None;
         for part in &pending.parts {
             let len = part.len as u64;
             if skip >= len {
@@ -367,15 +369,28 @@ impl Transfer {
             }
             let from = skip as usize;
             skip = 0;
-            let slice = match (part.scratch, &self.res.segments[part.seg].source) {
-                (Some(dst), _) => &self.scratch[dst + from..dst + part.len],
+            match (part.scratch, &self.res.segments[part.seg].source) {
+                (Some(dst), _) => match &mut run {
+                    Some((_, end)) if *end == dst + from => *end = dst + part.len,
+                    _ => {
+                        if let Some((a, b)) = run.take() {
+                            iov.push(IoSlice::new(&self.scratch[a..b]));
+                        }
+                        run = Some((dst + from, dst + part.len));
+                    }
+                },
                 (None, Source::Memory(b)) => {
+                    if let Some((a, e)) = run.take() {
+                        iov.push(IoSlice::new(&self.scratch[a..e]));
+                    }
                     let off = part.off as usize;
-                    &b[off + from..off + part.len]
+                    iov.push(IoSlice::new(&b[off + from..off + part.len]));
                 }
                 (None, Source::File { .. }) => unreachable!("file parts are always copied"),
-            };
-            iov.push(IoSlice::new(slice));
+            }
+        }
+        if let Some((a, b)) = run {
+            iov.push(IoSlice::new(&self.scratch[a..b]));
         }
         let r = k.sendmsg(sock, &iov, false);
         drop(iov);

@@ -1,0 +1,231 @@
+//! Datagram sockets: elements up to and including an end-of-packet mark form one datagram.
+//! The receiver checks the exact number of datagrams and each one's bytes.
+
+mod util;
+
+use std::net::UdpSocket;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixDatagram;
+use std::time::Duration;
+
+use sendpackets::{Element, ErrorKind, Payload};
+use util::Files;
+
+#[derive(Clone, Copy, Debug)]
+enum Dgram {
+    Udp4,
+    Udp6,
+    Unix,
+}
+
+const KINDS: [Dgram; 3] = [Dgram::Udp4, Dgram::Udp6, Dgram::Unix];
+
+enum Pair {
+    Udp(UdpSocket, UdpSocket),
+    Unix(UnixDatagram, UnixDatagram),
+}
+
+impl Pair {
+    fn new(kind: Dgram) -> Pair {
+        match kind {
+            Dgram::Udp4 | Dgram::Udp6 => {
+                let addr = if matches!(kind, Dgram::Udp4) {
+                    "127.0.0.1:0"
+                } else {
+                    "[::1]:0"
+                };
+                let rx = UdpSocket::bind(addr).unwrap();
+                let tx = UdpSocket::bind(addr).unwrap();
+                tx.connect(rx.local_addr().unwrap()).unwrap();
+                Pair::Udp(tx, rx)
+            }
+            Dgram::Unix => {
+                let (tx, rx) = UnixDatagram::pair().unwrap();
+                Pair::Unix(tx, rx)
+            }
+        }
+    }
+
+    fn sender(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Pair::Udp(tx, _) => tx.as_fd(),
+            Pair::Unix(tx, _) => tx.as_fd(),
+        }
+    }
+
+    /// Every datagram waiting at the receiver (the sends finished before this is called).
+    fn received(&self) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 1 << 17];
+        for _ in 0..10_000 {
+            let r = match self {
+                Pair::Udp(_, rx) => {
+                    rx.set_read_timeout(Some(Duration::from_millis(100)))
+                        .unwrap();
+                    rx.recv(&mut buf)
+                }
+                Pair::Unix(_, rx) => {
+                    rx.set_read_timeout(Some(Duration::from_millis(100)))
+                        .unwrap();
+                    rx.recv(&mut buf)
+                }
+            };
+            match r {
+                Ok(n) => out.push(buf[..n].to_vec()),
+                Err(_) => break,
+            }
+        }
+        out
+    }
+}
+
+/// What each datagram of `list` must hold.
+fn model_datagrams(list: &[Element]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut cur: Option<Vec<u8>> = None;
+    for e in list {
+        let bytes = util::model(std::slice::from_ref(e)).unwrap();
+        let empty =
+            bytes.is_empty() && matches!(e.payload, Payload::Memory(_) | Payload::Path { .. });
+        if !(empty && !e.end_of_packet) {
+            cur.get_or_insert_with(Vec::new).extend_from_slice(&bytes);
+        }
+        if e.end_of_packet {
+            out.push(cur.take().unwrap_or_default());
+        }
+    }
+    if let Some(c) = cur.filter(|c| !c.is_empty()) {
+        out.push(c);
+    }
+    out
+}
+
+fn assert_datagrams(list: &[Element]) {
+    let expected = model_datagrams(list);
+    for kind in KINDS {
+        let pair = Pair::new(kind);
+        let report =
+            sendpackets::send(pair.sender(), list).unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+        let got = pair.received();
+        assert_eq!(got.len(), expected.len(), "{kind:?}: datagram count");
+        assert!(got == expected, "{kind:?}: datagram contents");
+        assert_eq!(report.datagrams, expected.len() as u64);
+        assert_eq!(
+            report.bytes_sent,
+            expected.iter().map(|d| d.len() as u64).sum::<u64>()
+        );
+    }
+}
+
+#[test]
+fn one_datagram_from_many_elements() {
+    let files = Files::new();
+    let f = files.make("f.bin", 5000, 1);
+    assert_datagrams(&[
+        Element::memory("hdr:"),
+        Element::file(&f, 10..1200),
+        Element::memory(":mid:"),
+        Element::file(&f, 4000..),
+        Element::memory(":end").end_of_packet(),
+    ]);
+}
+
+#[test]
+fn many_datagrams_and_trailing_elements_without_a_marker() {
+    let files = Files::new();
+    let f = files.make("f.bin", 100_000, 2);
+    let mut list: Vec<Element> = (0..50u64)
+        .flat_map(|i| {
+            [
+                Element::memory(format!("#{i}")),
+                Element::file(&f, i * 1000..i * 1000 + 1200).end_of_packet(),
+            ]
+        })
+        .collect();
+    list.push(Element::memory("tail-a"));
+    list.push(Element::file(&f, 0..10));
+    assert_datagrams(&list);
+}
+
+#[test]
+fn datagram_of_only_file_bytes() {
+    let files = Files::new();
+    let f = files.make("f.bin", 60_000, 3);
+    assert_datagrams(&[
+        Element::file(&f, ..).end_of_packet(),
+        Element::file(&f, 100..200),
+    ]);
+}
+
+#[test]
+fn empty_marker_sends_an_empty_datagram() {
+    // Defined behaviour: an end-of-packet mark with no bytes since the previous one sends an
+    // empty datagram; empty elements without a mark send nothing.
+    assert_datagrams(&[
+        Element::memory("a").end_of_packet(),
+        Element::memory("").end_of_packet(),
+        Element::memory("b").end_of_packet(),
+        Element::memory(""),
+    ]);
+}
+
+#[test]
+fn too_large_sends_nothing() {
+    let files = Files::new();
+    let big = files.make("big.bin", 70_000, 4);
+    for (kind, limit) in [(Dgram::Udp4, 65_507u64), (Dgram::Udp6, 65_527)] {
+        // Exactly the limit fits; one byte more does not.
+        let pair = Pair::new(kind);
+        let ok = [
+            Element::memory("x").end_of_packet(),
+            Element::file(&big, 0..limit).end_of_packet(),
+        ];
+        sendpackets::send(pair.sender(), &ok).unwrap();
+        assert_eq!(pair.received().len(), 2);
+        let list = [
+            Element::memory("first").end_of_packet(),
+            Element::memory("h"),
+            Element::file(&big, 0..limit),
+            Element::memory("t").end_of_packet(),
+        ];
+        let err = sendpackets::send(pair.sender(), &list).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::MessageTooLarge, "{kind:?}");
+        assert_eq!(err.element(), Some(2));
+        assert_eq!(err.raw_os_error(), Some(libc::EMSGSIZE));
+        assert!(err.to_string().contains(&limit.to_string()), "{err}");
+        assert_eq!(err.progress().bytes_sent, 0);
+        assert!(
+            pair.received().is_empty(),
+            "{kind:?}: nothing of the operation was sent"
+        );
+    }
+    // Unix datagram: the limit is the send buffer.
+    let pair = Pair::new(Dgram::Unix);
+    let err = sendpackets::send(pair.sender(), &[Element::memory(vec![0u8; 8 << 20])]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::MessageTooLarge);
+    assert!(pair.received().is_empty());
+}
+
+#[test]
+fn not_connected_datagram_sockets() {
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    assert_eq!(
+        sendpackets::send(&udp, &[Element::memory("x")])
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotConnected
+    );
+    let unix = UnixDatagram::unbound().unwrap();
+    assert_eq!(
+        sendpackets::send(&unix, &[]).unwrap_err().kind(),
+        ErrorKind::NotConnected
+    );
+}
+
+#[test]
+fn more_than_iov_max_elements_in_one_datagram() {
+    let list: Vec<Element> = (0..3000)
+        .map(|i| Element::memory(vec![(i % 256) as u8; 3]))
+        .collect();
+    assert_datagrams(&list);
+}
