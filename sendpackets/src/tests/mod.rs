@@ -37,6 +37,9 @@ struct FaultKernel {
     sends: u32,
     reads: u32,
     injected: u32,
+    /// The last call was a fault: the next one reaches the kernel (a fault never repeats
+    /// forever, as in life: after EAGAIN and a wake-up, the retry gets through).
+    just_injected: bool,
 }
 
 impl FaultKernel {
@@ -50,19 +53,27 @@ impl FaultKernel {
     fn before_send(&mut self) -> io::Result<()> {
         self.calls += 1;
         self.sends += 1;
+        assert!(self.calls < 2_000_000, "the send makes no progress");
+        if std::mem::take(&mut self.just_injected) {
+            return Ok(());
+        }
         if self.faults.eintr_every.is_some_and(|n| self.calls % n == 0) {
-            self.injected += 1;
-            return Err(io::Error::from_raw_os_error(libc::EINTR));
+            return Err(self.inject(libc::EINTR));
         }
         if self
             .faults
             .eagain_every
             .is_some_and(|n| self.sends % n == 0)
         {
-            self.injected += 1;
-            return Err(io::Error::from_raw_os_error(libc::EAGAIN));
+            return Err(self.inject(libc::EAGAIN));
         }
         Ok(())
+    }
+
+    fn inject(&mut self, errno: i32) -> io::Error {
+        self.injected += 1;
+        self.just_injected = true;
+        io::Error::from_raw_os_error(errno)
     }
 }
 
@@ -102,8 +113,7 @@ impl Kernel for FaultKernel {
     ) -> io::Result<usize> {
         self.before_send()?;
         if let Some(errno) = self.faults.sendfile_errno {
-            self.injected += 1;
-            return Err(io::Error::from_raw_os_error(errno));
+            return Err(self.inject(errno));
         }
         let len = self.faults.short.map_or(len, |cap| len.min(cap));
         SysKernel.sendfile(sock, file, offset, len)
@@ -112,15 +122,15 @@ impl Kernel for FaultKernel {
     fn pread(&mut self, file: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         self.calls += 1;
         self.reads += 1;
-        if self.faults.eintr_every.is_some_and(|n| self.calls % n == 0) {
-            self.injected += 1;
-            return Err(io::Error::from_raw_os_error(libc::EINTR));
-        }
         if let Some((after, errno)) = self.faults.pread_fails_after {
             if self.reads > after {
-                self.injected += 1;
-                return Err(io::Error::from_raw_os_error(errno));
+                return Err(self.inject(errno));
             }
+        }
+        if std::mem::take(&mut self.just_injected) {
+            // fall through to the real call
+        } else if self.faults.eintr_every.is_some_and(|n| self.calls % n == 0) {
+            return Err(self.inject(libc::EINTR));
         }
         let n = self
             .faults
