@@ -103,7 +103,7 @@ pub(crate) struct SendArgs {
     #[arg(value_name = "TARGET")]
     pub(crate) target: Endpoint,
     /// What to send, in order (see ELEMENT syntax below).
-    #[arg(value_name = "ELEMENT", required = true, allow_hyphen_values = true)]
+    #[arg(value_name = "ELEMENT", required = true)]
     pub(crate) elements: Vec<OsString>,
     /// Most bytes handed to the kernel per call (K, M, G suffixes); default: the library's.
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]

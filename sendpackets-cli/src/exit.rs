@@ -88,13 +88,13 @@ pub(crate) struct Failure {
     /// Exit code.
     pub(crate) code: Code,
     /// A snake_case name of the failure (`file_not_found`, `connect`, ...).
-    pub(crate) kind: String,
+    pub(crate) kind: Box<str>,
     /// The message, starting with what it is about (`element 3 (a.log): no such file`).
     pub(crate) message: String,
     /// The ELEMENT argument it is about, numbered from 1.
     pub(crate) element: Option<usize>,
     /// The file it is about.
-    pub(crate) path: Option<String>,
+    pub(crate) path: Option<Box<str>>,
     /// Bytes that went out before the failure (send only).
     pub(crate) bytes_sent: Option<u64>,
     /// Further lines for people: what went out, what to do.
@@ -106,7 +106,7 @@ impl Failure {
     pub(crate) fn new(code: Code, kind: &str, message: impl Into<String>) -> Self {
         Failure {
             code,
-            kind: kind.to_string(),
+            kind: kind.into(),
             message: message.into(),
             element: None,
             path: None,

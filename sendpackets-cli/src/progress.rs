@@ -95,21 +95,20 @@ fn make_bar(what: &str, planned: Option<u64>, has_feed: bool) -> ProgressBar {
         .map(|n| format!(" {}", crate::output::bytes(n)))
         .unwrap_or_default();
     let bar = match (planned, has_feed) {
-        (Some(total), true) => ProgressBar::with_draw_target(
-            Some(total),
-            ProgressDrawTarget::stderr(),
-        )
-        .with_style(
-            ProgressStyle::with_template(
-                "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        (Some(total), true) => {
+            ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr()).with_style(
+                ProgressStyle::with_template(
+                    "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
             )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        ),
+        }
         _ => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
             ProgressStyle::with_template("{spinner} {msg} [{elapsed_precise}]")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         ),
     };
     bar.set_message(format!("sending{planned_text} to {what}"));
-    bar
+    // The send started DELAY before the display did.
+    bar.with_elapsed(DELAY)
 }

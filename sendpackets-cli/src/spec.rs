@@ -103,9 +103,8 @@ fn split_range(arg: &[u8]) -> Result<(&[u8], FileRange), String> {
         return non_empty(arg).map(|p| (p, FileRange::WHOLE));
     }
     let suffix = std::str::from_utf8(suffix).map_err(|_| "bad range".to_string())?;
-    let range = parse_range(suffix).map_err(|e| {
-        format!("bad range '@{suffix}': {e} (ranges are @OFFSET or @OFFSET+COUNT)")
-    })?;
+    let range = parse_range(suffix)
+        .map_err(|e| format!("bad range '@{suffix}': {e} (ranges are @OFFSET or @OFFSET+COUNT)"))?;
     non_empty(&arg[..at]).map(|p| (p, range))
 }
 
@@ -269,12 +268,10 @@ pub(crate) fn build(
                 }
                 stdin_used = true;
                 let mut buf = Vec::new();
-                stdin
-                    .read_to_end(&mut buf)
-                    .map_err(|e| BuildError::Input {
-                        origin: origin("stdin".into(), None),
-                        message: format!("reading standard input failed: {e}"),
-                    })?;
+                stdin.read_to_end(&mut buf).map_err(|e| BuildError::Input {
+                    origin: origin("stdin".into(), None),
+                    message: format!("reading standard input failed: {e}"),
+                })?;
                 elements.push(Element::memory(buf));
                 origins.push(origin("stdin".into(), None));
             }
@@ -328,7 +325,10 @@ mod tests {
 
     #[test]
     fn paths_and_ranges() {
-        assert_eq!(parse(&os("a.bin")).unwrap(), file("a.bin", FileRange::WHOLE));
+        assert_eq!(
+            parse(&os("a.bin")).unwrap(),
+            file("a.bin", FileRange::WHOLE)
+        );
         assert_eq!(
             parse(&os("a.bin@4096")).unwrap(),
             file("a.bin", FileRange::new(4096, None))
@@ -345,10 +345,22 @@ mod tests {
             parse(&os("mail@host")).unwrap(),
             file("mail@host", FileRange::WHOLE)
         );
-        assert_eq!(parse(&os("a@1@0")).unwrap(), file("a@1", FileRange::new(0, None)));
-        assert_eq!(parse(&os("./eop")).unwrap(), file("./eop", FileRange::WHOLE));
-        assert_eq!(parse(&os("file:eop")).unwrap(), file("eop", FileRange::WHOLE));
-        assert_eq!(parse(&os("file:x*y")).unwrap(), file("x*y", FileRange::WHOLE));
+        assert_eq!(
+            parse(&os("a@1@0")).unwrap(),
+            file("a@1", FileRange::new(0, None))
+        );
+        assert_eq!(
+            parse(&os("./eop")).unwrap(),
+            file("./eop", FileRange::WHOLE)
+        );
+        assert_eq!(
+            parse(&os("file:eop")).unwrap(),
+            file("eop", FileRange::WHOLE)
+        );
+        assert_eq!(
+            parse(&os("file:x*y")).unwrap(),
+            file("x*y", FileRange::WHOLE)
+        );
         assert_eq!(
             parse(&os("file:text:a@2+3")).unwrap(),
             file("text:a", FileRange::new(2, Some(3)))
@@ -357,7 +369,14 @@ mod tests {
 
     #[test]
     fn bad_ranges() {
-        for bad in ["a@12x", "a@1+", "a@1+x", "@5", "a@99999999999999999999", "a@1G+max"] {
+        for bad in [
+            "a@12x",
+            "a@1+",
+            "a@1+x",
+            "@5",
+            "a@99999999999999999999",
+            "a@1G+max",
+        ] {
             assert!(parse(&os(bad)).is_err(), "{bad}");
         }
         let e = parse(&os("a@12x")).unwrap_err();
@@ -379,8 +398,15 @@ mod tests {
             Spec::Bytes(b"GET / HTTP/1.1\r\n\t\\A\0".to_vec())
         );
         assert_eq!(parse(&os("text:")).unwrap(), Spec::Bytes(Vec::new()));
-        assert_eq!(parse(&os("text:a@1")).unwrap(), Spec::Bytes(b"a@1".to_vec()));
-        assert!(parse(&os(r"text:\q")).unwrap_err().contains("unknown escape"));
+        assert_eq!(
+            parse(&os("text:a@1")).unwrap(),
+            Spec::Bytes(b"a@1".to_vec())
+        );
+        assert!(
+            parse(&os(r"text:\q"))
+                .unwrap_err()
+                .contains("unknown escape")
+        );
         assert!(parse(&os(r"text:a\")).is_err());
         assert!(parse(&os(r"text:\x4")).is_err());
         assert!(parse(&os(r"text:\xZZ")).is_err());

@@ -242,8 +242,14 @@ mod tests {
 
     #[test]
     fn forms() {
-        assert_eq!("example.org:80".parse(), Ok(inet(Kind::Tcp, "example.org", 80)));
-        assert_eq!("tcp://10.0.0.1:1".parse(), Ok(inet(Kind::Tcp, "10.0.0.1", 1)));
+        assert_eq!(
+            "example.org:80".parse(),
+            Ok(inet(Kind::Tcp, "example.org", 80))
+        );
+        assert_eq!(
+            "tcp://10.0.0.1:1".parse(),
+            Ok(inet(Kind::Tcp, "10.0.0.1", 1))
+        );
         assert_eq!("udp://:53".parse(), Ok(inet(Kind::Udp, "127.0.0.1", 53)));
         assert_eq!("9000".parse(), Ok(inet(Kind::Tcp, "127.0.0.1", 9000)));
         assert_eq!("udp://[::1]:7".parse(), Ok(inet(Kind::Udp, "::1", 7)));
@@ -262,10 +268,20 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert!("http://x:1".parse::<Endpoint>().unwrap_err().contains("unknown scheme"));
+        assert!(
+            "http://x:1"
+                .parse::<Endpoint>()
+                .unwrap_err()
+                .contains("unknown scheme")
+        );
         assert!("x:99999".parse::<Endpoint>().is_err());
         assert!("x".parse::<Endpoint>().is_err());
-        assert!("::1:80".parse::<Endpoint>().unwrap_err().contains("brackets"));
+        assert!(
+            "::1:80"
+                .parse::<Endpoint>()
+                .unwrap_err()
+                .contains("brackets")
+        );
         assert!("unix://".parse::<Endpoint>().is_err());
     }
 

@@ -167,6 +167,24 @@ impl SendError {
         self.source.as_ref().and_then(io::Error::raw_os_error)
     }
 
+    /// What went wrong, worded without the element index or the progress (for callers that
+    /// number or report those their own way).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sendpackets::Element;
+    /// use std::os::unix::net::UnixStream;
+    ///
+    /// let (a, _b) = UnixStream::pair().unwrap();
+    /// let err = sendpackets::send(&a, &[Element::file("", ..)]).unwrap_err();
+    /// assert_eq!(err.cause().to_string(), "empty path");
+    /// assert_eq!(err.to_string(), "element 0 (): empty path");
+    /// ```
+    pub fn cause(&self) -> Cause<'_> {
+        Cause(self)
+    }
+
     /// How far the send got before it failed.
     pub fn progress(&self) -> Progress {
         self.progress
@@ -193,6 +211,35 @@ impl SendError {
     }
 }
 
+/// The cause of a [`SendError`] alone, without the element it is about or the progress: see
+/// [`SendError::cause`].
+#[derive(Debug)]
+pub struct Cause<'a>(&'a SendError);
+
+impl fmt::Display for Cause<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = self.0;
+        f.write_str(e.kind.describe())?;
+        if let Some(d) = &e.detail {
+            write!(f, " ({d})")?;
+        }
+        // Where the kind already says what the errno would, the errno stays available through
+        // `raw_os_error` but is not repeated.
+        let restates_kind = matches!(
+            e.kind,
+            ErrorKind::FileNotFound
+                | ErrorKind::DirectoryNotFound
+                | ErrorKind::IsADirectory
+                | ErrorKind::RangeOutOfBounds
+                | ErrorKind::MessageTooLarge
+        );
+        match &e.source {
+            Some(s) if !restates_kind => write!(f, ": {s}"),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.element, &self.path) {
@@ -200,13 +247,7 @@ impl fmt::Display for SendError {
             (Some(i), None) => write!(f, "element {i}: ")?,
             _ => {}
         }
-        f.write_str(self.kind.describe())?;
-        if let Some(d) = &self.detail {
-            write!(f, " ({d})")?;
-        }
-        if let Some(s) = &self.source {
-            write!(f, ": {s}")?;
-        }
+        write!(f, "{}", self.cause())?;
         if self.progress.bytes_sent > 0 {
             write!(
                 f,

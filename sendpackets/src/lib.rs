@@ -103,6 +103,6 @@ mod tests;
 
 pub use blocking::{send, send_with};
 pub use element::{Element, FileHandle, FileRange, InvalidRange, Payload};
-pub use error::{ErrorKind, SendError};
+pub use error::{Cause, ErrorKind, SendError};
 pub use options::{Engine, SendOptions, TransmitFlags};
 pub use report::{KernelCalls, Progress, SendReport};

@@ -8,7 +8,7 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
-use sendpackets::{Element, ErrorKind, Payload};
+use sendpackets::{Element, ErrorKind};
 use util::Files;
 
 #[derive(Clone, Copy, Debug)]
@@ -85,9 +85,7 @@ fn model_datagrams(list: &[Element]) -> Vec<Vec<u8>> {
     let mut cur: Option<Vec<u8>> = None;
     for e in list {
         let bytes = util::model(std::slice::from_ref(e)).unwrap();
-        let empty =
-            bytes.is_empty() && matches!(e.payload, Payload::Memory(_) | Payload::Path { .. });
-        if !(empty && !e.end_of_packet) {
+        if !bytes.is_empty() || e.end_of_packet {
             cur.get_or_insert_with(Vec::new).extend_from_slice(&bytes);
         }
         if e.end_of_packet {

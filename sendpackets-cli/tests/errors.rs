@@ -1,0 +1,193 @@
+//! Error cases: exit codes, messages that name the element and the cause, and `--json` errors.
+
+mod util;
+
+use util::{PY_RESET, PyRecv, Recv, bin, json, pattern, run, run_with_stdin, stderr};
+
+fn code(o: &std::process::Output) -> i32 {
+    o.status.code().expect("exited")
+}
+
+#[test]
+fn help_documents_exit_codes_and_syntax() {
+    let out = run(bin().args(["send", "--help"]));
+    assert!(out.status.success());
+    let text = util::stdout(&out);
+    for needle in [
+        "Exit codes:",
+        "PATH@OFFSET+COUNT",
+        "text:",
+        "hex:",
+        "eop",
+        "  5  ",
+    ] {
+        assert!(text.contains(needle), "--help lacks {needle:?}");
+    }
+    assert!(util::stdout(&run(bin().arg("--help"))).contains("Exit codes:"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let bad_element = run(bin().args(["send", "127.0.0.1:9", "text:ok", r"text:\q"]));
+    assert_eq!(code(&bad_element), 2);
+    assert!(stderr(&bad_element).contains(r"element 2 ('text:\q'): unknown escape \q"));
+
+    let bad_range = run(bin().args(["send", "127.0.0.1:9", "a.bin@12x"]));
+    assert_eq!(code(&bad_range), 2);
+    assert!(stderr(&bad_range).contains("@OFFSET+COUNT"));
+
+    let bad_target = run(bin().args(["send", "http://x:1", "text:a"]));
+    assert_eq!(code(&bad_target), 2);
+    assert!(stderr(&bad_target).contains("unknown scheme"));
+
+    assert_eq!(code(&run(bin().args(["send", "127.0.0.1:9"]))), 2);
+    assert_eq!(code(&run(bin().args(["send", "127.0.0.1:9", "-", "-"]))), 2);
+    assert_eq!(code(&run(bin().arg("frobnicate"))), 2);
+}
+
+#[test]
+fn input_errors_exit_3_and_name_the_element() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("logs")).unwrap();
+    std::fs::write(dir.path().join("logs/a.log"), "a").unwrap();
+    std::fs::write(dir.path().join("small.bin"), pattern(1024, 0)).unwrap();
+    // A listener that is never accepted from: every connect completes through the backlog.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let send = |args: &[&str]| {
+        let mut c = bin();
+        c.current_dir(dir.path()).arg("send").arg(&addr).args(args);
+        run(&mut c)
+    };
+
+    let missing = send(&["text:x", "logs/*.log", "logs/b.log"]);
+    assert_eq!(code(&missing), 3);
+    assert!(
+        stderr(&missing).contains("element 3 (logs/b.log): no such file"),
+        "{}",
+        stderr(&missing)
+    );
+    assert!(stderr(&missing).contains("nothing was sent"));
+
+    let no_match = send(&["logs/*.txt"]);
+    assert_eq!(code(&no_match), 3);
+    assert!(stderr(&no_match).contains("element 1 (logs/*.txt): no file matches"));
+
+    let out_of_bounds = send(&["small.bin@5+10000"]);
+    assert_eq!(code(&out_of_bounds), 3);
+    let msg = stderr(&out_of_bounds);
+    assert!(
+        msg.contains("element 1 (small.bin): range out of bounds"),
+        "{msg}"
+    );
+    assert!(msg.contains("1024"), "{msg}");
+
+    let directory = send(&["logs"]);
+    assert_eq!(code(&directory), 3);
+    assert!(stderr(&directory).contains("element 1 (logs): is a directory"));
+    drop(listener);
+}
+
+#[test]
+fn json_errors_are_one_object() {
+    let recv = Recv::start("0", &[]);
+    let out = run(bin().args(["send", &recv.addr, "text:a", "/no/such/dir/f.bin", "--json"]));
+    assert_eq!(code(&out), 3);
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["exit_code"], 3);
+    assert_eq!(v["error"]["category"], "input");
+    assert_eq!(v["error"]["kind"], "directory_not_found");
+    assert_eq!(v["error"]["element"], 2);
+    assert_eq!(v["error"]["path"], "/no/such/dir/f.bin");
+    assert_eq!(v["bytes_sent"], 0);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("element 2 (/no/such/dir/f.bin)")
+    );
+}
+
+#[test]
+fn datagram_too_large_exits_3() {
+    let recv = Recv::start("udp://0", &["--idle-timeout", "0.3"]);
+    let out = run_with_stdin(
+        bin().args(["send", &recv.addr, "text:x", "eop", "-", "--json"]),
+        &pattern(70_000, 1),
+    );
+    assert_eq!(code(&out), 3);
+    let v = json(&out);
+    assert_eq!(v["error"]["kind"], "message_too_large");
+    assert_eq!(v["error"]["element"], 3);
+    assert_eq!(v["bytes_sent"], 0);
+    drop(recv);
+}
+
+#[test]
+fn connection_errors_exit_4() {
+    // A port nobody listens on: bind one, note it, close it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = run(bin().args(["send", &format!("127.0.0.1:{port}"), "text:a"]));
+    assert_eq!(code(&out), 4);
+    assert!(
+        stderr(&out).contains("cannot connect to tcp://127.0.0.1:"),
+        "{}",
+        stderr(&out)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let nowhere = format!("unix://{}", dir.path().join("none.sock").display());
+    let out = run(bin().args(["send", &nowhere, "text:a", "--json"]));
+    assert_eq!(code(&out), 4);
+    assert_eq!(json(&out)["error"]["category"], "connection");
+
+    let waited = run(bin().args(["recv", "0", "--wait", "0.2"]));
+    assert_eq!(code(&waited), 4);
+    assert!(stderr(&waited).contains("no connection within"));
+}
+
+#[test]
+fn mid_send_failure_exits_5_and_says_how_much_went_out() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("big.bin"), pattern(64 << 20, 5)).unwrap();
+    let py = PyRecv::start(PY_RESET, &[]);
+    let target = format!("127.0.0.1:{}", py.port);
+    let out = run_with_stdin(
+        bin()
+            .current_dir(dir.path())
+            .args(["send", &target, "text:start", "big.bin", "--json"]),
+        b"",
+    );
+    assert_eq!(py.finish(), "reset");
+    assert_eq!(code(&out), 5, "{}", util::stdout(&out));
+    let v = json(&out);
+    assert_eq!(v["error"]["category"], "transfer");
+    let sent = v["bytes_sent"].as_u64().unwrap();
+    assert!((1000..64 << 20).contains(&sent), "{sent}");
+    let notes = v["notes"].to_string();
+    assert!(
+        notes.contains(&format!("{sent} of {} bytes were sent", (64 << 20) + 5)),
+        "{notes}"
+    );
+
+    // The human form says the same on stderr.
+    let py = PyRecv::start(PY_RESET, &[]);
+    let target = format!("127.0.0.1:{}", py.port);
+    let out = run(bin()
+        .current_dir(dir.path())
+        .args(["send", &target, "big.bin"]));
+    assert_eq!(py.finish(), "reset");
+    assert_eq!(code(&out), 5);
+    let msg = stderr(&out);
+    assert!(
+        msg.starts_with("sendpackets: element 1 (big.bin): "),
+        "{msg}"
+    );
+    assert!(msg.contains("bytes were sent before the error"), "{msg}");
+}
