@@ -390,7 +390,7 @@ fn http_responses(pages: &[Page]) -> Result<Row, Failure> {
         bytes: got.bytes,
         elapsed,
         paths: paths(&calls),
-        calls: calls_json(&calls),
+        calls: output::calls_json(&calls),
         expected: output::hex(&expected.finalize()),
         received: got.sha256,
         datagrams: None,
@@ -420,7 +420,7 @@ fn bulk_file(bulk: &Bulk, buf: Vec<u8>) -> Result<(Row, Vec<u8>), Failure> {
         bytes: got.bytes,
         elapsed,
         paths: paths(&report.calls),
-        calls: calls_json(&report.calls),
+        calls: output::calls_json(&report.calls),
         expected: bulk.expected.clone(),
         received: got.sha256,
         datagrams: None,
@@ -560,7 +560,7 @@ fn datagram_burst(page: &Page) -> Result<Row, Failure> {
         bytes: got.bytes,
         elapsed,
         paths: paths(&calls),
-        calls: calls_json(&calls),
+        calls: output::calls_json(&calls),
         expected: output::hex(&expected.finalize()),
         received: got.sha256,
         datagrams: Some((u64::from(DATAGRAMS), received)),
@@ -591,17 +591,6 @@ fn paths(c: &KernelCalls) -> String {
     .map(|(name, n)| format!("{name} {n}"))
     .collect();
     parts.join(", ")
-}
-
-fn calls_json(c: &KernelCalls) -> Value {
-    json!({
-        "gather_writes": c.gather_writes,
-        "sendfile": c.sendfile,
-        "file_reads": c.file_reads,
-        "fallback_files": c.fallback_files,
-        "cork_toggles": c.cork_toggles,
-        "waits": c.waits,
-    })
 }
 
 fn print_table(rows: &[Row], size_mib: u64, all_ok: bool) {

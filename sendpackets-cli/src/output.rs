@@ -107,6 +107,18 @@ pub(crate) fn io_message(e: &std::io::Error) -> String {
     }
 }
 
+/// The kernel-call counts of a send as a JSON object.
+pub(crate) fn calls_json(c: &sendpackets::KernelCalls) -> serde_json::Value {
+    serde_json::json!({
+        "gather_writes": c.gather_writes,
+        "sendfile": c.sendfile,
+        "file_reads": c.file_reads,
+        "fallback_files": c.fallback_files,
+        "cork_toggles": c.cork_toggles,
+        "waits": c.waits,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

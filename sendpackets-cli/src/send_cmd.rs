@@ -112,14 +112,7 @@ fn send(args: &SendArgs) -> Result<Sent, Failure> {
         "datagrams": report.datagrams,
         "seconds": elapsed.as_secs_f64(),
         "bytes_per_sec": output::bytes_per_sec(report.bytes_sent, elapsed),
-        "calls": {
-            "gather_writes": c.gather_writes,
-            "sendfile": c.sendfile,
-            "file_reads": c.file_reads,
-            "fallback_files": c.fallback_files,
-            "cork_toggles": c.cork_toggles,
-            "waits": c.waits,
-        },
+        "calls": output::calls_json(&c),
     });
     let datagrams = if target.kind.is_datagram() {
         format!(" in {} datagrams", report.datagrams)

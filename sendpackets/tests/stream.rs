@@ -242,7 +242,8 @@ fn any_connected_socket_as_asfd() {
     // A socket2 socket connected over IPv6 loopback, given as AsFd.
     let listener = std::net::TcpListener::bind("[::1]:0").unwrap();
     let sock = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None).unwrap();
-    sock.connect(&listener.local_addr().unwrap().into()).unwrap();
+    sock.connect(&listener.local_addr().unwrap().into())
+        .unwrap();
     let (mut server, _) = listener.accept().unwrap();
     server.set_read_timeout(Some(util::PATIENCE)).unwrap();
     let report = sendpackets::send(&sock, &[Element::memory("via socket2")]).unwrap();
