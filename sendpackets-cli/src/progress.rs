@@ -3,10 +3,9 @@
 //! It appears only when stderr is a terminal, `--quiet` is not given, and the send is still
 //! running after [`DELAY`]; it is cleared when the send ends, so short sends print nothing.
 //!
-//! The blocking library call has no progress callback yet, so the spinner shows the elapsed
-//! time and the planned total. **Hook:** when the library grows a progress handle, implement
-//! [`BytesSoFar`] for it and pass it to [`Spinner::start`]; the display then turns into a bar
-//! with position, rate and ETA, with no other change.
+//! The send publishes its progress to a [`sendpackets::ProgressHandle`], which feeds the bar
+//! (position, rate, ETA) through [`BytesSoFar`]; without a feed it is a spinner with the
+//! elapsed time.
 
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
@@ -18,11 +17,15 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 pub(crate) const DELAY: Duration = Duration::from_secs(1);
 
 /// A live count of bytes sent, read by the display thread.
-///
-/// PROGRESS HOOK: nothing implements this yet; see the module documentation.
 pub(crate) trait BytesSoFar: Send + 'static {
     /// Bytes accepted by the kernel so far.
     fn bytes_so_far(&self) -> u64;
+}
+
+impl BytesSoFar for sendpackets::ProgressHandle {
+    fn bytes_so_far(&self) -> u64 {
+        self.get().bytes_sent
+    }
 }
 
 /// A running progress display; [`Spinner::finish`] (or drop) removes it.

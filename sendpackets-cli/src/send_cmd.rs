@@ -94,10 +94,15 @@ fn send(args: &SendArgs) -> Result<Sent, Failure> {
 
     let planned = planned_bytes(&elements);
     let show = !args.output.quiet && output::stderr_is_terminal();
-    // PROGRESS HOOK: pass the library's progress handle here as the last argument.
-    let spinner = Spinner::start(show, target.to_string(), planned, None);
+    let progress = sendpackets::ProgressHandle::new();
+    let spinner = Spinner::start(
+        show,
+        target.to_string(),
+        planned,
+        Some(Box::new(progress.clone())),
+    );
     let start = Instant::now();
-    let result = sendpackets::send_with(&sock, &elements, &options);
+    let result = sendpackets::send_observed(&sock, &elements, &options, &progress);
     let elapsed = start.elapsed();
     spinner.finish();
     drop(sock);

@@ -6,7 +6,7 @@ use crate::element::Element;
 use crate::error::SendError;
 use crate::operation;
 use crate::options::SendOptions;
-use crate::report::SendReport;
+use crate::report::{ProgressHandle, SendReport};
 use crate::sys;
 use crate::transfer::{Kernel, Step, Stop, SysKernel};
 
@@ -97,6 +97,25 @@ pub fn send_with(
     send_using(&mut SysKernel, socket, elements, options)
 }
 
+/// [`send_with`], publishing its progress to `progress` after every kernel call, so another
+/// thread can show it while the send runs.
+///
+/// # Errors
+///
+/// As [`send_with`]; the handle then holds the progress of the error too.
+///
+/// # Examples
+///
+/// See [`ProgressHandle`].
+pub fn send_observed(
+    socket: impl AsFd,
+    elements: &[Element],
+    options: &SendOptions,
+    progress: &ProgressHandle,
+) -> Result<SendReport, SendError> {
+    send_using_observed(&mut SysKernel, socket, elements, options, Some(progress))
+}
+
 /// [`send_with`] over any [`Kernel`] (tests inject faults through it).
 pub(crate) fn send_using(
     kernel: &mut impl Kernel,
@@ -104,10 +123,24 @@ pub(crate) fn send_using(
     elements: &[Element],
     options: &SendOptions,
 ) -> Result<SendReport, SendError> {
+    send_using_observed(kernel, socket, elements, options, None)
+}
+
+fn send_using_observed(
+    kernel: &mut impl Kernel,
+    socket: impl AsFd,
+    elements: &[Element],
+    options: &SendOptions,
+    progress: Option<&ProgressHandle>,
+) -> Result<SendReport, SendError> {
     let sock = socket.as_fd();
     let mut transfer = operation::start(sock, elements, options)?;
     loop {
-        match transfer.step(kernel, sock) {
+        let step = transfer.step(kernel, sock);
+        if let Some(p) = progress {
+            p.publish(transfer.progress());
+        }
+        match step {
             Ok(Step::Progressed) => {}
             Ok(Step::Done) => break,
             Err(Stop::WouldBlock) => {

@@ -101,8 +101,8 @@ mod tuning;
 #[cfg(test)]
 mod tests;
 
-pub use blocking::{send, send_with};
+pub use blocking::{send, send_observed, send_with};
 pub use element::{Element, FileHandle, FileRange, InvalidRange, Payload};
 pub use error::{Cause, ErrorKind, SendError};
 pub use options::{Engine, SendOptions, TransmitFlags};
-pub use report::{KernelCalls, Progress, SendReport};
+pub use report::{KernelCalls, Progress, ProgressHandle, SendReport};

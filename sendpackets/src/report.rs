@@ -1,5 +1,8 @@
 //! What a send did: progress while running or at a failure, the report at success.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::element::Element;
 
 /// How far a send got: bytes accepted by the kernel, whole elements done, and the position
@@ -66,4 +69,61 @@ pub struct SendReport {
     pub datagrams: u64,
     /// Which kernel paths were used, and how often.
     pub calls: KernelCalls,
+}
+
+/// A live view of a running send's progress, shared between the send and any observer (a
+/// progress bar, a watchdog). Cloning shares it.
+///
+/// # Examples
+///
+/// ```
+/// use sendpackets::{Element, ProgressHandle, SendOptions};
+/// use std::os::unix::net::UnixStream;
+///
+/// let (a, _b) = UnixStream::pair()?;
+/// let progress = ProgressHandle::new();
+/// let observer = progress.clone(); // e.g. moved to a display thread
+/// sendpackets::send_observed(&a, &[Element::memory("abc")], &SendOptions::new(), &progress)?;
+/// assert_eq!(observer.get().bytes_sent, 3);
+/// assert_eq!(observer.get().elements_completed, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct ProgressHandle(Arc<ProgressCells>);
+
+#[derive(Debug, Default)]
+struct ProgressCells {
+    bytes_sent: AtomicU64,
+    elements_completed: AtomicU64,
+    offset_in_element: AtomicU64,
+    datagrams_sent: AtomicU64,
+}
+
+impl ProgressHandle {
+    /// A handle at zero.
+    pub fn new() -> Self {
+        ProgressHandle::default()
+    }
+
+    /// The progress last published by the send (each field is current; together they may be
+    /// one kernel call apart while the send runs).
+    pub fn get(&self) -> Progress {
+        let c = &self.0;
+        Progress {
+            bytes_sent: c.bytes_sent.load(Ordering::Relaxed),
+            elements_completed: c.elements_completed.load(Ordering::Relaxed) as usize,
+            offset_in_element: c.offset_in_element.load(Ordering::Relaxed),
+            datagrams_sent: c.datagrams_sent.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn publish(&self, p: Progress) {
+        let c = &self.0;
+        c.elements_completed
+            .store(p.elements_completed as u64, Ordering::Relaxed);
+        c.offset_in_element
+            .store(p.offset_in_element, Ordering::Relaxed);
+        c.datagrams_sent.store(p.datagrams_sent, Ordering::Relaxed);
+        c.bytes_sent.store(p.bytes_sent, Ordering::Relaxed);
+    }
 }

@@ -253,3 +253,31 @@ fn any_connected_socket_as_asfd() {
     assert_eq!(got, "via socket2");
     assert_eq!(report.bytes_sent, 11);
 }
+
+#[test]
+fn progress_handle_follows_the_send_and_its_failure() {
+    let files = Files::new();
+    let f = files.make("p.bin", 4 << 20, 3);
+    let list = [
+        Element::memory("h"),
+        Element::file(&f, ..),
+        Element::memory("t"),
+    ];
+    let (sender, receiver) = util::stream_pair(Kind::Unix);
+    let progress = sendpackets::ProgressHandle::new();
+    let watcher = progress.clone();
+    let report =
+        sendpackets::send_observed(&sender, &list, &SendOptions::new(), &progress).unwrap();
+    drop(sender);
+    assert_eq!(receiver.bytes().len() as u64, report.bytes_sent);
+    let seen = watcher.get();
+    assert_eq!(seen.bytes_sent, report.bytes_sent);
+    assert_eq!(seen.elements_completed, list.len());
+    // After a failure, the handle holds the error's progress.
+    let missing_later = [Element::memory("x"), Element::file(files.path("none"), ..)];
+    let (sender, _receiver) = util::stream_pair(Kind::Unix);
+    let progress = sendpackets::ProgressHandle::new();
+    let err = sendpackets::send_observed(&sender, &missing_later, &SendOptions::new(), &progress)
+        .unwrap_err();
+    assert_eq!(progress.get(), err.progress());
+}
