@@ -5,7 +5,7 @@ use std::os::fd::AsFd;
 use crate::element::Element;
 use crate::error::SendError;
 use crate::operation;
-use crate::options::SendOptions;
+use crate::options::{FileIo, SendOptions};
 use crate::report::{ProgressHandle, SendReport};
 use crate::sys;
 use crate::transfer::{Kernel, Step, Stop, SysKernel};
@@ -134,6 +134,12 @@ fn send_using_observed(
     progress: Option<&ProgressHandle>,
 ) -> Result<SendReport, SendError> {
     let sock = socket.as_fd();
+    // A blocking send reads on its own thread: offloading has nowhere to go.
+    let mut options = *options;
+    if options.file_io == FileIo::Offload {
+        options.file_io = FileIo::Inline;
+    }
+    let options = &options;
     let mut transfer = operation::start(sock, elements, options)?;
     loop {
         let step = transfer.step(kernel, sock);

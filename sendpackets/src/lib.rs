@@ -95,6 +95,8 @@ mod plan;
 mod report;
 mod resolve;
 mod sys;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 mod transfer;
 mod tuning;
 
@@ -104,5 +106,5 @@ mod tests;
 pub use blocking::{send, send_observed, send_with};
 pub use element::{Element, FileHandle, FileRange, InvalidRange, Payload};
 pub use error::{Cause, ErrorKind, SendError};
-pub use options::{Engine, SendOptions, TransmitFlags};
+pub use options::{Engine, FileIo, SendOptions, TransmitFlags};
 pub use report::{KernelCalls, Progress, ProgressHandle, SendReport};

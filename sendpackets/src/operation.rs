@@ -9,8 +9,8 @@ use crate::element::Element;
 use crate::error::{ErrorKind, SendError};
 use crate::options::{SendOptions, TransmitFlags};
 use crate::report::SendReport;
-use crate::resolve;
-use crate::sys::{self, SocketKind};
+use crate::resolve::{self, Resolved};
+use crate::sys::{self, SocketInfo, SocketKind};
 use crate::transfer::Transfer;
 
 /// Checks the socket and the list, in the order the reference gives: connected first (even for
@@ -20,6 +20,13 @@ pub(crate) fn start(
     elements: &[Element],
     options: &SendOptions,
 ) -> Result<Transfer, SendError> {
+    let info = check_socket(sock)?;
+    let resolved = resolve::resolve(elements)?;
+    begin(sock, info, resolved, options)
+}
+
+/// The first check: the socket is connected, and of a kind we can send on.
+pub(crate) fn check_socket(sock: BorrowedFd<'_>) -> Result<SocketInfo, SendError> {
     if let Err(e) = sys::getpeername(sock) {
         let kind = match e.raw_os_error() {
             Some(libc::ENOTCONN) => ErrorKind::NotConnected,
@@ -27,9 +34,16 @@ pub(crate) fn start(
         };
         return Err(SendError::new(kind).with_source(e));
     }
-    let info = sys::socket_info(sock)
-        .map_err(|e| SendError::new(ErrorKind::UnsupportedSocket).with_source(e))?;
-    let resolved = resolve::resolve(elements)?;
+    sys::socket_info(sock).map_err(|e| SendError::new(ErrorKind::UnsupportedSocket).with_source(e))
+}
+
+/// The last check (datagram sizes), after the list was resolved; then the transfer.
+pub(crate) fn begin(
+    sock: BorrowedFd<'_>,
+    info: SocketInfo,
+    resolved: Resolved,
+    options: &SendOptions,
+) -> Result<Transfer, SendError> {
     if info.kind == SocketKind::Datagram {
         datagram::check_sizes(&resolved, datagram::max_datagram(sock, &info))?;
     }

@@ -1,4 +1,4 @@
-//! Optional knobs of a send: send size, flags, engine.
+//! Optional knobs of a send: send size, flags, engine, file I/O.
 
 use std::fmt;
 use std::num::NonZeroUsize;
@@ -18,6 +18,41 @@ pub enum Engine {
     /// Only portable POSIX calls (`pread`, vectored `sendmsg`, `poll`): file ranges are read into a
     /// bounded buffer and written. No Linux-specific call is made.
     Portable,
+}
+
+/// How a send reads files when a page may not be in the page cache.
+///
+/// Reading a file page that is not cached blocks the calling thread on the disk, and so does
+/// `sendfile` (it reads the pages it sends). In a blocking send that is expected; in an async
+/// send it stalls a runtime worker and every task on it. Serving from the page cache (the common
+/// case for hot content) never blocks, so the default does the reads inline, as nginx does
+/// without `aio threads`.
+///
+/// # Examples
+///
+/// ```
+/// use sendpackets::{FileIo, SendOptions};
+///
+/// // A media server whose files are mostly cold: keep the runtime responsive.
+/// let opts = SendOptions::new().file_io(FileIo::Offload);
+/// assert_eq!(opts.file_io, FileIo::Offload);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FileIo {
+    /// Read (and `sendfile`) on the sending thread. The fastest path when files are cached.
+    #[default]
+    Inline,
+    /// As `Inline`, but first ask the kernel to start reading every file range of the list into
+    /// the page cache (`posix_fadvise(POSIX_FADV_WILLNEED)`), so that disk reads overlap the send
+    /// instead of each call waiting for its own pages. Keeps zero-copy; a call can still wait
+    /// for a page the read-ahead has not brought in yet.
+    Readahead,
+    /// Async sends only (a blocking send treats it as `Inline`): files are opened and read on
+    /// tokio's blocking thread pool, into a bounded buffer, and the socket is written from that
+    /// buffer on the runtime. No runtime worker ever waits for the disk; the price is a copy
+    /// (no `sendfile`) and a thread hand-off per buffer (up to 1 MiB).
+    Offload,
 }
 
 /// Flags mirroring .NET's `TransmitFileOptions` (Win32 `TF_*`).
@@ -132,10 +167,12 @@ pub struct SendOptions {
     pub flags: TransmitFlags,
     /// Which kernel paths may be used.
     pub engine: Engine,
+    /// Where file reads happen (matters for async sends).
+    pub file_io: FileIo,
 }
 
 impl SendOptions {
-    /// The defaults: library-chosen send size, no flags, [`Engine::Auto`].
+    /// The defaults: library-chosen send size, no flags, [`Engine::Auto`], [`FileIo::Inline`].
     pub fn new() -> Self {
         SendOptions::default()
     }
@@ -158,6 +195,13 @@ impl SendOptions {
     #[must_use]
     pub fn engine(mut self, engine: Engine) -> Self {
         self.engine = engine;
+        self
+    }
+
+    /// Chooses where file reads happen.
+    #[must_use]
+    pub fn file_io(mut self, file_io: FileIo) -> Self {
+        self.file_io = file_io;
         self
     }
 }

@@ -96,6 +96,18 @@ pub(crate) fn pread(file: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Re
     rustix::io::pread(file, buf, offset).map_err(from_rustix)
 }
 
+/// `posix_fadvise(POSIX_FADV_WILLNEED)`: start reading `len` bytes of `file` at `offset` into
+/// the page cache, without waiting for them. A hint: errors are the caller's to ignore.
+pub(crate) fn will_need(file: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
+    rustix::fs::fadvise(
+        file,
+        offset,
+        std::num::NonZeroU64::new(len),
+        rustix::fs::Advice::WillNeed,
+    )
+    .map_err(from_rustix)
+}
+
 /// `sendfile(2)` from `offset` of `file` (the file's cursor is not used or moved).
 ///
 /// Unlike `sendmsg` it cannot take `MSG_NOSIGNAL`: sending to a closed peer raises `SIGPIPE`

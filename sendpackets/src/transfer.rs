@@ -8,7 +8,7 @@ use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd};
 
 use crate::error::{ErrorKind, SendError};
-use crate::options::{Engine, SendOptions};
+use crate::options::{Engine, FileIo, SendOptions};
 use crate::plan::{self, Batch, Cursor, Limits, PlanSeg, SegKind};
 use crate::report::{KernelCalls, Progress, SendReport};
 use crate::resolve::{Origin, Resolved, Source};
@@ -132,8 +132,12 @@ impl Transfer {
     pub(crate) fn new(res: Resolved, socket: SocketInfo, options: &SendOptions) -> Self {
         let datagram = socket.kind == SocketKind::Datagram;
         let sendfile_ok = tuning::sendfile_available();
+        // Offloaded reads copy every file range (a `sendfile` would read the disk on the
+        // runtime thread).
+        let offload = options.file_io == FileIo::Offload;
         let copy_threshold = match options.engine {
             Engine::Portable => u64::MAX,
+            _ if offload => u64::MAX,
             _ if !sendfile_ok => u64::MAX,
             Engine::ZeroCopy => 0,
             Engine::Auto => tuning::COPY_THRESHOLD,
@@ -156,6 +160,7 @@ impl Transfer {
         let mut limits = Limits {
             copy_threshold,
             scratch_cap: match options.engine {
+                _ if offload => tuning::PORTABLE_BUFFER,
                 Engine::Portable => tuning::PORTABLE_BUFFER,
                 _ => tuning::SCRATCH_CAP,
             },
@@ -171,6 +176,9 @@ impl Transfer {
             && plan.iter().any(|s| plan::uses_sendfile(s, &limits));
         limits.stop_at_eop = cork_wanted;
         let open_paths = res.files.iter().filter(|f| f.fd.is_some()).count();
+        if options.file_io == FileIo::Readahead {
+            read_ahead(&res);
+        }
         Transfer {
             res,
             plan,
@@ -217,6 +225,33 @@ impl Transfer {
         self.calls.waits += 1;
     }
 
+    /// Whether the next step starts by reading file bytes into memory (and no socket call has
+    /// to come first).
+    pub(crate) fn next_reads_file(&self) -> bool {
+        self.pending.is_none()
+            && matches!(
+                plan::next_batch(&self.plan, self.cursor, &self.limits),
+                Some(Batch::Gather { copied, .. }) if copied > 0
+            )
+    }
+
+    /// Reads the next gather's file bytes into memory without touching the socket, so that a
+    /// caller can do the reading on another thread; the next [`step`](Self::step) writes them.
+    pub(crate) fn read_next(&mut self, k: &mut impl Kernel) -> Result<(), Stop> {
+        if self.pending.is_some() {
+            return Ok(());
+        }
+        match plan::next_batch(&self.plan, self.cursor, &self.limits) {
+            Some(Batch::Gather {
+                end,
+                bytes,
+                coalesce,
+                ..
+            }) => self.prepare(k, end, bytes, coalesce),
+            _ => Ok(()),
+        }
+    }
+
     /// Makes the next call. See [`Step`] and [`Stop`].
     pub(crate) fn step(&mut self, k: &mut impl Kernel, sock: BorrowedFd<'_>) -> Result<Step, Stop> {
         let r = self.step_inner(k, sock);
@@ -258,13 +293,15 @@ impl Transfer {
                     ..
                 } => {
                     self.prepare(k, end, bytes, coalesce)?;
-                    if bytes == 0 && !self.limits.datagram {
-                        self.pending = None;
-                        self.move_to(end);
-                        return Ok(Step::Progressed);
-                    }
                 }
             }
+        }
+        let pending = self.pending.as_ref().expect("a pending gather");
+        if pending.bytes == 0 && !self.limits.datagram {
+            let end = pending.end;
+            self.pending = None;
+            self.move_to(end);
+            return Ok(Step::Progressed);
         }
         self.write_pending(k, sock)
     }
@@ -567,5 +604,17 @@ impl Transfer {
         self.res.files[slot].fd = Some(fd);
         self.open_paths += 1;
         Ok(())
+    }
+}
+
+/// Asks the kernel to start reading every file range of the list (files open now) into the page
+/// cache. A hint only: failures are ignored.
+fn read_ahead(res: &Resolved) {
+    for seg in &res.segments {
+        if let Source::File { slot, offset } = seg.source {
+            if let (Some(fd), true) = (res.files[slot].borrow_fd(), seg.len > 0) {
+                let _ = sys::will_need(fd, offset, seg.len);
+            }
+        }
     }
 }

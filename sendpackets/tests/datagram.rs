@@ -8,7 +8,7 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
-use sendpackets::{Element, ErrorKind};
+use sendpackets::{Element, ErrorKind, SendOptions};
 use util::Files;
 
 #[derive(Clone, Copy, Debug)]
@@ -100,13 +100,17 @@ fn model_datagrams(list: &[Element]) -> Vec<Vec<u8>> {
 
 fn assert_datagrams(list: &[Element]) {
     let expected = model_datagrams(list);
-    for kind in KINDS {
+    for (front, kind) in util::FRONTS.into_iter().flat_map(|f| KINDS.map(|k| (f, k))) {
         let pair = Pair::new(kind);
-        let report =
-            sendpackets::send(pair.sender(), list).unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+        let report = util::send_via(front, pair.sender(), list, &SendOptions::new())
+            .unwrap_or_else(|e| panic!("{front:?} {kind:?}: {e}"));
         let got = pair.received();
-        assert_eq!(got.len(), expected.len(), "{kind:?}: datagram count");
-        assert!(got == expected, "{kind:?}: datagram contents");
+        assert_eq!(
+            got.len(),
+            expected.len(),
+            "{front:?} {kind:?}: datagram count"
+        );
+        assert!(got == expected, "{front:?} {kind:?}: datagram contents");
         assert_eq!(report.datagrams, expected.len() as u64);
         assert_eq!(
             report.bytes_sent,
@@ -171,14 +175,18 @@ fn empty_marker_sends_an_empty_datagram() {
 fn too_large_sends_nothing() {
     let files = Files::new();
     let big = files.make("big.bin", 70_000, 4);
-    for (kind, limit) in [(Dgram::Udp4, 65_507u64), (Dgram::Udp6, 65_527)] {
+    for (front, (kind, limit)) in util::FRONTS
+        .into_iter()
+        .flat_map(|f| [(Dgram::Udp4, 65_507u64), (Dgram::Udp6, 65_527)].map(|k| (f, k)))
+    {
+        let opts = SendOptions::new();
         // Exactly the limit fits; one byte more does not.
         let pair = Pair::new(kind);
         let ok = [
             Element::memory("x").end_of_packet(),
             Element::file(&big, 0..limit).end_of_packet(),
         ];
-        sendpackets::send(pair.sender(), &ok).unwrap();
+        util::send_via(front, pair.sender(), &ok, &opts).unwrap();
         assert_eq!(pair.received().len(), 2);
         let list = [
             Element::memory("first").end_of_packet(),
@@ -186,8 +194,8 @@ fn too_large_sends_nothing() {
             Element::file(&big, 0..limit),
             Element::memory("t").end_of_packet(),
         ];
-        let err = sendpackets::send(pair.sender(), &list).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::MessageTooLarge, "{kind:?}");
+        let err = util::send_via(front, pair.sender(), &list, &opts).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::MessageTooLarge, "{front:?} {kind:?}");
         assert_eq!(err.element(), Some(2));
         assert_eq!(err.raw_os_error(), Some(libc::EMSGSIZE));
         assert!(err.to_string().contains(&limit.to_string()), "{err}");
@@ -206,18 +214,15 @@ fn too_large_sends_nothing() {
 
 #[test]
 fn not_connected_datagram_sockets() {
-    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    assert_eq!(
-        sendpackets::send(&udp, &[Element::memory("x")])
-            .unwrap_err()
-            .kind(),
-        ErrorKind::NotConnected
-    );
-    let unix = UnixDatagram::unbound().unwrap();
-    assert_eq!(
-        sendpackets::send(&unix, &[]).unwrap_err().kind(),
-        ErrorKind::NotConnected
-    );
+    for front in util::FRONTS {
+        let opts = SendOptions::new();
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let err = util::send_via(front, &udp, &[Element::memory("x")], &opts).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotConnected, "{front:?}");
+        let unix = UnixDatagram::unbound().unwrap();
+        let err = util::send_via(front, &unix, &[], &opts).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotConnected, "{front:?}");
+    }
 }
 
 #[test]

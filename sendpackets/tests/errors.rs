@@ -10,16 +10,20 @@ use std::os::unix::net::UnixStream;
 use sendpackets::{Element, Engine, ErrorKind, SendOptions};
 use util::{Files, Kind};
 
-/// Sends `list` over every stream kind and engine; asserts the error and that nothing arrived.
+/// Sends `list` over every stream kind and engine, through every front end; asserts the error
+/// and that nothing arrived.
 fn assert_rejected(list: &[Element], kind: ErrorKind, element: usize) {
-    for sock in util::STREAM_KINDS {
-        for engine in util::ENGINES {
-            let (result, got) = util::roundtrip(sock, engine, list);
-            let err = result.expect_err("the list is rejected");
-            assert_eq!(err.kind(), kind, "{sock:?} {engine:?}: {err}");
-            assert_eq!(err.element(), Some(element), "{err}");
-            assert_eq!(err.progress().bytes_sent, 0);
-            assert!(got.is_empty(), "0 bytes reach the receiver");
+    for front in util::FRONTS {
+        for sock in util::STREAM_KINDS {
+            for engine in util::ENGINES {
+                let opts = SendOptions::new().engine(engine);
+                let (result, got) = util::roundtrip_via(front, sock, list, &opts);
+                let err = result.expect_err("the list is rejected");
+                assert_eq!(err.kind(), kind, "{front:?} {sock:?} {engine:?}: {err}");
+                assert_eq!(err.element(), Some(element), "{err}");
+                assert_eq!(err.progress().bytes_sent, 0);
+                assert!(got.is_empty(), "0 bytes reach the receiver");
+            }
         }
     }
 }
@@ -133,21 +137,26 @@ fn write_only_handle_is_refused() {
 #[test]
 fn not_connected_even_for_an_empty_list() {
     // A TCP socket that was never connected.
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let err = sendpackets::send(&sock, &[]).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotConnected);
-    assert_eq!(err.element(), None);
-    // A UDP socket without a default remote, with a missing file in the list: not connected
-    // comes first.
-    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let err = sendpackets::send(&udp, &[Element::file("/no/such", ..)]).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotConnected);
-    let io: std::io::Error = err.into();
-    assert_eq!(io.kind(), std::io::ErrorKind::NotConnected);
+    for front in util::FRONTS {
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let err = util::send_via(front, &sock, &[], &SendOptions::new()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotConnected, "{front:?}");
+        assert_eq!(err.element(), None);
+        // A UDP socket without a default remote, with a missing file in the list: not
+        // connected comes first.
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let list = [Element::file("/no/such", ..)];
+        let err = util::send_via(front, &udp, &list, &SendOptions::new()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotConnected, "{front:?}");
+        let io: std::io::Error = err.into();
+        assert_eq!(io.kind(), std::io::ErrorKind::NotConnected);
+    }
 }
 
 #[test]
 fn not_a_socket() {
+    // Blocking only: a tokio socket cannot be made from a file.
     let f = std::fs::File::open("Cargo.toml").unwrap();
     let err = sendpackets::send(&f, &[]).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::UnsupportedSocket);
@@ -165,7 +174,7 @@ fn peer_shutdown_mid_send_reports_exactly_what_arrived() {
         Element::file(&f, ..),
         Element::memory("end"),
     ];
-    for engine in util::ENGINES {
+    for (front, engine) in fronts_and_engines() {
         let (a, b) = UnixStream::pair().unwrap();
         b.set_read_timeout(Some(util::PATIENCE)).unwrap();
         let reader = std::thread::spawn(move || {
@@ -176,14 +185,14 @@ fn peer_shutdown_mid_send_reports_exactly_what_arrived() {
             b.read_to_end(&mut got)?;
             Ok::<_, std::io::Error>(got)
         });
-        let err =
-            sendpackets::send_with(&a, &list, &SendOptions::new().engine(engine)).unwrap_err();
+        let opts = SendOptions::new().engine(engine);
+        let err = util::send_via(front, &a, &list, &opts).unwrap_err();
         drop(a);
         let got = reader.join().unwrap().unwrap();
-        assert_eq!(err.kind(), ErrorKind::Socket, "{engine:?}: {err}");
+        assert_eq!(err.kind(), ErrorKind::Socket, "{front:?} {engine:?}: {err}");
         assert_eq!(err.raw_os_error(), Some(libc::EPIPE));
         let p = err.progress();
-        assert_eq!(p.bytes_sent, got.len() as u64, "{engine:?}");
+        assert_eq!(p.bytes_sent, got.len() as u64, "{front:?} {engine:?}");
         assert!(got[..] == util::model(&list).unwrap()[..got.len()]);
         // Progress points into the file element.
         assert_eq!(p.elements_completed, 1);
@@ -202,7 +211,7 @@ fn peer_reset_mid_send_over_tcp() {
     let files = Files::new();
     let f = files.make("f.bin", 32 << 20, 3);
     let list = [Element::memory("h"), Element::file(&f, ..)];
-    for engine in util::ENGINES {
+    for (front, engine) in fronts_and_engines() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
@@ -211,10 +220,10 @@ fn peer_reset_mid_send_over_tcp() {
             let mut got = vec![0u8; 256 * 1024];
             server.read_exact(&mut got).map(|_| got) // then dropped: unread data → RST
         });
-        let err =
-            sendpackets::send_with(&client, &list, &SendOptions::new().engine(engine)).unwrap_err();
+        let opts = SendOptions::new().engine(engine);
+        let err = util::send_via(front, &client, &list, &opts).unwrap_err();
         let got = reader.join().unwrap().unwrap();
-        assert_eq!(err.kind(), ErrorKind::Socket, "{engine:?}: {err}");
+        assert_eq!(err.kind(), ErrorKind::Socket, "{front:?} {engine:?}: {err}");
         assert!(
             matches!(err.raw_os_error(), Some(libc::ECONNRESET | libc::EPIPE)),
             "{err}"
@@ -227,7 +236,7 @@ fn peer_reset_mid_send_over_tcp() {
 #[test]
 fn file_truncated_during_send_is_an_error_not_a_hang() {
     let files = Files::new();
-    for engine in util::ENGINES {
+    for (front, engine) in fronts_and_engines() {
         let path = files.make("shrinking.bin", 64 << 20, 4);
         let list = vec![
             Element::memory("head"),
@@ -248,16 +257,28 @@ fn file_truncated_during_send_is_an_error_not_a_hang() {
         });
         let list2 = list.clone();
         let (err, sender) = util::within_patience(move || {
-            let r = sendpackets::send_with(&sender, &list2, &SendOptions::new().engine(engine));
+            let opts = SendOptions::new().engine(engine);
+            let r = util::send_via(front, &sender, &list2, &opts);
             (r.unwrap_err(), sender)
         });
         drop(sender);
         let got = handle.join().unwrap().unwrap();
-        assert_eq!(err.kind(), ErrorKind::FileTruncated, "{engine:?}: {err}");
+        assert_eq!(
+            err.kind(),
+            ErrorKind::FileTruncated,
+            "{front:?} {engine:?}: {err}"
+        );
         assert_eq!(err.element(), Some(1));
         assert_eq!(err.path(), Some(path.as_path()));
         // Every accepted byte arrives (the socket is healthy); nothing past the new end.
         assert_eq!(err.progress().bytes_sent, got.len() as u64);
         assert!(got.len() as u64 <= 4 + truncate_to);
     }
+}
+
+/// Every engine through every front end.
+fn fronts_and_engines() -> impl Iterator<Item = (util::Front, sendpackets::Engine)> {
+    util::FRONTS
+        .into_iter()
+        .flat_map(|f| util::ENGINES.into_iter().map(move |e| (f, e)))
 }

@@ -118,11 +118,14 @@ fn sparse_3_gib_file_from_offset_past_2_gib() {
 fn disconnect_shuts_the_connection_down() {
     let files = Files::new();
     let body = files.make("body.bin", 100_000, 9);
-    for kind in util::STREAM_KINDS {
+    for (front, kind) in util::FRONTS
+        .into_iter()
+        .flat_map(|f| util::STREAM_KINDS.map(|k| (f, k)))
+    {
         let (sender, receiver) = util::stream_pair(kind);
         let list = [Element::memory("head"), Element::file(&body, ..)];
         let opts = SendOptions::new().flags(TransmitFlags::DISCONNECT);
-        let report = sendpackets::send_with(&sender, &list, &opts).unwrap();
+        let report = util::send_via(front, &sender, &list, &opts).unwrap();
         // The receiver sees end of stream although the sender is still open.
         let got = receiver.bytes();
         assert_eq!(got, util::model(&list).unwrap());
@@ -134,13 +137,14 @@ fn disconnect_shuts_the_connection_down() {
                 err.kind(),
                 sendpackets::ErrorKind::Socket | sendpackets::ErrorKind::NotConnected
             ),
-            "{kind:?}: {err}"
+            "{front:?} {kind:?}: {err}"
         );
     }
 }
 
 #[test]
 fn reuse_socket_leaves_a_fresh_unconnected_socket() {
+    // Blocking only: a tokio socket cannot connect again, so the flag has no async use.
     let (sender, receiver) = util::stream_pair(Kind::Tcp4);
     let opts = SendOptions::new().flags(TransmitFlags::DISCONNECT | TransmitFlags::REUSE_SOCKET);
     sendpackets::send_with(&sender, &[Element::memory("bye")], &opts).unwrap();
@@ -159,11 +163,14 @@ fn send_size_caps_calls_without_changing_bytes() {
         Element::memory(vec![7u8; 5000]),
     ];
     let expected = util::model(&list).unwrap();
-    for engine in util::ENGINES {
+    for (front, engine) in util::FRONTS
+        .into_iter()
+        .flat_map(|f| util::ENGINES.map(|e| (f, e)))
+    {
         let opts = SendOptions::new().engine(engine).send_size(4096);
-        let (result, got) = util::roundtrip_with(Kind::Unix, &list, &opts);
+        let (result, got) = util::roundtrip_via(front, Kind::Unix, &list, &opts);
         let report = result.unwrap();
-        assert!(got == expected, "{engine:?}");
+        assert!(got == expected, "{front:?} {engine:?}");
         let calls = report.calls.gather_writes + report.calls.sendfile;
         assert!(
             calls >= expected.len() as u64 / 4096,
@@ -174,6 +181,7 @@ fn send_size_caps_calls_without_changing_bytes() {
 
 #[test]
 fn nonblocking_socket_waits_for_room() {
+    // The blocking front on a non-blocking socket (it polls); the async fronts always wait.
     let files = Files::new();
     let f = files.make("big.bin", 8 << 20, 6);
     let (a, b) = UnixStream::pair().unwrap();
@@ -201,22 +209,24 @@ fn nonblocking_socket_waits_for_room() {
 fn tcp_corks_around_large_files_and_uncorks_at_the_end() {
     let files = Files::new();
     let f = files.make("big.bin", 1 << 20, 8);
-    let (sender, receiver) = util::stream_pair(Kind::Tcp4);
-    let list = [
-        Element::memory("H"),
-        Element::file(&f, ..),
-        Element::memory("T"),
-    ];
-    let report = sendpackets::send(&sender, &list).unwrap();
-    assert!(report.calls.sendfile > 0);
-    assert!(report.calls.cork_toggles >= 2 && report.calls.cork_toggles % 2 == 0);
-    let util::Sender::Tcp(tcp) = &sender else {
-        unreachable!()
-    };
-    let corked = rustix_cork(tcp);
-    assert!(!corked, "the socket is left uncorked");
-    drop(sender);
-    assert!(receiver.bytes() == util::model(&list).unwrap());
+    for front in util::FRONTS {
+        let (sender, receiver) = util::stream_pair(Kind::Tcp4);
+        let list = [
+            Element::memory("H"),
+            Element::file(&f, ..),
+            Element::memory("T"),
+        ];
+        let report = util::send_via(front, &sender, &list, &SendOptions::new()).unwrap();
+        assert!(report.calls.sendfile > 0);
+        assert!(report.calls.cork_toggles >= 2 && report.calls.cork_toggles % 2 == 0);
+        let util::Sender::Tcp(tcp) = &sender else {
+            unreachable!()
+        };
+        let corked = rustix_cork(tcp);
+        assert!(!corked, "{front:?}: the socket is left uncorked");
+        drop(sender);
+        assert!(receiver.bytes() == util::model(&list).unwrap());
+    }
 }
 
 fn rustix_cork(s: &std::net::TcpStream) -> bool {
@@ -263,21 +273,24 @@ fn progress_handle_follows_the_send_and_its_failure() {
         Element::file(&f, ..),
         Element::memory("t"),
     ];
-    let (sender, receiver) = util::stream_pair(Kind::Unix);
-    let progress = sendpackets::ProgressHandle::new();
-    let watcher = progress.clone();
-    let report =
-        sendpackets::send_observed(&sender, &list, &SendOptions::new(), &progress).unwrap();
-    drop(sender);
-    assert_eq!(receiver.bytes().len() as u64, report.bytes_sent);
-    let seen = watcher.get();
-    assert_eq!(seen.bytes_sent, report.bytes_sent);
-    assert_eq!(seen.elements_completed, list.len());
-    // After a failure, the handle holds the error's progress.
-    let missing_later = [Element::memory("x"), Element::file(files.path("none"), ..)];
-    let (sender, _receiver) = util::stream_pair(Kind::Unix);
-    let progress = sendpackets::ProgressHandle::new();
-    let err = sendpackets::send_observed(&sender, &missing_later, &SendOptions::new(), &progress)
-        .unwrap_err();
-    assert_eq!(progress.get(), err.progress());
+    for front in util::FRONTS {
+        let (sender, receiver) = util::stream_pair(Kind::Unix);
+        let progress = sendpackets::ProgressHandle::new();
+        let watcher = progress.clone();
+        let opts = SendOptions::new();
+        let report =
+            util::send_observed_via(front, &sender, &list, &opts, Some(&progress)).unwrap();
+        drop(sender);
+        assert_eq!(receiver.bytes().len() as u64, report.bytes_sent);
+        let seen = watcher.get();
+        assert_eq!(seen.bytes_sent, report.bytes_sent, "{front:?}");
+        assert_eq!(seen.elements_completed, list.len());
+        // After a failure, the handle holds the error's progress.
+        let missing_later = [Element::memory("x"), Element::file(files.path("none"), ..)];
+        let (sender, _receiver) = util::stream_pair(Kind::Unix);
+        let progress = sendpackets::ProgressHandle::new();
+        let err = util::send_observed_via(front, &sender, &missing_later, &opts, Some(&progress))
+            .unwrap_err();
+        assert_eq!(progress.get(), err.progress(), "{front:?}");
+    }
 }

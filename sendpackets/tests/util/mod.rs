@@ -3,6 +3,10 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod cases;
+pub mod front;
+
+#[allow(unused_imports)]
+pub use front::{FRONTS, Front, send_observed_via, send_via};
 
 use std::fs;
 use std::io::{self, Read};
@@ -14,7 +18,9 @@ use std::path::{Path, PathBuf};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use sendpackets::{Element, Engine, FileRange, Payload, SendError, SendOptions, SendReport};
+use sendpackets::{
+    Element, Engine, FileIo, FileRange, Payload, SendError, SendOptions, SendReport,
+};
 
 /// No test waits longer than this for a peer.
 pub const PATIENCE: Duration = Duration::from_secs(60);
@@ -149,29 +155,56 @@ pub fn roundtrip_with(
     list: &[Element],
     options: &SendOptions,
 ) -> (Result<SendReport, SendError>, Vec<u8>) {
+    roundtrip_via(Front::Blocking, kind, list, options)
+}
+
+/// [`roundtrip_with`] through `front`.
+pub fn roundtrip_via(
+    front: Front,
+    kind: Kind,
+    list: &[Element],
+    options: &SendOptions,
+) -> (Result<SendReport, SendError>, Vec<u8>) {
     let (sender, receiver) = stream_pair(kind);
-    let result = sendpackets::send_with(&sender, list, options);
+    let result = send_via(front, &sender, list, options);
     drop(sender);
     (result, receiver.bytes())
 }
 
-/// Asserts that `list` sends exactly `model(list)` over every stream kind and engine.
+/// Asserts that `list` sends exactly `model(list)` over every stream kind and engine, through
+/// every front end.
 pub fn assert_sends_exactly(list: &[Element]) {
     let expected = model(list).expect("the model reads every file");
-    for kind in STREAM_KINDS {
-        for engine in ENGINES {
-            let (result, got) = roundtrip(kind, engine, list);
-            let report = result.unwrap_or_else(|e| panic!("{kind:?} {engine:?}: {e}"));
-            assert_eq!(
-                report.bytes_sent,
-                expected.len() as u64,
-                "{kind:?} {engine:?}"
-            );
-            assert_eq!(report.elements, list.len());
-            assert!(
-                got == expected,
-                "{kind:?} {engine:?}: received bytes differ from the model"
-            );
+    for front in FRONTS {
+        for kind in STREAM_KINDS {
+            for engine in ENGINES {
+                let opts = SendOptions::new().engine(engine);
+                let (result, got) = roundtrip_via(front, kind, list, &opts);
+                let report =
+                    result.unwrap_or_else(|e| panic!("{front:?} {kind:?} {engine:?}: {e}"));
+                assert_eq!(
+                    report.bytes_sent,
+                    expected.len() as u64,
+                    "{front:?} {kind:?} {engine:?}"
+                );
+                assert_eq!(report.elements, list.len());
+                assert!(
+                    got == expected,
+                    "{front:?} {kind:?} {engine:?}: received bytes differ from the model"
+                );
+            }
+            // Where file reads happen matters to the async fronts: each choice, same bytes.
+            for file_io in [FileIo::Readahead, FileIo::Offload] {
+                let opts = SendOptions::new().file_io(file_io);
+                let (result, got) = roundtrip_via(front, kind, list, &opts);
+                let report =
+                    result.unwrap_or_else(|e| panic!("{front:?} {kind:?} {file_io:?}: {e}"));
+                assert_eq!(report.bytes_sent, expected.len() as u64);
+                assert!(
+                    got == expected,
+                    "{front:?} {kind:?} {file_io:?}: bytes differ"
+                );
+            }
         }
     }
 }

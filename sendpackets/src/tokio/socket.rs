@@ -1,0 +1,51 @@
+//! The tokio sockets a send can drive.
+
+use std::future::Future;
+use std::io;
+use std::os::fd::AsFd;
+
+use tokio::io::Interest;
+
+mod private {
+    pub trait Sealed {}
+}
+
+/// A tokio socket that an async send can write to: [`TcpStream`](tokio::net::TcpStream),
+/// [`UnixStream`](tokio::net::UnixStream), and connected
+/// [`UdpSocket`](tokio::net::UdpSocket) and [`UnixDatagram`](tokio::net::UnixDatagram).
+///
+/// Sealed: the send relies on the socket's readiness being tokio's, which only these types
+/// guarantee.
+pub trait AsyncSocket: AsFd + private::Sealed {
+    /// Waits until tokio considers the socket writable.
+    #[doc(hidden)]
+    fn wait_writable(&self) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Runs `f` if tokio considers the socket writable; a `WouldBlock` from `f` clears that
+    /// readiness (tokio's `try_io`).
+    #[doc(hidden)]
+    fn try_write_io<R>(&self, f: impl FnOnce() -> io::Result<R>) -> io::Result<R>;
+}
+
+macro_rules! async_socket {
+    ($($ty:ty),* $(,)?) => {$(
+        impl private::Sealed for $ty {}
+
+        impl AsyncSocket for $ty {
+            fn wait_writable(&self) -> impl Future<Output = io::Result<()>> + Send {
+                self.writable()
+            }
+
+            fn try_write_io<R>(&self, f: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+                self.try_io(Interest::WRITABLE, f)
+            }
+        }
+    )*};
+}
+
+async_socket!(
+    tokio::net::TcpStream,
+    tokio::net::UnixStream,
+    tokio::net::UdpSocket,
+    tokio::net::UnixDatagram,
+);

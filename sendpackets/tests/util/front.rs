@@ -1,0 +1,141 @@
+//! The front ends a case runs through: the blocking send, and the tokio send on both runtime
+//! flavours. One function sends through any of them, so every case is written once.
+
+use std::future::Future;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use sendpackets::{Element, ProgressHandle, SendError, SendOptions, SendReport};
+
+/// Where a send runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Front {
+    Blocking,
+    /// `sendpackets::tokio` on a current-thread runtime.
+    CurrentThread,
+    /// `sendpackets::tokio` on a multi-thread runtime with two workers.
+    MultiThread,
+}
+
+pub const FRONTS: [Front; 3] = [Front::Blocking, Front::CurrentThread, Front::MultiThread];
+
+/// A runtime of `front`'s flavour (not for `Blocking`).
+pub fn runtime(front: Front) -> tokio::runtime::Runtime {
+    let mut b = match front {
+        Front::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        Front::MultiThread => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(2);
+            b
+        }
+        Front::Blocking => unreachable!("the blocking front has no runtime"),
+    };
+    b.enable_all().build().expect("tokio runtime")
+}
+
+/// A tokio socket made from a duplicate of a connected (or not) socket descriptor.
+pub enum TokioSocket {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+    Udp(tokio::net::UdpSocket),
+    UnixDgram(tokio::net::UnixDatagram),
+}
+
+impl TokioSocket {
+    /// Must run inside a runtime. The descriptor is duplicated and made non-blocking (which the
+    /// original shares: the caller restores it).
+    pub fn from_fd(sock: BorrowedFd<'_>) -> TokioSocket {
+        let owned: OwnedFd = sock.try_clone_to_owned().expect("dup");
+        let r = socket2::SockRef::from(&owned);
+        let ty = r.r#type().expect("SO_TYPE");
+        let unix = r.domain().expect("SO_DOMAIN") == socket2::Domain::UNIX;
+        r.set_nonblocking(true).unwrap();
+        if ty == socket2::Type::STREAM && unix {
+            TokioSocket::Unix(tokio::net::UnixStream::from_std(owned.into()).unwrap())
+        } else if ty == socket2::Type::STREAM {
+            TokioSocket::Tcp(tokio::net::TcpStream::from_std(owned.into()).unwrap())
+        } else if unix {
+            TokioSocket::UnixDgram(tokio::net::UnixDatagram::from_std(owned.into()).unwrap())
+        } else {
+            TokioSocket::Udp(tokio::net::UdpSocket::from_std(owned.into()).unwrap())
+        }
+    }
+
+    pub async fn send(
+        &self,
+        list: &[Element],
+        opts: &SendOptions,
+        progress: Option<&ProgressHandle>,
+    ) -> Result<SendReport, SendError> {
+        async fn one<S: sendpackets::tokio::AsyncSocket>(
+            s: &S,
+            list: &[Element],
+            opts: &SendOptions,
+            progress: Option<&ProgressHandle>,
+        ) -> Result<SendReport, SendError> {
+            match progress {
+                Some(p) => sendpackets::tokio::send_observed(s, list, opts, p).await,
+                None => sendpackets::tokio::send_with(s, list, opts).await,
+            }
+        }
+        match self {
+            TokioSocket::Tcp(s) => one(s, list, opts, progress).await,
+            TokioSocket::Unix(s) => one(s, list, opts, progress).await,
+            TokioSocket::Udp(s) => one(s, list, opts, progress).await,
+            TokioSocket::UnixDgram(s) => one(s, list, opts, progress).await,
+        }
+    }
+}
+
+impl AsFd for TokioSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            TokioSocket::Tcp(s) => s.as_fd(),
+            TokioSocket::Unix(s) => s.as_fd(),
+            TokioSocket::Udp(s) => s.as_fd(),
+            TokioSocket::UnixDgram(s) => s.as_fd(),
+        }
+    }
+}
+
+/// Runs `f` on a runtime of `front`'s flavour.
+pub fn block_on<F: Future>(front: Front, f: F) -> F::Output {
+    runtime(front).block_on(f)
+}
+
+/// Sends `list` over `sock` through `front`, leaving the socket's blocking mode as it was.
+pub fn send_via(
+    front: Front,
+    sock: impl AsFd,
+    list: &[Element],
+    opts: &SendOptions,
+) -> Result<SendReport, SendError> {
+    send_observed_via(front, sock, list, opts, None)
+}
+
+/// [`send_via`], publishing progress to `progress` if given.
+pub fn send_observed_via(
+    front: Front,
+    sock: impl AsFd,
+    list: &[Element],
+    opts: &SendOptions,
+    progress: Option<&ProgressHandle>,
+) -> Result<SendReport, SendError> {
+    let sock = sock.as_fd();
+    if front == Front::Blocking {
+        return match progress {
+            Some(p) => sendpackets::send_observed(sock, list, opts, p),
+            None => sendpackets::send_with(sock, list, opts),
+        };
+    }
+    let was_nonblocking = rustix::fs::fcntl_getfl(sock)
+        .unwrap()
+        .contains(rustix::fs::OFlags::NONBLOCK);
+    let result = block_on(front, async {
+        let s = TokioSocket::from_fd(sock);
+        s.send(list, opts, progress).await
+    });
+    socket2::SockRef::from(&sock)
+        .set_nonblocking(was_nonblocking)
+        .unwrap();
+    result
+}
