@@ -40,7 +40,7 @@ const SYNC_STEPS: usize = 64;
 ///     println!("{} finished later: {:?}", args.user_token, args.result());
 /// });
 /// // .NET's BufferZeroCount_Ignored: a zero-count buffer sends nothing...
-/// args.elements = vec![Element::memory_range(vec![1u8; 8], 4..4)?];
+/// args.elements = vec![Element::memory_range(vec![1u8; 8], 4, 0)?];
 /// let Ok(Started::Completed(mut args)) = send_packets_async(&a, args) else { panic!() };
 /// assert_eq!(args.bytes_transferred(), 0);
 /// // ...and the same object is reused for the next operation.
@@ -214,7 +214,7 @@ fn thrown_at_start(kind: ErrorKind) -> bool {
 ///
 /// # Errors
 ///
-/// What .NET throws from the call comes back as a [`StartError`] holding the arguments
+/// What .NET throws from the call comes back as a (boxed) [`StartError`] holding the arguments
 /// object: not connected (.NET's `NotSupportedException`), not a socket, and files that cannot
 /// be opened (missing file or directory, empty path, a directory, no permission). Everything
 /// else — a range past the end of its file, a datagram too large, a peer reset — is the
@@ -259,7 +259,7 @@ fn thrown_at_start(kind: ErrorKind) -> bool {
 pub fn send_packets_async<S, T>(
     socket: &Arc<S>,
     args: SendPacketsArgs<T>,
-) -> Result<Started<T>, StartError<T>>
+) -> Result<Started<T>, Box<StartError<T>>>
 where
     S: AsyncSocket + Send + Sync + 'static,
     T: Send + 'static,
@@ -275,7 +275,7 @@ where
     let (info, resolved) = match checked {
         Ok(ok) => ok,
         Err(error) if thrown_at_start(error.kind()) => {
-            return Err(StartError { error, args });
+            return Err(Box::new(StartError { error, args }));
         }
         Err(error) => return Ok(Started::Completed(args.complete(Err(error)))),
     };

@@ -37,6 +37,12 @@
 //! the start; keeps zero-copy) or [`FileIo::Offload`](crate::FileIo::Offload) (open and read
 //! files on tokio's blocking pool; the runtime only ever writes memory to the socket).
 //!
+//! # Flags
+//!
+//! `DISCONNECT` shuts the connection down after the last byte, as in the blocking send.
+//! `REUSE_SOCKET` has no async use: it swaps a fresh unconnected socket in under the
+//! descriptor, but a tokio socket cannot connect again (and tokio does not watch the new one).
+//!
 //! The completion-style API of .NET's `SendPacketsAsync` is [`send_packets_async`].
 
 mod completion;
