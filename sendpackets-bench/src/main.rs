@@ -217,7 +217,9 @@ fn print_header(cfg: &Config) {
     }
     println!(
         "- {} round(s) per workload, interleaved: round 1 of every contender, then round 2, ... \
-         Median wall time, fastest–slowest, throughput at the median.",
+         (round r starts with the r-th contender of the table and wraps around), after one \
+         unmeasured warm-up run of the first contender. Median wall \
+         time, fastest–slowest, throughput at the median.",
         cfg.reps
     );
     println!(

@@ -183,7 +183,9 @@ impl Series {
     }
 }
 
-/// Runs every contender `reps` times, round-robin (rep 1 of each, then rep 2, ...), stopping
+/// Runs every contender `reps` times, round-robin (rep 1 of each, then rep 2, ...; round `r`
+/// starts at contender `r - 1`, wrapping around) after one unmeasured warm-up run of the first
+/// contender, stopping
 /// early (after a whole round) when `budget` has passed. Prints one progress line per run to
 /// stderr.
 pub(crate) fn interleave(
@@ -202,6 +204,16 @@ pub(crate) fn interleave(
             error: None,
         })
         .collect();
+    // One unmeasured run first: whatever the process does once per workload (allocator arenas
+    // growing, page-cache and TLB warm-up, tokio's first tasks) is not charged to the first
+    // contender of round 1.
+    if let Some(c) = contenders.first_mut() {
+        let mut clock = Clock::default();
+        match (c.run)(&mut clock) {
+            Ok(_) => eprintln!("  [{title}] warm-up {}", c.name),
+            Err(e) => eprintln!("  [{title}] warm-up {} failed: {e}", c.name),
+        }
+    }
     for rep in 1..=reps {
         if rep > 1 && began.elapsed() > budget {
             eprintln!(
@@ -210,7 +222,12 @@ pub(crate) fn interleave(
             );
             break;
         }
-        for (c, s) in contenders.iter_mut().zip(series.iter_mut()) {
+        // Each round starts one contender further on, so no contender always runs first (right
+        // after another workload, or after a file was created).
+        let n = contenders.len();
+        for k in 0..n {
+            let idx = (k + rep - 1) % n;
+            let (c, s) = (&mut contenders[idx], &mut series[idx]);
             if s.error.is_some() {
                 continue;
             }
