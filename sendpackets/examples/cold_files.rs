@@ -38,31 +38,32 @@ fn run(path: &std::path::Path, file_io: FileIo) -> std::io::Result<(Duration, Du
             }
         }
     });
-    let (elapsed, worst) = rt.block_on(async {
-        a.set_nonblocking(true)?;
-        let a = tokio::net::UnixStream::from_std(a)?;
-        let done = std::sync::atomic::AtomicBool::new(false);
-        let ticker = async {
-            let mut worst = Duration::ZERO;
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+    let (elapsed, worst) = rt
+        .block_on(async {
+            a.set_nonblocking(true)?;
+            let a = tokio::net::UnixStream::from_std(a)?;
+            let done = std::sync::atomic::AtomicBool::new(false);
+            let ticker = async {
+                let mut worst = Duration::ZERO;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let t = Instant::now();
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    worst = worst.max(t.elapsed().saturating_sub(Duration::from_millis(1)));
+                }
+                worst
+            };
+            let list = [Element::memory("header"), Element::file(path, ..)];
+            let opts = SendOptions::new().file_io(file_io);
+            let send = async {
                 let t = Instant::now();
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                worst = worst.max(t.elapsed().saturating_sub(Duration::from_millis(1)));
-            }
-            worst
-        };
-        let list = [Element::memory("header"), Element::file(path, ..)];
-        let opts = SendOptions::new().file_io(file_io);
-        let send = async {
-            let t = Instant::now();
-            let r = sendpackets::tokio::send_with(&a, &list, &opts).await;
-            done.store(true, std::sync::atomic::Ordering::Relaxed);
-            r.map(|_| t.elapsed())
-        };
-        let (elapsed, worst) = tokio::join!(send, ticker);
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((elapsed?, worst))
-    })
-    .map_err(std::io::Error::other)?;
+                let r = sendpackets::tokio::send_with(&a, &list, &opts).await;
+                done.store(true, std::sync::atomic::Ordering::Relaxed);
+                r.map(|_| t.elapsed())
+            };
+            let (elapsed, worst) = tokio::join!(send, ticker);
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((elapsed?, worst))
+        })
+        .map_err(std::io::Error::other)?;
     let received = reader.join().expect("reader")?;
     Ok((elapsed, worst, received))
 }

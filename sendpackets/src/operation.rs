@@ -12,6 +12,7 @@ use crate::report::SendReport;
 use crate::resolve::{self, Resolved};
 use crate::sys::{self, SocketInfo, SocketKind};
 use crate::transfer::Transfer;
+use crate::tuning;
 
 /// Checks the socket and the list, in the order the reference gives: connected first (even for
 /// an empty list), then every file and range, then datagram sizes. Nothing is sent.
@@ -44,8 +45,11 @@ pub(crate) fn begin(
     resolved: Resolved,
     options: &SendOptions,
 ) -> Result<Transfer, SendError> {
+    let mut info = info;
     if info.kind == SocketKind::Datagram {
-        datagram::check_sizes(&resolved, datagram::max_datagram(sock, &info))?;
+        info.max_datagram = datagram::max_datagram(sock, &info);
+        datagram::check_sizes(&resolved, info.max_datagram)?;
+        info.udp_gso = info.is_udp && tuning::udp_gso_usable() && sys::udp_gso_supported(sock);
     }
     Ok(Transfer::new(resolved, info, options))
 }

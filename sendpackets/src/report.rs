@@ -42,7 +42,8 @@ impl Progress {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct KernelCalls {
-    /// Vectored writes (`sendmsg` with an iovec), each carrying one or more buffers.
+    /// Vectored writes: `sendmsg` with an iovec, each carrying one or more buffers, or on a
+    /// datagram socket one `sendmmsg` carrying a burst of datagrams.
     pub gather_writes: u64,
     /// `sendfile` calls that sent bytes.
     pub sendfile: u64,
@@ -55,6 +56,9 @@ pub struct KernelCalls {
     pub cork_toggles: u64,
     /// Times the send waited for the socket to become writable.
     pub waits: u64,
+    /// UDP generic segmentation offload messages: each carried a run of equal-size datagrams
+    /// that the kernel cut apart (counted in `gather_writes` too, as part of a `sendmmsg`).
+    pub udp_gso_messages: u64,
 }
 
 /// The result of a successful send.

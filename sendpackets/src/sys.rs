@@ -30,6 +30,10 @@ pub(crate) struct SocketInfo {
     pub(crate) is_tcp: bool,
     pub(crate) is_udp: bool,
     pub(crate) nonblocking: bool,
+    /// Datagram sockets: the largest datagram (filled in by the checks).
+    pub(crate) max_datagram: u64,
+    /// UDP sockets: the kernel takes `UDP_SEGMENT` (filled in by the checks).
+    pub(crate) udp_gso: bool,
 }
 
 fn from_rustix(e: rustix::io::Errno) -> io::Error {
@@ -77,6 +81,8 @@ pub(crate) fn socket_info(sock: BorrowedFd<'_>) -> io::Result<SocketInfo> {
         is_tcp: inet && kind == SocketKind::Stream && proto == Some(ipproto::TCP),
         is_udp: inet && ty == SocketType::DGRAM && proto == Some(ipproto::UDP),
         nonblocking: flags.contains(OFlags::NONBLOCK),
+        max_datagram: 0,
+        udp_gso: false,
     })
 }
 
@@ -89,6 +95,97 @@ pub(crate) fn sendmsg(sock: BorrowedFd<'_>, bufs: &[IoSlice<'_>], more: bool) ->
     }
     rustix::net::sendmsg(sock, bufs, &mut SendAncillaryBuffer::default(), flags)
         .map_err(from_rustix)
+}
+
+/// One message of a [`sendmmsg`] batch: its buffers, and with `segment`, UDP generic
+/// segmentation offload: the kernel cuts the bytes into datagrams of `segment` bytes (the last
+/// may be shorter).
+#[derive(Debug)]
+pub(crate) struct Message<'a> {
+    pub(crate) iov: &'a [IoSlice<'a>],
+    pub(crate) segment: Option<u16>,
+}
+
+/// Room for one `cmsghdr` carrying a `u16`, aligned for it.
+#[cfg(target_os = "linux")]
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct SegmentCmsg([u8; 32]);
+
+/// `sendmmsg(2)` with `MSG_NOSIGNAL`: sends `msgs` in one call, each message one datagram (or
+/// several, with `segment`). Returns how many messages were sent; a failure after the first
+/// message is reported by the next call.
+#[cfg(target_os = "linux")]
+pub(crate) fn sendmmsg(sock: BorrowedFd<'_>, msgs: &[Message<'_>]) -> io::Result<usize> {
+    // SAFETY: CMSG_SPACE and CMSG_LEN only compute sizes.
+    let (space, len) = unsafe { (libc::CMSG_SPACE(2), libc::CMSG_LEN(2)) };
+    debug_assert!(space as usize <= std::mem::size_of::<SegmentCmsg>());
+    let mut cmsgs = vec![SegmentCmsg([0; 32]); msgs.len()];
+    // SAFETY: an all-zero `mmsghdr` is a valid empty header (null pointers, zero lengths).
+    let mut hdrs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; msgs.len()];
+    for ((m, h), c) in msgs.iter().zip(&mut hdrs).zip(&mut cmsgs) {
+        // `IoSlice` is ABI compatible with `iovec` on Unix; the kernel only reads through it.
+        h.msg_hdr.msg_iov = m.iov.as_ptr() as *mut libc::iovec;
+        h.msg_hdr.msg_iovlen = m.iov.len() as _;
+        if let Some(segment) = m.segment {
+            h.msg_hdr.msg_control = c.0.as_mut_ptr().cast();
+            h.msg_hdr.msg_controllen = space as _;
+            // SAFETY: `msg_control` points to `space` writable, aligned bytes, enough for one
+            // header and a u16 (checked above), so CMSG_FIRSTHDR is non-null and in bounds,
+            // and CMSG_DATA points to 2 bytes inside the same buffer.
+            unsafe {
+                let cm = libc::CMSG_FIRSTHDR(&h.msg_hdr);
+                (*cm).cmsg_level = libc::SOL_UDP;
+                (*cm).cmsg_type = libc::UDP_SEGMENT;
+                (*cm).cmsg_len = len as _;
+                std::ptr::write_unaligned(libc::CMSG_DATA(cm).cast::<u16>(), segment);
+            }
+        }
+    }
+    // SAFETY: `hdrs` holds `msgs.len()` initialised headers whose iovecs and control buffers
+    // (borrowed from `msgs` and `cmsgs`) outlive the call; the kernel writes only `msg_len`.
+    let r = unsafe {
+        libc::sendmmsg(
+            sock.as_raw_fd(),
+            hdrs.as_mut_ptr(),
+            hdrs.len() as _,
+            libc::MSG_NOSIGNAL,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn sendmmsg(_sock: BorrowedFd<'_>, _msgs: &[Message<'_>]) -> io::Result<usize> {
+    Err(io::Error::from_raw_os_error(libc::ENOSYS))
+}
+
+/// Whether the kernel takes `UDP_SEGMENT` on this socket (Linux 4.18+): reading the option
+/// succeeds where it exists.
+#[cfg(target_os = "linux")]
+pub(crate) fn udp_gso_supported(sock: BorrowedFd<'_>) -> bool {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are valid for writes and describe an int-sized buffer.
+    let r = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_UDP,
+            libc::UDP_SEGMENT,
+            (&raw mut v).cast(),
+            &mut len,
+        )
+    };
+    r == 0
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn udp_gso_supported(_sock: BorrowedFd<'_>) -> bool {
+    false
 }
 
 /// `pread(2)`: reads at `offset` without moving the file's cursor.

@@ -12,7 +12,7 @@ use crate::options::{Engine, FileIo, SendOptions};
 use crate::plan::{self, Batch, Cursor, Limits, PlanSeg, SegKind};
 use crate::report::{KernelCalls, Progress, SendReport};
 use crate::resolve::{Origin, Resolved, Source};
-use crate::sys::{self, SocketInfo, SocketKind};
+use crate::sys::{self, Message, SocketInfo, SocketKind};
 use crate::tuning;
 
 /// The kernel calls the executor makes. The real one is [`SysKernel`]; tests wrap it to inject
@@ -33,6 +33,7 @@ pub(crate) trait Kernel {
     ) -> io::Result<usize>;
     fn pread(&mut self, file: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize>;
     fn set_cork(&mut self, sock: BorrowedFd<'_>, on: bool) -> io::Result<()>;
+    fn sendmmsg(&mut self, sock: BorrowedFd<'_>, msgs: &[Message<'_>]) -> io::Result<usize>;
 }
 
 /// The kernel as it is.
@@ -62,6 +63,9 @@ impl Kernel for SysKernel {
     }
     fn set_cork(&mut self, sock: BorrowedFd<'_>, on: bool) -> io::Result<()> {
         sys::set_tcp_cork(sock, on)
+    }
+    fn sendmmsg(&mut self, sock: BorrowedFd<'_>, msgs: &[Message<'_>]) -> io::Result<usize> {
+        sys::sendmmsg(sock, msgs)
     }
 }
 
@@ -93,13 +97,37 @@ struct Part {
     scratch: Option<usize>,
 }
 
-/// A gather whose file bytes are read and which is being written.
-#[derive(Debug)]
-struct Pending {
-    end: Cursor,
+/// One message of a prepared gather: `parts[first..last]`, `bytes` long, ending at `end`. On a
+/// stream socket a gather is one message; on a datagram socket, one datagram each.
+#[derive(Clone, Copy, Debug)]
+struct Msg {
+    first: usize,
+    last: usize,
     bytes: u64,
-    written: u64,
+    end: Cursor,
+}
+
+/// Gathered messages whose file bytes are read and which are being written.
+#[derive(Debug, Default)]
+struct Pending {
+    msgs: Vec<Msg>,
     parts: Vec<Part>,
+    /// Messages already sent (datagrams).
+    next: usize,
+    /// Bytes of the first message already written (streams).
+    written: u64,
+    /// Scratch bytes in use.
+    scratch_len: usize,
+}
+
+impl Pending {
+    fn clear(&mut self) {
+        self.msgs.clear();
+        self.parts.clear();
+        self.next = 0;
+        self.written = 0;
+        self.scratch_len = 0;
+    }
 }
 
 /// A send in progress.
@@ -115,6 +143,12 @@ pub(crate) struct Transfer {
     calls: KernelCalls,
     scratch: Vec<u8>,
     pending: Option<Pending>,
+    /// The vectors of the last finished gather, reused by the next one.
+    spare: Pending,
+    /// Datagram sockets: several datagrams per `sendmmsg` (not in the portable engine).
+    burst: bool,
+    /// UDP: datagrams of equal size go out as one GSO message.
+    gso: bool,
     cork_wanted: bool,
     corked: bool,
     open_paths: usize,
@@ -190,6 +224,9 @@ impl Transfer {
             calls: KernelCalls::default(),
             scratch: Vec::new(),
             pending: None,
+            spare: Pending::default(),
+            burst: datagram && options.engine != Engine::Portable,
+            gso: socket.udp_gso && options.engine != Engine::Portable,
             cork_wanted,
             corked: false,
             open_paths,
@@ -247,7 +284,7 @@ impl Transfer {
                 bytes,
                 coalesce,
                 ..
-            }) => self.prepare(k, end, bytes, coalesce),
+            }) => self.gather(k, end, bytes, coalesce),
             _ => Ok(()),
         }
     }
@@ -291,39 +328,118 @@ impl Transfer {
                     bytes,
                     coalesce,
                     ..
-                } => {
-                    self.prepare(k, end, bytes, coalesce)?;
-                }
+                } => self.gather(k, end, bytes, coalesce)?,
             }
         }
         let pending = self.pending.as_ref().expect("a pending gather");
-        if pending.bytes == 0 && !self.limits.datagram {
-            let end = pending.end;
-            self.pending = None;
+        if self.limits.datagram {
+            return self.write_datagrams(k, sock);
+        }
+        if pending.msgs[0].bytes == 0 {
+            let end = pending.msgs[0].end;
+            self.finish_pending();
             self.move_to(end);
             return Ok(Step::Progressed);
         }
-        self.write_pending(k, sock)
+        self.write_stream(k, sock)
     }
 
-    /// Reads a gather's file bytes into the scratch buffer and records its parts.
-    fn prepare(
+    /// Prepares the planned gather up to `end`; on a datagram socket, then as many following
+    /// datagrams as one burst takes.
+    fn gather(
         &mut self,
         k: &mut impl Kernel,
         end: Cursor,
         bytes: u64,
         coalesce: bool,
     ) -> Result<(), Stop> {
-        let mut parts = Vec::new();
-        let mut at = self.cursor;
-        let mut scratch_len = 0usize;
+        let mut pending = std::mem::take(&mut self.spare);
+        pending.clear();
+        let r = self.gather_into(k, &mut pending, end, bytes, coalesce);
+        match r {
+            Ok(()) => {
+                self.pending = Some(pending);
+                Ok(())
+            }
+            Err(e) => {
+                self.spare = pending;
+                Err(e)
+            }
+        }
+    }
+
+    fn gather_into(
+        &mut self,
+        k: &mut impl Kernel,
+        pending: &mut Pending,
+        end: Cursor,
+        bytes: u64,
+        coalesce: bool,
+    ) -> Result<(), Stop> {
+        self.prepare(k, pending, self.cursor, end, bytes, coalesce)?;
+        if !self.burst {
+            return Ok(());
+        }
+        let mut at = end;
+        while pending.msgs.len() < tuning::BURST_DATAGRAMS {
+            let Some(Batch::Gather {
+                end,
+                bytes,
+                copied,
+                coalesce,
+                ..
+            }) = plan::next_batch(&self.plan, at, &self.limits)
+            else {
+                break;
+            };
+            let copy = if coalesce { bytes } else { copied };
+            let parts = end.seg.saturating_sub(at.seg) + 1;
+            if pending.scratch_len as u64 + copy > tuning::SCRATCH_CAP as u64
+                || pending.parts.len() + parts > 4 * sys::IOV_MAX
+            {
+                break;
+            }
+            // A datagram that cannot be read now is left to the next burst, which reports
+            // its error with exact progress.
+            let mark = (pending.msgs.len(), pending.parts.len(), pending.scratch_len);
+            if self.prepare(k, pending, at, end, bytes, coalesce).is_err() {
+                pending.msgs.truncate(mark.0);
+                pending.parts.truncate(mark.1);
+                pending.scratch_len = mark.2;
+                break;
+            }
+            at = end;
+        }
+        Ok(())
+    }
+
+    fn finish_pending(&mut self) {
+        if let Some(p) = self.pending.take() {
+            self.spare = p;
+        }
+    }
+
+    /// Reads one message's file bytes (from `start` to `end`) into the scratch buffer and
+    /// records its parts.
+    fn prepare(
+        &mut self,
+        k: &mut impl Kernel,
+        pending: &mut Pending,
+        start: Cursor,
+        end: Cursor,
+        bytes: u64,
+        coalesce: bool,
+    ) -> Result<(), Stop> {
+        let first = pending.parts.len();
+        let mut at = start;
+        let mut scratch_len = pending.scratch_len;
         while at < end {
             let seg = &self.res.segments[at.seg];
             let stop = if at.seg == end.seg { end.off } else { seg.len };
             let len = (stop - at.off) as usize;
             if len > 0 {
                 let copy = coalesce || matches!(seg.source, Source::File { .. });
-                parts.push(Part {
+                pending.parts.push(Part {
                     seg: at.seg,
                     off: at.off,
                     len,
@@ -341,7 +457,8 @@ impl Transfer {
         if self.scratch.len() < scratch_len {
             self.scratch.resize(scratch_len, 0);
         }
-        for part in &parts {
+        for i in first..pending.parts.len() {
+            let part = pending.parts[i];
             let Some(dst) = part.scratch else { continue };
             match self.res.segments[part.seg].source {
                 Source::Memory(ref b) => {
@@ -354,11 +471,12 @@ impl Transfer {
                 }
             }
         }
-        self.pending = Some(Pending {
-            end,
+        pending.scratch_len = scratch_len;
+        pending.msgs.push(Msg {
+            first,
+            last: pending.parts.len(),
             bytes,
-            written: 0,
-            parts,
+            end,
         });
         Ok(())
     }
@@ -392,13 +510,11 @@ impl Transfer {
         Ok(())
     }
 
-    fn write_pending(&mut self, k: &mut impl Kernel, sock: BorrowedFd<'_>) -> Result<Step, Stop> {
-        let pending = self.pending.as_ref().expect("a pending gather");
-        let mut skip = pending.written;
-        let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(pending.parts.len());
-        // Copied parts lie back to back in the scratch buffer: one iovec entry covers a run.
+    /// Appends the iovec of `parts` (skipping the first `skip` bytes) to `iov`: memory parts as
+    /// they are, copied parts from the scratch buffer, back-to-back copies as one entry.
+    fn push_iov<'a>(&'a self, parts: &[Part], mut skip: u64, iov: &mut Vec<IoSlice<'a>>) {
         let mut run: Option<(usize, usize)> = None;
-        for part in &pending.parts {
+        for part in parts {
             let len = part.len as u64;
             if skip >= len {
                 skip -= len;
@@ -429,6 +545,18 @@ impl Transfer {
         if let Some((a, b)) = run {
             iov.push(IoSlice::new(&self.scratch[a..b]));
         }
+    }
+
+    /// Writes (the rest of) a stream gather with one vectored `sendmsg`.
+    fn write_stream(&mut self, k: &mut impl Kernel, sock: BorrowedFd<'_>) -> Result<Step, Stop> {
+        let pending = self.pending.as_ref().expect("a pending gather");
+        let msg = pending.msgs[0];
+        let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(msg.last - msg.first);
+        self.push_iov(
+            &pending.parts[msg.first..msg.last],
+            pending.written,
+            &mut iov,
+        );
         let r = k.sendmsg(sock, &iov, false);
         drop(iov);
         self.calls.gather_writes += 1;
@@ -436,27 +564,122 @@ impl Transfer {
             Ok(n) => {
                 let pending = self.pending.as_mut().expect("a pending gather");
                 let n = n as u64;
-                if self.limits.datagram && n != pending.bytes {
-                    // A datagram goes out whole or not at all; anything else is a kernel surprise.
-                    let e = io::Error::new(io::ErrorKind::WriteZero, "datagram sent short");
-                    return Err(self.fail(ErrorKind::Socket, None, Some(e)));
-                }
                 pending.written += n;
-                let done = pending.written == pending.bytes;
-                let end = pending.end;
                 self.bytes_sent += n;
-                if done {
-                    self.pending = None;
-                    if self.limits.datagram {
-                        self.datagrams += 1;
-                    }
-                    self.move_to(end);
-                    self.push_if_end_of_packet(k, sock, end);
+                if pending.written == msg.bytes {
+                    self.finish_pending();
+                    self.move_to(msg.end);
+                    self.push_if_end_of_packet(k, sock, msg.end);
                 } else {
                     let to = plan::advance(&self.plan, self.cursor, n);
                     self.move_to(to);
                 }
                 Ok(Step::Progressed)
+            }
+            Err(e) => self.socket_error(e),
+        }
+    }
+
+    /// Sends prepared datagrams: one `sendmsg` each in the portable engine; otherwise many per
+    /// `sendmmsg`, runs of equal-size UDP datagrams as one GSO message each.
+    fn write_datagrams(&mut self, k: &mut impl Kernel, sock: BorrowedFd<'_>) -> Result<Step, Stop> {
+        let pending = self.pending.as_ref().expect("a pending gather");
+        let msgs = &pending.msgs[pending.next..];
+        // (datagrams, bytes, iov range, segment size) of each kernel message.
+        let mut groups: Vec<(usize, u64, usize, usize, Option<u16>)> = Vec::new();
+        let mut iov: Vec<IoSlice<'_>> = Vec::new();
+        let mut i = 0;
+        while i < msgs.len() {
+            let size = msgs[i].bytes;
+            let mut j = i + 1;
+            let mut total = size;
+            let iov_start = iov.len();
+            let mut parts = msgs[i].last - msgs[i].first;
+            if self.gso && size > 0 {
+                while j < msgs.len()
+                    && j - i < tuning::GSO_MAX_SEGMENTS
+                    && msgs[j].bytes <= size
+                    && msgs[j].bytes > 0
+                    && total + msgs[j].bytes <= self.socket.max_datagram
+                    && parts + (msgs[j].last - msgs[j].first) <= sys::IOV_MAX
+                {
+                    total += msgs[j].bytes;
+                    parts += msgs[j].last - msgs[j].first;
+                    j += 1;
+                    if msgs[j - 1].bytes < size {
+                        break; // only the last datagram of a GSO message may be shorter
+                    }
+                }
+            }
+            for m in &msgs[i..j] {
+                self.push_iov(&pending.parts[m.first..m.last], 0, &mut iov);
+            }
+            let segment = (j - i > 1).then_some(size as u16);
+            groups.push((j - i, total, iov_start, iov.len(), segment));
+            i = j;
+            if !self.burst {
+                break;
+            }
+        }
+        let r = if self.burst {
+            let messages: Vec<Message<'_>> = groups
+                .iter()
+                .map(|&(_, _, a, b, segment)| Message {
+                    iov: &iov[a..b],
+                    segment,
+                })
+                .collect();
+            k.sendmmsg(sock, &messages)
+        } else {
+            let (_, total, a, b, _) = groups[0];
+            match k.sendmsg(sock, &iov[a..b], false) {
+                Ok(n) if n as u64 == total => Ok(1),
+                Ok(_) => {
+                    // A datagram goes out whole or not at all; anything else is a surprise.
+                    Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "datagram sent short",
+                    ))
+                }
+                Err(e) => Err(e),
+            }
+        };
+        drop(iov);
+        self.calls.gather_writes += 1;
+        match r {
+            Ok(sent) => {
+                let mut count = 0;
+                for &(n, bytes, _, _, segment) in &groups[..sent.min(groups.len())] {
+                    count += n;
+                    self.bytes_sent += bytes;
+                    self.calls.udp_gso_messages += u64::from(segment.is_some());
+                }
+                if count == 0 {
+                    return Ok(Step::Progressed);
+                }
+                self.datagrams += count as u64;
+                let pending = self.pending.as_mut().expect("a pending gather");
+                pending.next += count;
+                let end = pending.msgs[pending.next - 1].end;
+                if pending.next == pending.msgs.len() {
+                    self.finish_pending();
+                }
+                self.move_to(end);
+                Ok(Step::Progressed)
+            }
+            Err(e)
+                if self.gso
+                    && groups.first().is_some_and(|g| g.4.is_some())
+                    && matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) =>
+            {
+                // The first message was a GSO one and nothing was sent: the device or the
+                // kernel refuses segmentation. Send datagrams one by one from now on.
+                tuning::disable_udp_gso();
+                self.gso = false;
+                Ok(Step::Progressed)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WriteZero => {
+                Err(self.fail(ErrorKind::Socket, None, Some(e)))
             }
             Err(e) => self.socket_error(e),
         }

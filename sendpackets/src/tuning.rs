@@ -35,3 +35,24 @@ pub(crate) fn sendfile_available() -> bool {
 pub(crate) fn disable_sendfile() {
     SENDFILE_MISSING.store(true, Ordering::Relaxed);
 }
+
+/// The most datagrams one `sendmmsg` burst prepares (each burst is read into the scratch
+/// buffer first, at most [`SCRATCH_CAP`] bytes unless one datagram is larger).
+pub(crate) const BURST_DATAGRAMS: usize = 256;
+
+/// The most datagrams one UDP GSO message carries (the kernel's `UDP_MAX_SEGMENTS` is 64 on
+/// older kernels, 128 on newer ones).
+pub(crate) const GSO_MAX_SEGMENTS: usize = 64;
+
+static GSO_BROKEN: AtomicBool = AtomicBool::new(false);
+
+/// Whether UDP GSO may be tried (false once a GSO send failed with `EIO` or `EINVAL`: a
+/// device without checksum offload, or a kernel that refuses the option).
+pub(crate) fn udp_gso_usable() -> bool {
+    !GSO_BROKEN.load(Ordering::Relaxed)
+}
+
+/// Remembers that UDP GSO failed, for every later send of the process.
+pub(crate) fn disable_udp_gso() {
+    GSO_BROKEN.store(true, Ordering::Relaxed);
+}

@@ -35,6 +35,7 @@ impl Pair {
                     "[::1]:0"
                 };
                 let rx = UdpSocket::bind(addr).unwrap();
+                big_receive_buffer(&rx);
                 let tx = UdpSocket::bind(addr).unwrap();
                 tx.connect(rx.local_addr().unwrap()).unwrap();
                 Pair::Udp(tx, rx)
@@ -53,20 +54,42 @@ impl Pair {
         }
     }
 
+    /// A thread receiving datagrams while the test sends: `expected` of them, then any surplus
+    /// arriving within 50 ms; or what came until none did for 2 s.
+    fn start_receiver(&self, expected: usize) -> std::thread::JoinHandle<Vec<Vec<u8>>> {
+        let rx = match self {
+            Pair::Udp(_, rx) => Pair::Udp(
+                UdpSocket::bind("127.0.0.1:0").unwrap(),
+                rx.try_clone().unwrap(),
+            ),
+            Pair::Unix(_, rx) => {
+                Pair::Unix(UnixDatagram::unbound().unwrap(), rx.try_clone().unwrap())
+            }
+        };
+        std::thread::spawn(move || {
+            let mut got = rx.received_within(Duration::from_secs(2), expected);
+            got.extend(rx.received_within(Duration::from_millis(50), usize::MAX));
+            got
+        })
+    }
+
     /// Every datagram waiting at the receiver (the sends finished before this is called).
     fn received(&self) -> Vec<Vec<u8>> {
+        self.received_within(Duration::from_millis(100), usize::MAX)
+    }
+
+    /// Up to `count` datagrams, stopping early when none came for `idle`.
+    fn received_within(&self, idle: Duration, count: usize) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         let mut buf = vec![0u8; 1 << 17];
-        for _ in 0..10_000 {
+        for _ in 0..count.min(100_000) {
             let r = match self {
                 Pair::Udp(_, rx) => {
-                    rx.set_read_timeout(Some(Duration::from_millis(100)))
-                        .unwrap();
+                    rx.set_read_timeout(Some(idle)).unwrap();
                     rx.recv(&mut buf)
                 }
                 Pair::Unix(_, rx) => {
-                    rx.set_read_timeout(Some(Duration::from_millis(100)))
-                        .unwrap();
+                    rx.set_read_timeout(Some(idle)).unwrap();
                     rx.recv(&mut buf)
                 }
             };
@@ -76,6 +99,29 @@ impl Pair {
             }
         }
         out
+    }
+}
+
+/// A receive buffer that holds every datagram of a test even before the receiver reads
+/// (`SO_RCVBUFFORCE` where permitted, else as much as `SO_RCVBUF` gives): loopback UDP drops
+/// what does not fit, and these tests count datagrams exactly.
+fn big_receive_buffer(rx: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let size: libc::c_int = 64 << 20;
+    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: `size` is a valid int for the duration of the call.
+        let r = unsafe {
+            libc::setsockopt(
+                rx.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&raw const size).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            break;
+        }
     }
 }
 
@@ -102,9 +148,10 @@ fn assert_datagrams(list: &[Element]) {
     let expected = model_datagrams(list);
     for (front, kind) in util::FRONTS.into_iter().flat_map(|f| KINDS.map(|k| (f, k))) {
         let pair = Pair::new(kind);
+        let receiver = pair.start_receiver(expected.len());
         let report = util::send_via(front, pair.sender(), list, &SendOptions::new())
             .unwrap_or_else(|e| panic!("{front:?} {kind:?}: {e}"));
-        let got = pair.received();
+        let got = receiver.join().unwrap();
         assert_eq!(
             got.len(),
             expected.len(),
@@ -231,4 +278,57 @@ fn more_than_iov_max_elements_in_one_datagram() {
         .map(|i| Element::memory(vec![(i % 256) as u8; 3]))
         .collect();
     assert_datagrams(&list);
+}
+
+#[test]
+fn bursts_and_gso_runs_keep_every_boundary() {
+    // 1,000 datagrams of 1,200 bytes (32-byte header + a file slice), the shape GSO batches,
+    // broken by odd sizes, a shorter one, an empty one, and a memory-only one.
+    let files = Files::new();
+    let f = files.make("slices.bin", 2 << 20, 9);
+    let mut list = Vec::new();
+    for i in 0..1000u64 {
+        let size = match i {
+            100 => 700,  // a shorter datagram ends a GSO run
+            101 => 1300, // a longer one starts a new run
+            500 => 0,    // an empty datagram: an end-of-packet mark alone
+            _ => 1168,
+        };
+        list.push(Element::memory(format!("{i:031}:")));
+        if size > 0 {
+            list.push(Element::file(&f, i * 1168..i * 1168 + size).end_of_packet());
+        } else {
+            list.pop();
+            list.push(Element::memory(Vec::<u8>::new()).end_of_packet());
+        }
+    }
+    list.push(Element::memory("tail without a mark"));
+    assert_datagrams(&list);
+    // Batched: far fewer kernel calls than datagrams; on UDP, runs went out as GSO messages.
+    for kind in KINDS {
+        let pair = Pair::new(kind);
+        let receiver = pair.start_receiver(1001);
+        let report = sendpackets::send(pair.sender(), &list).unwrap();
+        assert_eq!(receiver.join().unwrap().len(), 1001);
+        assert_eq!(report.datagrams, 1001);
+        assert!(
+            report.calls.gather_writes <= 20,
+            "{kind:?}: {:?}",
+            report.calls
+        );
+        if !matches!(kind, Dgram::Unix) {
+            assert!(
+                report.calls.udp_gso_messages >= 10,
+                "{kind:?}: {:?}",
+                report.calls
+            );
+        }
+        // The portable engine: one sendmsg per datagram.
+        let pair = Pair::new(kind);
+        let receiver = pair.start_receiver(1001);
+        let opts = SendOptions::new().engine(sendpackets::Engine::Portable);
+        let report = sendpackets::send_with(pair.sender(), &list, &opts).unwrap();
+        assert_eq!(receiver.join().unwrap().len(), 1001);
+        assert_eq!(report.calls.gather_writes, 1001);
+    }
 }

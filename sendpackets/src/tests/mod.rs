@@ -10,6 +10,7 @@ use std::os::unix::net::UnixStream;
 use proptest::prelude::*;
 
 use crate::blocking::send_using;
+use crate::sys::Message;
 use crate::transfer::{Kernel, SysKernel};
 use crate::{Element, Engine, ErrorKind, Payload, SendError, SendOptions, SendReport};
 
@@ -28,6 +29,10 @@ struct Faults {
     sendfile_errno: Option<i32>,
     /// pread fails with this errno after this many successful reads.
     pread_fails_after: Option<(u32, i32)>,
+    /// A `sendmmsg` whose first message uses UDP GSO fails with this errno.
+    gso_errno: Option<i32>,
+    /// Every `sendmmsg` sends only its first message (a partial batch).
+    partial_batch: bool,
 }
 
 #[derive(Debug, Default)]
@@ -141,6 +146,22 @@ impl Kernel for FaultKernel {
 
     fn set_cork(&mut self, sock: BorrowedFd<'_>, on: bool) -> io::Result<()> {
         SysKernel.set_cork(sock, on)
+    }
+
+    fn sendmmsg(&mut self, sock: BorrowedFd<'_>, msgs: &[Message<'_>]) -> io::Result<usize> {
+        self.before_send()?;
+        if let Some(errno) = self.faults.gso_errno {
+            if msgs.first().is_some_and(|m| m.segment.is_some()) {
+                return Err(self.inject(errno));
+            }
+        }
+        // A "short write" of a batch: the kernel took only the first message.
+        let msgs = if self.faults.partial_batch {
+            &msgs[..1]
+        } else {
+            msgs
+        };
+        SysKernel.sendmmsg(sock, msgs)
     }
 }
 
@@ -365,4 +386,141 @@ fn random_lists_under_random_faults_match_the_model() {
             },
         )
         .unwrap();
+}
+
+/// What each datagram of `list` must hold (elements up to an end-of-packet mark; trailing
+/// elements form a last datagram if they hold bytes).
+fn model_datagrams(list: &[Element]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut cur: Option<Vec<u8>> = None;
+    for e in list {
+        let bytes = model(std::slice::from_ref(e));
+        if !bytes.is_empty() || e.end_of_packet {
+            cur.get_or_insert_with(Vec::new).extend_from_slice(&bytes);
+        }
+        if e.end_of_packet {
+            out.push(cur.take().unwrap_or_default());
+        }
+    }
+    out.extend(cur.filter(|c| !c.is_empty()));
+    out
+}
+
+/// Sends over a non-blocking datagram socket (`udp`: loopback UDP, else a Unix datagram pair)
+/// through `kernel`; returns the result and the datagrams received (read concurrently).
+fn run_datagrams(
+    kernel: &mut FaultKernel,
+    list: &[Element],
+    opts: &SendOptions,
+    udp: bool,
+) -> (Result<SendReport, SendError>, Vec<Vec<u8>>) {
+    use std::os::fd::{AsFd, OwnedFd};
+    let (tx, rx): (OwnedFd, OwnedFd) = if udp {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.connect(rx.local_addr().unwrap()).unwrap();
+        (tx.into(), rx.into())
+    } else {
+        let (tx, rx) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        (tx.into(), rx.into())
+    };
+    rustix::net::sockopt::set_socket_recv_buffer_size(&rx, 8 << 20).unwrap();
+    let expected = model_datagrams(list).len();
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 1 << 17];
+        let timeout = Some(std::time::Duration::from_secs(2));
+        rustix::net::sockopt::set_socket_timeout(&rx, rustix::net::sockopt::Timeout::Recv, timeout)
+            .unwrap();
+        while got.len() < expected {
+            match rustix::net::recv(&rx, &mut buf, rustix::net::RecvFlags::empty()) {
+                Ok((n, _)) => got.push(buf[..n].to_vec()),
+                Err(_) => break,
+            }
+        }
+        got
+    });
+    rustix::io::ioctl_fionbio(&tx, true).unwrap();
+    let r = send_using(kernel, tx.as_fd(), list, opts);
+    drop(tx);
+    (r, reader.join().unwrap())
+}
+
+fn arb_datagrams(f: &Fixture) -> impl Strategy<Value = Vec<Element>> + use<> {
+    let small = f.small.clone();
+    let element = prop_oneof![
+        (0usize..700).prop_map(|n| Element::memory(vec![(n % 251) as u8; n])),
+        (0u64..3000, 0u64..1200).prop_map(move |(a, n)| {
+            let a = a.min(3000 - n.min(3000));
+            Element::file(small.clone(), a..(a + n).min(3000))
+        }),
+    ];
+    // Mostly marked, so that runs of datagrams form; sizes stay well under 64 KiB.
+    proptest::collection::vec((element, proptest::bool::weighted(0.7)), 0..120).prop_map(|v| {
+        v.into_iter()
+            .map(|(e, eop)| if eop { e.end_of_packet() } else { e })
+            .collect()
+    })
+}
+
+/// Random datagram lists under partial `sendmmsg` batches, EINTR and EAGAIN, over UDP (GSO
+/// runs) and Unix datagram sockets: every datagram arrives whole, in order, exactly once.
+#[test]
+fn random_datagrams_under_random_faults_match_the_model() {
+    use proptest::test_runner::{Config, TestRunner};
+    let f = fixture();
+    let strategy = (
+        arb_datagrams(&f),
+        prop_oneof![Just(Engine::Auto), Just(Engine::Portable)],
+        any::<bool>(),
+        any::<bool>(),
+        proptest::option::of(2u32..5),
+        proptest::option::of(2u32..5),
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 32,
+        ..Config::default()
+    });
+    runner
+        .run(
+            &strategy,
+            |(list, engine, udp, partial_batch, eintr, eagain)| {
+                let expected = model_datagrams(&list);
+                let mut k = FaultKernel::new(Faults {
+                    partial_batch,
+                    eintr_every: eintr,
+                    eagain_every: eagain,
+                    ..Default::default()
+                });
+                let opts = SendOptions::new().engine(engine);
+                let (r, got) = run_datagrams(&mut k, &list, &opts, udp);
+                let report = r.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(report.datagrams, expected.len() as u64);
+                prop_assert_eq!(got, expected);
+                Ok(())
+            },
+        )
+        .unwrap();
+}
+
+#[test]
+fn refused_gso_falls_back_to_one_datagram_per_message() {
+    let f = fixture();
+    let list: Vec<Element> = (0..200u64)
+        .map(|i| Element::file(&f.small, i..i + 1000).end_of_packet())
+        .collect();
+    for errno in [libc::EIO, libc::EINVAL] {
+        let mut k = FaultKernel::new(Faults {
+            gso_errno: Some(errno),
+            ..Default::default()
+        });
+        let (r, got) = run_datagrams(&mut k, &list, &SendOptions::new(), true);
+        let report = r.unwrap();
+        assert_eq!(got, model_datagrams(&list));
+        assert_eq!(report.calls.udp_gso_messages, 0);
+        assert!(
+            report.calls.gather_writes < 200,
+            "still batched by sendmmsg"
+        );
+    }
 }
