@@ -77,8 +77,18 @@
 //! [`end_of_packet`](Element::end_of_packet) form one datagram; the elements after the last
 //! marker form a final datagram. A datagram over the socket's limit (65,507 bytes for UDP over
 //! IPv4, 65,527 over IPv6) is an [`ErrorKind::MessageTooLarge`] error naming the element, and
-//! nothing is sent. An end-of-packet marker with no bytes since the previous one sends an empty
-//! datagram.
+//! nothing is sent (the limit of a Unix datagram socket is its send buffer). An end-of-packet
+//! marker with no bytes since the previous one sends an empty (zero-length) datagram; elements
+//! after the last marker that hold no bytes send nothing.
+//!
+//! Datagrams are read into memory (never `sendfile`, which would split or refuse them) in
+//! bursts of up to 256 datagrams or 256 KiB, and a burst goes out with one `sendmmsg`. On UDP,
+//! each run of equal-size datagrams (the last of a run may be shorter) is one message with
+//! generic segmentation offload (`UDP_SEGMENT`, up to 64 datagrams): the kernel cuts it into
+//! datagrams, so a run costs one trip through the stack. GSO is probed once per socket; if the
+//! kernel or device refuses it (`EIO`, `EINVAL`) the process stops using it and sends datagrams
+//! one per message. [`Engine::Portable`] sends one datagram per `sendmsg`. A failure reports
+//! whole datagrams sent ([`Progress::datagrams_sent`]) and their bytes.
 
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![deny(unsafe_op_in_unsafe_fn)]
