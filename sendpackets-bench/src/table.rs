@@ -327,12 +327,15 @@ pub(crate) fn fmt_mib(b: u64) -> String {
     format!("{:.1} MiB", b as f64 / 1048576.0)
 }
 
-/// A call count: integers as is (k/M when large), fractions with two decimals.
+/// A call count: integers as is (k/M when large), fractions under 0.1 as `1/N`, other
+/// fractions with two decimals.
 pub(crate) fn fmt_count(v: f64) -> String {
     if v >= 1e4 {
         fmt_si(v)
     } else if (v - v.round()).abs() < 1e-9 {
         format!("{v:.0}")
+    } else if v < 0.1 {
+        format!("1/{:.0}", 1.0 / v)
     } else {
         format!("{v:.2}")
     }
@@ -439,6 +442,8 @@ mod tests {
         assert_eq!(fmt_mib(3 << 20), "3.0 MiB");
         assert_eq!(fmt_count(2.0), "2");
         assert_eq!(fmt_count(0.5), "0.50");
+        assert_eq!(fmt_count(1.0 / 64.0), "1/64");
+        assert_eq!(fmt_count(0.0002), "1/5000");
         assert_eq!(fmt_count(20_000.0), "20.0 k");
     }
 
