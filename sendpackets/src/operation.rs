@@ -28,14 +28,15 @@ pub(crate) fn start(
 
 /// The first check: the socket is connected, and of a kind we can send on.
 pub(crate) fn check_socket(sock: BorrowedFd<'_>) -> Result<SocketInfo, SendError> {
-    if let Err(e) = sys::getpeername(sock) {
+    let family = sys::getpeername(sock).map_err(|e| {
         let kind = match e.raw_os_error() {
             Some(libc::ENOTCONN) => ErrorKind::NotConnected,
             _ => ErrorKind::UnsupportedSocket,
         };
-        return Err(SendError::new(kind).with_source(e));
-    }
-    sys::socket_info(sock).map_err(|e| SendError::new(ErrorKind::UnsupportedSocket).with_source(e))
+        SendError::new(kind).with_source(e)
+    })?;
+    sys::socket_info(sock, family)
+        .map_err(|e| SendError::new(ErrorKind::UnsupportedSocket).with_source(e))
 }
 
 /// The last check (datagram sizes), after the list was resolved; then the transfer.

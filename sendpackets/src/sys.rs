@@ -29,7 +29,6 @@ pub(crate) struct SocketInfo {
     pub(crate) domain: AddressFamily,
     pub(crate) is_tcp: bool,
     pub(crate) is_udp: bool,
-    pub(crate) nonblocking: bool,
     /// Datagram sockets: the largest datagram (filled in by the checks).
     pub(crate) max_datagram: u64,
     /// UDP sockets: the kernel takes `UDP_SEGMENT` (filled in by the checks).
@@ -49,15 +48,21 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-/// `getpeername(2)`: `Err(ENOTCONN)` when the socket has no peer or default remote.
-pub(crate) fn getpeername(sock: impl AsFd) -> io::Result<()> {
+/// `getpeername(2)`: `Err(ENOTCONN)` when the socket has no peer or default remote; else the
+/// peer's address family, when the kernel reports one.
+pub(crate) fn getpeername(sock: impl AsFd) -> io::Result<Option<AddressFamily>> {
     rustix::net::getpeername(sock)
-        .map(drop)
+        .map(|a| a.map(|a| a.address_family()))
         .map_err(from_rustix)
 }
 
-/// `getsockopt(SO_TYPE, SO_DOMAIN, SO_PROTOCOL)` and `fcntl(F_GETFL)`.
-pub(crate) fn socket_info(sock: BorrowedFd<'_>) -> io::Result<SocketInfo> {
+/// `getsockopt(SO_TYPE, SO_PROTOCOL)`, and `SO_DOMAIN` unless the peer's family is known:
+/// two or three calls, the fewest that tell a TCP, UDP or Unix socket apart. Whether the socket
+/// is non-blocking is asked only when a call says `EAGAIN` ([`is_nonblocking`]).
+pub(crate) fn socket_info(
+    sock: BorrowedFd<'_>,
+    peer_family: Option<AddressFamily>,
+) -> io::Result<SocketInfo> {
     use rustix::net::sockopt;
     let ty = sockopt::socket_type(sock).map_err(from_rustix)?;
     let kind = if ty == SocketType::STREAM {
@@ -67,23 +72,30 @@ pub(crate) fn socket_info(sock: BorrowedFd<'_>) -> io::Result<SocketInfo> {
     } else {
         return Err(io::Error::from_raw_os_error(libc::EPROTOTYPE));
     };
-    let domain = sockopt::socket_domain(sock).map_err(from_rustix)?;
+    let domain = match peer_family {
+        Some(f) if f != AddressFamily::UNSPEC => f,
+        _ => sockopt::socket_domain(sock).map_err(from_rustix)?,
+    };
     let inet = domain == AddressFamily::INET || domain == AddressFamily::INET6;
     let proto = if inet {
         sockopt::socket_protocol(sock).map_err(from_rustix)?
     } else {
         None
     };
-    let flags = rustix::fs::fcntl_getfl(sock).map_err(from_rustix)?;
     Ok(SocketInfo {
         kind,
         domain,
         is_tcp: inet && kind == SocketKind::Stream && proto == Some(ipproto::TCP),
         is_udp: inet && ty == SocketType::DGRAM && proto == Some(ipproto::UDP),
-        nonblocking: flags.contains(OFlags::NONBLOCK),
         max_datagram: 0,
         udp_gso: false,
     })
+}
+
+/// `fcntl(F_GETFL)`: whether `O_NONBLOCK` is set.
+pub(crate) fn is_nonblocking(sock: BorrowedFd<'_>) -> io::Result<bool> {
+    let flags = rustix::fs::fcntl_getfl(sock).map_err(from_rustix)?;
+    Ok(flags.contains(OFlags::NONBLOCK))
 }
 
 /// `sendmsg(2)` with an iovec, `MSG_NOSIGNAL` (a closed peer is an `EPIPE` error, never a

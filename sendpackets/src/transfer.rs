@@ -149,6 +149,8 @@ pub(crate) struct Transfer {
     burst: bool,
     /// UDP: datagrams of equal size go out as one GSO message.
     gso: bool,
+    /// Whether the socket is non-blocking, once an `EAGAIN` made it matter.
+    nonblocking: Option<bool>,
     cork_wanted: bool,
     corked: bool,
     open_paths: usize,
@@ -227,6 +229,7 @@ impl Transfer {
             spare: Pending::default(),
             burst: datagram && options.engine != Engine::Portable,
             gso: socket.udp_gso && options.engine != Engine::Portable,
+            nonblocking: None,
             cork_wanted,
             corked: false,
             open_paths,
@@ -576,7 +579,7 @@ impl Transfer {
                 }
                 Ok(Step::Progressed)
             }
-            Err(e) => self.socket_error(e),
+            Err(e) => self.socket_error(sock, e),
         }
     }
 
@@ -681,7 +684,7 @@ impl Transfer {
             Err(e) if e.kind() == io::ErrorKind::WriteZero => {
                 Err(self.fail(ErrorKind::Socket, None, Some(e)))
             }
-            Err(e) => self.socket_error(e),
+            Err(e) => self.socket_error(sock, e),
         }
     }
 
@@ -729,15 +732,19 @@ impl Transfer {
             Err(e) if e.raw_os_error() == Some(libc::EIO) => {
                 Err(self.fail(ErrorKind::FileRead, Some(seg), Some(e)))
             }
-            Err(e) => self.socket_error(e),
+            Err(e) => self.socket_error(sock, e),
         }
     }
 
-    fn socket_error(&mut self, e: io::Error) -> Result<Step, Stop> {
+    fn socket_error(&mut self, sock: BorrowedFd<'_>, e: io::Error) -> Result<Step, Stop> {
         match e.kind() {
             io::ErrorKind::Interrupted => Ok(Step::Progressed),
             io::ErrorKind::WouldBlock => {
-                if self.socket.nonblocking {
+                // Asked once, at the first EAGAIN (most sends never see one).
+                let nonblocking = *self
+                    .nonblocking
+                    .get_or_insert_with(|| sys::is_nonblocking(sock).unwrap_or(true));
+                if nonblocking {
                     Err(Stop::WouldBlock)
                 } else {
                     // A blocking socket only says EAGAIN when its SO_SNDTIMEO expired.

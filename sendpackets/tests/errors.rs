@@ -282,3 +282,24 @@ fn fronts_and_engines() -> impl Iterator<Item = (util::Front, sendpackets::Engin
         .into_iter()
         .flat_map(|f| util::ENGINES.into_iter().map(move |e| (f, e)))
 }
+
+#[test]
+fn blocking_socket_send_timeout_is_timed_out_with_progress() {
+    // Blocking only: SO_SNDTIMEO expires while nobody reads; the error says how far it got.
+    let (a, b) = UnixStream::pair().unwrap();
+    a.set_write_timeout(Some(std::time::Duration::from_millis(50)))
+        .unwrap();
+    let list = [Element::memory(vec![1u8; 64 << 20])];
+    let err = util::within_patience(move || sendpackets::send(&a, &list).unwrap_err());
+    assert_eq!(err.kind(), ErrorKind::TimedOut, "{err}");
+    let sent = err.progress().bytes_sent;
+    assert!(sent > 0 && sent < 64 << 20);
+    b.set_nonblocking(true).unwrap();
+    let mut got = Vec::new();
+    let _ = (&b).read_to_end(&mut got);
+    assert_eq!(
+        got.len() as u64,
+        sent,
+        "progress is exactly what was queued"
+    );
+}
