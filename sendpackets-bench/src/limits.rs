@@ -36,6 +36,7 @@ pub(crate) fn prepare(install: bool) -> Result<Harness, String> {
     let dir = locate()
         .ok_or("the C harness (shared/limits) was not found; set SENDPACKETS_LIMITS_DIR")?;
     let source = dir.join("limits.c");
+    let source = std::fs::canonicalize(&source).unwrap_or(source);
     let prebuilt = dir.join("limits");
     if is_fresh(&prebuilt, &source) {
         return Ok(Harness {
