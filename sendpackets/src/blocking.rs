@@ -4,6 +4,7 @@ use std::os::fd::AsFd;
 
 use crate::element::Element;
 use crate::error::SendError;
+use crate::express::{self, Attempt};
 use crate::operation;
 use crate::options::{FileIo, SendOptions};
 use crate::report::{ProgressHandle, SendReport};
@@ -140,6 +141,29 @@ fn send_using_observed(
         options.file_io = FileIo::Inline;
     }
     let options = &options;
+    if progress.is_none() {
+        match express::try_send(kernel, sock, elements, options, None) {
+            Attempt::Sent(report) => return Ok(report),
+            Attempt::Partial { bytes, calls } => {
+                let base = express::progress_at(elements, bytes);
+                let rest = base.remaining(elements);
+                let r = send_full(kernel, sock, &rest, options, None);
+                return express::rebase(base, calls, r);
+            }
+            Attempt::NotEligible | Attempt::Fallback => {}
+        }
+    }
+    send_full(kernel, sock, elements, options, progress)
+}
+
+/// The full path: every check, then the planner's batches.
+fn send_full(
+    kernel: &mut impl Kernel,
+    sock: std::os::fd::BorrowedFd<'_>,
+    elements: &[Element],
+    options: &SendOptions,
+    progress: Option<&ProgressHandle>,
+) -> Result<SendReport, SendError> {
     let mut transfer = operation::start(sock, elements, options)?;
     loop {
         let step = transfer.step(kernel, sock);

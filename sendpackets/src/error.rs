@@ -142,6 +142,13 @@ impl SendError {
         self
     }
 
+    /// The same error about a longer list, of which the failed send was the tail.
+    pub(crate) fn rebased(mut self, progress: Progress, element: Option<usize>) -> Self {
+        self.progress = progress;
+        self.element = element;
+        self
+    }
+
     /// The category of the failure.
     pub fn kind(&self) -> ErrorKind {
         self.kind

@@ -99,6 +99,7 @@ mod blocking;
 mod datagram;
 mod element;
 mod error;
+mod express;
 mod operation;
 mod options;
 mod plan;

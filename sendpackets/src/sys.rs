@@ -92,6 +92,16 @@ pub(crate) fn socket_info(
     })
 }
 
+/// `getsockopt(SO_TYPE)` alone: stream or datagram.
+pub(crate) fn socket_kind(sock: BorrowedFd<'_>) -> io::Result<SocketKind> {
+    let ty = rustix::net::sockopt::socket_type(sock).map_err(from_rustix)?;
+    Ok(if ty == SocketType::STREAM {
+        SocketKind::Stream
+    } else {
+        SocketKind::Datagram
+    })
+}
+
 /// `fcntl(F_GETFL)`: whether `O_NONBLOCK` is set.
 pub(crate) fn is_nonblocking(sock: BorrowedFd<'_>) -> io::Result<bool> {
     let flags = rustix::fs::fcntl_getfl(sock).map_err(from_rustix)?;

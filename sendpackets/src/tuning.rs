@@ -56,3 +56,10 @@ pub(crate) fn udp_gso_usable() -> bool {
 pub(crate) fn disable_udp_gso() {
     GSO_BROKEN.store(true, Ordering::Relaxed);
 }
+
+/// Lists of at most this many bytes (and [`EXPRESS_ELEMENTS`] elements) are read whole into
+/// one buffer and sent with one call, before any check (see `express`).
+pub(crate) const EXPRESS_MAX: u64 = 64 * 1024;
+
+/// The most elements of an express send.
+pub(crate) const EXPRESS_ELEMENTS: usize = 64;

@@ -303,3 +303,64 @@ fn blocking_socket_send_timeout_is_timed_out_with_progress() {
         "progress is exactly what was queued"
     );
 }
+
+#[test]
+fn short_lists_with_explicit_ranges_fail_exactly_like_long_ones() {
+    // Short lists of known length take the express path (read all, then one send) and skip
+    // the checks; when it fails they must give the same errors, with 0 bytes received.
+    let files = Files::new();
+    let ok = files.make("ok.bin", 1024, 1);
+    let dir = files.dir.path().to_path_buf();
+    assert_rejected(
+        &[
+            Element::memory("h"),
+            Element::file(files.path("missing.bin"), 0..10),
+        ],
+        ErrorKind::FileNotFound,
+        1,
+    );
+    assert_rejected(
+        &[Element::file(files.path("no/such/dir.bin"), 0..10)],
+        ErrorKind::DirectoryNotFound,
+        0,
+    );
+    assert_rejected(&[Element::file("", 0..1)], ErrorKind::EmptyPath, 0);
+    assert_rejected(&[Element::file(&dir, 0..1)], ErrorKind::IsADirectory, 0);
+    assert_rejected(
+        &[Element::memory("x"), Element::file(&ok, 5..10_005)],
+        ErrorKind::RangeOutOfBounds,
+        1,
+    );
+    assert_rejected(
+        &[Element::file(&ok, 1000..1025), Element::memory("t")],
+        ErrorKind::RangeOutOfBounds,
+        0,
+    );
+    let wo = std::fs::OpenOptions::new().write(true).open(&ok).unwrap();
+    assert_rejected(
+        &[Element::memory("x"), Element::handle(wo, 0..5)],
+        ErrorKind::PermissionDenied,
+        1,
+    );
+    let fifo = files.path("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: `c` is a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    assert_rejected(&[Element::file(&fifo, 0..1)], ErrorKind::NotARegularFile, 0);
+    // Not connected: the send fails, the checks name the cause.
+    for front in util::FRONTS {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let list = [Element::memory("x"), Element::file(&ok, 0..10)];
+        let err = util::send_via(front, &udp, &list, &SendOptions::new()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotConnected, "{front:?}");
+        let unix = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        let err = util::send_via(front, &unix, &list, &SendOptions::new()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotConnected, "{front:?}");
+    }
+    let tcp = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let err = sendpackets::send(&tcp, &[Element::memory("x")]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotConnected);
+    let f = std::fs::File::open(&ok).unwrap();
+    let err = sendpackets::send(&f, &[Element::memory("x")]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UnsupportedSocket);
+}

@@ -147,6 +147,31 @@ pub async fn send_with<S: AsyncSocket>(
     elements: &[Element],
     options: &SendOptions,
 ) -> Result<SendReport, SendError> {
+    use crate::express::{self, Attempt};
+    use crate::sys::SocketKind;
+    use crate::transfer::SysKernel;
+
+    let kind = if socket.is_datagram() {
+        SocketKind::Datagram
+    } else {
+        SocketKind::Stream
+    };
+    if options.file_io != crate::FileIo::Offload {
+        let sock = socket.as_fd();
+        match express::try_send(&mut SysKernel, sock, elements, options, Some(kind)) {
+            Attempt::Sent(report) => return Ok(report),
+            Attempt::Partial { bytes, calls } => {
+                let base = express::progress_at(elements, bytes);
+                let rest = base.remaining(elements);
+                let r = async {
+                    let transfer = drive::start(socket, &rest, options).await?;
+                    drive::drive(socket, transfer, options, None, false).await
+                };
+                return express::rebase(base, calls, r.await);
+            }
+            Attempt::NotEligible | Attempt::Fallback => {}
+        }
+    }
     let transfer = drive::start(socket, elements, options).await?;
     drive::drive(socket, transfer, options, None, true).await
 }

@@ -25,10 +25,14 @@ pub trait AsyncSocket: AsFd + private::Sealed {
     /// readiness (tokio's `try_io`).
     #[doc(hidden)]
     fn try_write_io<R>(&self, f: impl FnOnce() -> io::Result<R>) -> io::Result<R>;
+
+    /// Whether the type is a datagram socket (known from the type, no system call).
+    #[doc(hidden)]
+    fn is_datagram(&self) -> bool;
 }
 
 macro_rules! async_socket {
-    ($($ty:ty),* $(,)?) => {$(
+    ($($ty:ty => $datagram:expr),* $(,)?) => {$(
         impl private::Sealed for $ty {}
 
         impl AsyncSocket for $ty {
@@ -39,13 +43,17 @@ macro_rules! async_socket {
             fn try_write_io<R>(&self, f: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
                 self.try_io(Interest::WRITABLE, f)
             }
+
+            fn is_datagram(&self) -> bool {
+                $datagram
+            }
         }
     )*};
 }
 
 async_socket!(
-    tokio::net::TcpStream,
-    tokio::net::UnixStream,
-    tokio::net::UdpSocket,
-    tokio::net::UnixDatagram,
+    tokio::net::TcpStream => false,
+    tokio::net::UnixStream => false,
+    tokio::net::UdpSocket => true,
+    tokio::net::UnixDatagram => true,
 );
