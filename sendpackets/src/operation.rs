@@ -28,14 +28,14 @@ pub(crate) fn start(
 
 /// The first check: the socket is connected, and of a kind we can send on.
 pub(crate) fn check_socket(sock: BorrowedFd<'_>) -> Result<SocketInfo, SendError> {
-    let family = sys::getpeername(sock).map_err(|e| {
+    let peer = sys::getpeername(sock).map_err(|e| {
         let kind = match e.raw_os_error() {
             Some(libc::ENOTCONN) => ErrorKind::NotConnected,
             _ => ErrorKind::UnsupportedSocket,
         };
         SendError::new(kind).with_source(e)
     })?;
-    sys::socket_info(sock, family)
+    sys::socket_info(sock, peer)
         .map_err(|e| SendError::new(ErrorKind::UnsupportedSocket).with_source(e))
 }
 

@@ -29,6 +29,8 @@ pub(crate) struct SocketInfo {
     pub(crate) domain: AddressFamily,
     pub(crate) is_tcp: bool,
     pub(crate) is_udp: bool,
+    /// The peer is an IP address of this host's loopback.
+    pub(crate) loopback: bool,
     /// Datagram sockets: the largest datagram (filled in by the checks).
     pub(crate) max_datagram: u64,
     /// UDP sockets: the kernel takes `UDP_SEGMENT` (filled in by the checks).
@@ -48,21 +50,36 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-/// `getpeername(2)`: `Err(ENOTCONN)` when the socket has no peer or default remote; else the
-/// peer's address family, when the kernel reports one.
-pub(crate) fn getpeername(sock: impl AsFd) -> io::Result<Option<AddressFamily>> {
-    rustix::net::getpeername(sock)
-        .map(|a| a.map(|a| a.address_family()))
-        .map_err(from_rustix)
+/// What `getpeername` tells about the peer.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Peer {
+    /// The peer's address family, when the kernel reports one.
+    pub(crate) family: Option<AddressFamily>,
+    /// An IP peer on this host's loopback (127.0.0.0/8, ::1, or IPv4-mapped loopback).
+    pub(crate) loopback: bool,
+}
+
+/// `getpeername(2)`: `Err(ENOTCONN)` when the socket has no peer or default remote.
+pub(crate) fn getpeername(sock: impl AsFd) -> io::Result<Peer> {
+    let addr = rustix::net::getpeername(sock).map_err(from_rustix)?;
+    let Some(addr) = addr else {
+        return Ok(Peer::default());
+    };
+    let family = Some(addr.address_family());
+    let loopback = match std::net::SocketAddr::try_from(addr) {
+        Ok(std::net::SocketAddr::V4(a)) => a.ip().is_loopback(),
+        Ok(std::net::SocketAddr::V6(a)) => {
+            a.ip().is_loopback() || a.ip().to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Err(_) => false,
+    };
+    Ok(Peer { family, loopback })
 }
 
 /// `getsockopt(SO_TYPE, SO_PROTOCOL)`, and `SO_DOMAIN` unless the peer's family is known:
 /// two or three calls, the fewest that tell a TCP, UDP or Unix socket apart. Whether the socket
 /// is non-blocking is asked only when a call says `EAGAIN` ([`is_nonblocking`]).
-pub(crate) fn socket_info(
-    sock: BorrowedFd<'_>,
-    peer_family: Option<AddressFamily>,
-) -> io::Result<SocketInfo> {
+pub(crate) fn socket_info(sock: BorrowedFd<'_>, peer: Peer) -> io::Result<SocketInfo> {
     use rustix::net::sockopt;
     let ty = sockopt::socket_type(sock).map_err(from_rustix)?;
     let kind = if ty == SocketType::STREAM {
@@ -72,7 +89,7 @@ pub(crate) fn socket_info(
     } else {
         return Err(io::Error::from_raw_os_error(libc::EPROTOTYPE));
     };
-    let domain = match peer_family {
+    let domain = match peer.family {
         Some(f) if f != AddressFamily::UNSPEC => f,
         _ => sockopt::socket_domain(sock).map_err(from_rustix)?,
     };
@@ -87,6 +104,7 @@ pub(crate) fn socket_info(
         domain,
         is_tcp: inet && kind == SocketKind::Stream && proto == Some(ipproto::TCP),
         is_udp: inet && ty == SocketType::DGRAM && proto == Some(ipproto::UDP),
+        loopback: peer.loopback,
         max_datagram: 0,
         udp_gso: false,
     })

@@ -181,6 +181,9 @@ impl Transfer {
         let max_call = options.send_size.map_or(tuning::MAX_SENDFILE, |n| {
             (n.get() as u64).min(tuning::MAX_SENDFILE)
         });
+        // Bulk ranges to a loopback TCP peer are copied (see `LOOPBACK_COPY_MIN`).
+        let loopback_bulk = options.engine == Engine::Auto && socket.is_tcp && socket.loopback;
+        let mut bulk_copied = false;
         let plan: Vec<PlanSeg> = res
             .segments
             .iter()
@@ -188,7 +191,11 @@ impl Transfer {
                 len: s.len,
                 kind: match s.source {
                     Source::Memory(_) => SegKind::Memory,
-                    Source::File { .. } => SegKind::File { zero_copy: true },
+                    Source::File { .. } => {
+                        let copy = loopback_bulk && s.len >= tuning::LOOPBACK_COPY_MIN;
+                        bulk_copied |= copy;
+                        SegKind::File { zero_copy: !copy }
+                    }
                 },
                 end_of_packet: s.end_of_packet,
             })
@@ -196,7 +203,7 @@ impl Transfer {
         let mut limits = Limits {
             copy_threshold,
             scratch_cap: match options.engine {
-                _ if offload => tuning::PORTABLE_BUFFER,
+                _ if offload || bulk_copied => tuning::PORTABLE_BUFFER,
                 Engine::Portable => tuning::PORTABLE_BUFFER,
                 _ => tuning::SCRATCH_CAP,
             },

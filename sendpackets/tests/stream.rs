@@ -208,7 +208,8 @@ fn nonblocking_socket_waits_for_room() {
 #[test]
 fn tcp_corks_around_large_files_and_uncorks_at_the_end() {
     let files = Files::new();
-    let f = files.make("big.bin", 1 << 20, 8);
+    // Under 1 MiB: even to a loopback peer this range goes out with sendfile.
+    let f = files.make("big.bin", 512 << 10, 8);
     for front in util::FRONTS {
         let (sender, receiver) = util::stream_pair(Kind::Tcp4);
         let list = [
@@ -292,5 +293,40 @@ fn progress_handle_follows_the_send_and_its_failure() {
         let err = util::send_observed_via(front, &sender, &missing_later, &opts, Some(&progress))
             .unwrap_err();
         assert_eq!(progress.get(), err.progress(), "{front:?}");
+    }
+}
+
+#[test]
+fn bulk_ranges_to_a_loopback_peer_are_copied_elsewhere_zero_copy() {
+    // Over loopback TCP a range of 1 MiB or more is read and written (faster and cheaper per
+    // byte there: see `LOOPBACK_COPY_MIN`); over a Unix socket, or with the ZeroCopy engine,
+    // it goes out with sendfile.
+    let files = Files::new();
+    let f = files.make("bulk.bin", 3 << 20, 4);
+    let list = [
+        Element::memory("h"),
+        Element::file(&f, ..),
+        Element::memory("t"),
+    ];
+    let expected = util::model(&list).unwrap();
+    for (kind, engine, zero_copy) in [
+        (Kind::Tcp4, Engine::Auto, false),
+        (Kind::Tcp6, Engine::Auto, false),
+        (Kind::Unix, Engine::Auto, true),
+        (Kind::Tcp4, Engine::ZeroCopy, true),
+    ] {
+        let (r, got) = util::roundtrip(kind, engine, &list);
+        let report = r.unwrap();
+        assert!(got == expected, "{kind:?} {engine:?}");
+        assert_eq!(
+            report.calls.sendfile > 0,
+            zero_copy,
+            "{kind:?} {engine:?}: {:?}",
+            report.calls
+        );
+        if !zero_copy {
+            // 1 MiB reads: three of them for 3 MiB.
+            assert_eq!(report.calls.file_reads, 3, "{:?}", report.calls);
+        }
     }
 }
