@@ -47,6 +47,9 @@ pub(crate) struct Limits {
     /// Stream socket: end a gather after an end-of-packet segment (so a corked socket can be
     /// pushed there).
     pub(crate) stop_at_eop: bool,
+    /// Memory segments shorter than this are copied into the scratch buffer next to their
+    /// neighbours, so that a run of small buffers is one iovec entry, not one each.
+    pub(crate) small_copy: u64,
 }
 
 /// The bytes one kernel call (or, for a gather, one series of calls) sends.
@@ -74,6 +77,18 @@ pub(crate) fn uses_sendfile(seg: &PlanSeg, lim: &Limits) -> bool {
         && seg.len >= lim.copy_threshold
 }
 
+/// The most bytes a gather copies before it takes no more small memory segments.
+pub(crate) const SMALL_COPY_GATHER: u64 = 256 * 1024;
+
+/// Whether a gather copies this segment's bytes into the scratch buffer (file ranges always;
+/// memory when it is small). Copied neighbours share one iovec entry.
+pub(crate) fn copies(seg: &PlanSeg, lim: &Limits) -> bool {
+    match seg.kind {
+        SegKind::File { .. } => true,
+        SegKind::Memory => seg.len < lim.small_copy,
+    }
+}
+
 /// The next batch from `at`, or `None` when everything was sent.
 pub(crate) fn next_batch(segs: &[PlanSeg], at: Cursor, lim: &Limits) -> Option<Batch> {
     let first = segs.get(at.seg)?;
@@ -98,30 +113,41 @@ pub(crate) fn next_batch(segs: &[PlanSeg], at: Cursor, lim: &Limits) -> Option<B
     let (mut bytes, mut copied, mut iov) = (0u64, 0u64, 0usize);
     let mut end = at;
     let mut coalesce = false;
+    let mut prev_copied = false;
     for (i, seg) in segs.iter().enumerate().skip(at.seg) {
         if uses_sendfile(seg, lim) {
             break;
         }
         let start_off = if i == at.seg { at.off } else { 0 };
         let avail = seg.len.saturating_sub(start_off);
-        let is_file = matches!(seg.kind, SegKind::File { .. });
+        let copy = copies(seg, lim);
         let mut take = avail.min(max_call - bytes);
-        if is_file {
-            take = take.min(scratch_cap - copied);
+        if copy {
+            // Small buffers stop at a smaller total: copying them all before the first byte
+            // goes out would leave the socket idle (a big buffer for file ranges pays).
+            let cap = match seg.kind {
+                SegKind::Memory if !lim.datagram => scratch_cap.min(SMALL_COPY_GATHER),
+                _ => scratch_cap,
+            };
+            take = take.min(cap.saturating_sub(copied));
         }
         if avail > 0 {
             if take == 0 {
                 break;
             }
-            if iov == lim.max_iov {
-                if !lim.datagram {
-                    break;
+            // A copied part right after another copied part extends its iovec entry.
+            if !(copy && prev_copied) {
+                if iov == lim.max_iov {
+                    if !lim.datagram {
+                        break;
+                    }
+                    coalesce = true;
                 }
-                coalesce = true;
+                iov += 1;
             }
-            iov += 1;
+            prev_copied = copy;
             bytes += take;
-            if is_file {
+            if copy {
                 copied += take;
             }
         }
@@ -194,6 +220,7 @@ mod tests {
             max_call: 0x7fff_f000,
             datagram: false,
             stop_at_eop: false,
+            small_copy: 0,
         }
     }
 
@@ -355,8 +382,9 @@ mod tests {
             max_call in 1u64..300_000,
             datagram: bool,
             stop_at_eop: bool,
+            small_copy in proptest::prop_oneof![proptest::strategy::Just(0u64), 1u64..5000],
         ) {
-            let lim = Limits { copy_threshold: threshold, scratch_cap: scratch, max_iov, max_call, datagram, stop_at_eop };
+            let lim = Limits { copy_threshold: threshold, scratch_cap: scratch, max_iov, max_call, datagram, stop_at_eop, small_copy };
             let total: u64 = segs.iter().map(|s| s.len).sum();
             let mut at = START;
             let mut sent = 0u64;
@@ -381,6 +409,23 @@ mod tests {
                             proptest::prop_assert!(bytes <= max_call);
                             proptest::prop_assert!(copied <= scratch as u64);
                             proptest::prop_assert!(!coalesce);
+                            // Iovec entries, counting a run of copied parts as one.
+                            let mut entries = 0;
+                            let mut prev = false;
+                            let mut c = start;
+                            while c < end {
+                                let seg = &segs[c.seg];
+                                let stop = if c.seg == end.seg { end.off } else { seg.len };
+                                if stop > c.off {
+                                    let copy = copies(seg, &lim);
+                                    if !(copy && prev) {
+                                        entries += 1;
+                                    }
+                                    prev = copy;
+                                }
+                                c = Cursor { seg: c.seg + 1, off: 0 };
+                            }
+                            proptest::prop_assert!(entries <= max_iov, "{} iovec entries", entries);
                         } else {
                             // A datagram ends at an end-of-packet segment or at the end.
                             let last = &segs[end.seg - 1];

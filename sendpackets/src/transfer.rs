@@ -211,6 +211,7 @@ impl Transfer {
             max_call,
             datagram,
             stop_at_eop: false,
+            small_copy: tuning::SMALL_COPY,
         };
         // Cork a TCP socket when a file range goes out with sendfile next to other data, so that
         // headers, file and trailer share segments.
@@ -448,7 +449,7 @@ impl Transfer {
             let stop = if at.seg == end.seg { end.off } else { seg.len };
             let len = (stop - at.off) as usize;
             if len > 0 {
-                let copy = coalesce || matches!(seg.source, Source::File { .. });
+                let copy = coalesce || plan::copies(&self.plan[at.seg], &self.limits);
                 pending.parts.push(Part {
                     seg: at.seg,
                     off: at.off,

@@ -13,6 +13,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// wins at 256 KiB.
 pub(crate) const COPY_THRESHOLD: u64 = 64 * 1024;
 
+/// Memory elements shorter than this are copied next to their neighbours in the scratch
+/// buffer, so that headers, small file ranges and trailers go out as one contiguous buffer (one
+/// iovec entry) rather than one entry each: the kernel's per-entry cost is higher than a short
+/// copy.
+pub(crate) const SMALL_COPY: u64 = 512;
+
 /// The most file bytes one gather copies into memory (the scratch buffer of one send never
 /// grows past this, whatever the list holds).
 pub(crate) const SCRATCH_CAP: usize = 256 * 1024;
