@@ -325,8 +325,8 @@ fn bulk_ranges_to_a_loopback_peer_are_copied_elsewhere_zero_copy() {
             report.calls
         );
         if !zero_copy {
-            // 1 MiB reads: three of them for 3 MiB.
-            assert_eq!(report.calls.file_reads, 3, "{:?}", report.calls);
+            // 1 MiB gathers (the header shares the first): three or four reads for 3 MiB.
+            assert!((3..=4).contains(&report.calls.file_reads), "{:?}", report.calls);
         }
     }
 }
