@@ -228,6 +228,15 @@ pub(crate) fn udp_gso_supported(_sock: BorrowedFd<'_>) -> bool {
     false
 }
 
+/// `preadv(2)`: reads at `offset` into several buffers, without moving the file's cursor.
+pub(crate) fn preadv(
+    file: BorrowedFd<'_>,
+    bufs: &mut [std::io::IoSliceMut<'_>],
+    offset: u64,
+) -> io::Result<usize> {
+    rustix::io::preadv(file, bufs, offset).map_err(from_rustix)
+}
+
 /// `pread(2)`: reads at `offset` without moving the file's cursor.
 pub(crate) fn pread(file: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     rustix::io::pread(file, buf, offset).map_err(from_rustix)

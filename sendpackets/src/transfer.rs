@@ -4,7 +4,7 @@
 //! [`Transfer::step`] makes at most one call that sends bytes; it reports `WouldBlock` when the
 //! socket is full, and never loses count of what the kernel accepted.
 
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, BorrowedFd};
 
 use crate::error::{ErrorKind, SendError};
@@ -32,6 +32,12 @@ pub(crate) trait Kernel {
         len: usize,
     ) -> io::Result<usize>;
     fn pread(&mut self, file: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    fn preadv(
+        &mut self,
+        file: BorrowedFd<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+        offset: u64,
+    ) -> io::Result<usize>;
     fn set_cork(&mut self, sock: BorrowedFd<'_>, on: bool) -> io::Result<()>;
     fn sendmmsg(&mut self, sock: BorrowedFd<'_>, msgs: &[Message<'_>]) -> io::Result<usize>;
 }
@@ -60,6 +66,14 @@ impl Kernel for SysKernel {
     }
     fn pread(&mut self, file: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         sys::pread(file, buf, offset)
+    }
+    fn preadv(
+        &mut self,
+        file: BorrowedFd<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+        offset: u64,
+    ) -> io::Result<usize> {
+        sys::preadv(file, bufs, offset)
     }
     fn set_cork(&mut self, sock: BorrowedFd<'_>, on: bool) -> io::Result<()> {
         sys::set_tcp_cork(sock, on)
@@ -387,41 +401,46 @@ impl Transfer {
         bytes: u64,
         coalesce: bool,
     ) -> Result<(), Stop> {
-        self.prepare(k, pending, self.cursor, end, bytes, coalesce)?;
-        if !self.burst {
-            return Ok(());
-        }
-        let mut at = end;
-        while pending.msgs.len() < tuning::BURST_DATAGRAMS {
-            let Some(Batch::Gather {
-                end,
-                bytes,
-                copied,
-                coalesce,
-                ..
-            }) = plan::next_batch(&self.plan, at, &self.limits)
-            else {
-                break;
-            };
-            let copy = if coalesce { bytes } else { copied };
-            let parts = end.seg.saturating_sub(at.seg) + 1;
-            if pending.scratch_len as u64 + copy > tuning::SCRATCH_CAP as u64
-                || pending.parts.len() + parts > 4 * sys::IOV_MAX
-            {
-                break;
+        self.layout(pending, self.cursor, end, bytes, coalesce);
+        if self.burst {
+            let mut at = end;
+            while pending.msgs.len() < tuning::BURST_DATAGRAMS {
+                let Some(Batch::Gather {
+                    end,
+                    bytes,
+                    copied,
+                    coalesce,
+                    ..
+                }) = plan::next_batch(&self.plan, at, &self.limits)
+                else {
+                    break;
+                };
+                let copy = if coalesce { bytes } else { copied };
+                let parts = end.seg.saturating_sub(at.seg) + 1;
+                if pending.scratch_len as u64 + copy > tuning::BURST_BYTES as u64
+                    || pending.parts.len() + parts > 4 * sys::IOV_MAX
+                {
+                    break;
+                }
+                self.layout(pending, at, end, bytes, coalesce);
+                at = end;
             }
-            // A datagram that cannot be read now is left to the next burst, which reports
-            // its error with exact progress.
-            let mark = (pending.msgs.len(), pending.parts.len(), pending.scratch_len);
-            if self.prepare(k, pending, at, end, bytes, coalesce).is_err() {
-                pending.msgs.truncate(mark.0);
-                pending.parts.truncate(mark.1);
-                pending.scratch_len = mark.2;
-                break;
-            }
-            at = end;
         }
-        Ok(())
+        match self.read_files(k, pending) {
+            Ok(()) => Ok(()),
+            Err((part, stop)) => {
+                // The datagrams before the one that cannot be read go out now; the next step
+                // meets the failure again and reports it with exact progress.
+                let m = pending.msgs.iter().position(|m| part < m.last).unwrap_or(0);
+                if m == 0 {
+                    return Err(stop);
+                }
+                let first = pending.msgs[m].first;
+                pending.msgs.truncate(m);
+                pending.parts.truncate(first);
+                Ok(())
+            }
+        }
     }
 
     fn finish_pending(&mut self) {
@@ -430,17 +449,18 @@ impl Transfer {
         }
     }
 
-    /// Reads one message's file bytes (from `start` to `end`) into the scratch buffer and
-    /// records its parts.
-    fn prepare(
+    /// Lays out one message (from `start` to `end`): its parts, their places in the scratch
+    /// buffer, and copies of its small memory parts. File bytes are read by [`read_files`].
+    ///
+    /// [`read_files`]: Self::read_files
+    fn layout(
         &mut self,
-        k: &mut impl Kernel,
         pending: &mut Pending,
         start: Cursor,
         end: Cursor,
         bytes: u64,
         coalesce: bool,
-    ) -> Result<(), Stop> {
+    ) {
         let first = pending.parts.len();
         let mut at = start;
         let mut scratch_len = pending.scratch_len;
@@ -468,18 +488,12 @@ impl Transfer {
         if self.scratch.len() < scratch_len {
             self.scratch.resize(scratch_len, 0);
         }
-        for i in first..pending.parts.len() {
-            let part = pending.parts[i];
-            let Some(dst) = part.scratch else { continue };
-            match self.res.segments[part.seg].source {
-                Source::Memory(ref b) => {
-                    let off = part.off as usize;
-                    self.scratch[dst..dst + part.len].copy_from_slice(&b[off..off + part.len]);
-                }
-                Source::File { slot, offset } => {
-                    self.ensure_open(slot, part.seg)?;
-                    self.read_exact(k, slot, part.seg, offset + part.off, dst, part.len)?;
-                }
+        for part in &pending.parts[first..] {
+            if let (Some(dst), Source::Memory(b)) =
+                (part.scratch, &self.res.segments[part.seg].source)
+            {
+                let off = part.off as usize;
+                self.scratch[dst..dst + part.len].copy_from_slice(&b[off..off + part.len]);
             }
         }
         pending.scratch_len = scratch_len;
@@ -489,33 +503,113 @@ impl Transfer {
             bytes,
             end,
         });
+    }
+
+    /// Reads the file parts of `pending` into the scratch buffer. Parts that continue one
+    /// another in the same file (a datagram burst walking a file, say) are read by one
+    /// `preadv`, however the memory parts between them lie. On failure, the index of the part
+    /// that could not be read.
+    fn read_files(&mut self, k: &mut impl Kernel, pending: &Pending) -> Result<(), (usize, Stop)> {
+        let mut i = 0;
+        let parts = &pending.parts;
+        while i < parts.len() {
+            let Some((slot, offset)) = self.file_part(&parts[i]) else {
+                i += 1;
+                continue;
+            };
+            // The run: file parts of the same file, each starting where the previous ended.
+            let mut run = vec![i];
+            let mut next_offset = offset + parts[i].len as u64;
+            let mut j = i + 1;
+            while j < parts.len() && run.len() < sys::IOV_MAX {
+                match self.file_part(&parts[j]) {
+                    None => {} // memory: not read, does not break the run
+                    Some((s, o)) if s == slot && o == next_offset => {
+                        run.push(j);
+                        next_offset += parts[j].len as u64;
+                    }
+                    _ => break,
+                }
+                j += 1;
+            }
+            self.ensure_open(slot, parts[i].seg).map_err(|e| (i, e))?;
+            self.read_run(k, slot, offset, parts, &run)?;
+            i = run.last().map_or(j, |&last| last + 1);
+        }
         Ok(())
     }
 
-    /// `pread` until `len` bytes of file `slot` at `offset` are in the scratch buffer at `dst`.
-    fn read_exact(
+    /// The file and file offset of a copied file part.
+    fn file_part(&self, part: &Part) -> Option<(usize, u64)> {
+        match (part.scratch, &self.res.segments[part.seg].source) {
+            (Some(_), Source::File { slot, offset }) => Some((*slot, offset + part.off)),
+            _ => None,
+        }
+    }
+
+    /// `preadv` until the parts `run` (contiguous in file `slot` from `offset`) are in the
+    /// scratch buffer.
+    fn read_run(
         &mut self,
         k: &mut impl Kernel,
         slot: usize,
-        seg: usize,
         offset: u64,
-        dst: usize,
-        len: usize,
-    ) -> Result<(), Stop> {
+        parts: &[Part],
+        run: &[usize],
+    ) -> Result<(), (usize, Stop)> {
+        let total: usize = run.iter().map(|&p| parts[p].len).sum();
         let mut done = 0;
-        while done < len {
-            let fd = self.res.files[slot].borrow_fd().expect("file opened above");
-            let r = k.pread(
-                fd,
-                &mut self.scratch[dst + done..dst + len],
-                offset + done as u64,
-            );
+        while done < total {
+            let r = {
+                // Disjoint, increasing scratch ranges: split the buffer into them.
+                let mut bufs: Vec<IoSliceMut<'_>> = Vec::with_capacity(run.len());
+                let mut rest: &mut [u8] = &mut self.scratch;
+                let (mut base, mut skip) = (0usize, done);
+                for &p in run {
+                    let part = parts[p];
+                    if skip >= part.len {
+                        skip -= part.len;
+                        continue;
+                    }
+                    let dst = part.scratch.expect("a copied part") + skip;
+                    let tail = std::mem::take(&mut rest).split_at_mut(dst - base).1;
+                    let (chunk, tail) = tail.split_at_mut(part.len - skip);
+                    bufs.push(IoSliceMut::new(chunk));
+                    rest = tail;
+                    base = dst + part.len - skip;
+                    skip = 0;
+                }
+                let fd = self.res.files[slot].borrow_fd().expect("file opened above");
+                k.preadv(fd, &mut bufs, offset + done as u64)
+            };
             self.calls.file_reads += 1;
+            let at = |done: usize| {
+                let mut left = done;
+                for &p in run {
+                    if left < parts[p].len {
+                        return p;
+                    }
+                    left -= parts[p].len;
+                }
+                *run.last().expect("a run has parts")
+            };
             match r {
-                Ok(0) => return Err(self.fail(ErrorKind::FileTruncated, Some(seg), None)),
+                Ok(0) => {
+                    let p = at(done);
+                    return Err((
+                        p,
+                        self.fail(ErrorKind::FileTruncated, Some(parts[p].seg), None),
+                    ));
+                }
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.fail(ErrorKind::FileRead, Some(seg), Some(e))),
+                Err(e) => {
+                    let p = at(done);
+                    return Err((
+                        p,
+                        self.fail(ErrorKind::FileRead, Some(parts[p].seg), Some(e)),
+                    ));
+                }
             }
         }
         Ok(())

@@ -57,8 +57,11 @@ pub(crate) fn disable_sendfile() {
 }
 
 /// The most datagrams one `sendmmsg` burst prepares (each burst is read into the scratch
-/// buffer first, at most [`SCRATCH_CAP`] bytes unless one datagram is larger).
-pub(crate) const BURST_DATAGRAMS: usize = 256;
+/// buffer first, at most [`BURST_BYTES`] unless one datagram is larger).
+pub(crate) const BURST_DATAGRAMS: usize = 1024;
+
+/// The most bytes one datagram burst reads into memory.
+pub(crate) const BURST_BYTES: usize = 1024 * 1024;
 
 /// The most datagrams one UDP GSO message carries (the kernel's `UDP_MAX_SEGMENTS` is 64 on
 /// older kernels, 128 on newer ones).

@@ -326,7 +326,11 @@ fn bulk_ranges_to_a_loopback_peer_are_copied_elsewhere_zero_copy() {
         );
         if !zero_copy {
             // 1 MiB gathers (the header shares the first): three or four reads for 3 MiB.
-            assert!((3..=4).contains(&report.calls.file_reads), "{:?}", report.calls);
+            assert!(
+                (3..=4).contains(&report.calls.file_reads),
+                "{:?}",
+                report.calls
+            );
         }
     }
 }

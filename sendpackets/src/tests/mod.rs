@@ -144,6 +144,35 @@ impl Kernel for FaultKernel {
         SysKernel.pread(file, &mut buf[..n], offset)
     }
 
+    fn preadv(
+        &mut self,
+        file: BorrowedFd<'_>,
+        bufs: &mut [io::IoSliceMut<'_>],
+        offset: u64,
+    ) -> io::Result<usize> {
+        self.calls += 1;
+        self.reads += 1;
+        if let Some((after, errno)) = self.faults.pread_fails_after {
+            if self.reads > after {
+                return Err(self.inject(errno));
+            }
+        }
+        if std::mem::take(&mut self.just_injected) {
+            // fall through to the real call
+        } else if self.faults.eintr_every.is_some_and(|n| self.calls % n == 0) {
+            return Err(self.inject(libc::EINTR));
+        }
+        match self.faults.short_read {
+            // A short read: only the first `cap` bytes of the first buffer.
+            Some(cap) => {
+                let first = &mut bufs[0];
+                let n = first.len().min(cap);
+                SysKernel.pread(file, &mut first[..n], offset)
+            }
+            None => SysKernel.preadv(file, bufs, offset),
+        }
+    }
+
     fn set_cork(&mut self, sock: BorrowedFd<'_>, on: bool) -> io::Result<()> {
         SysKernel.set_cork(sock, on)
     }
@@ -523,4 +552,49 @@ fn refused_gso_falls_back_to_one_datagram_per_message() {
             "still batched by sendmmsg"
         );
     }
+}
+
+#[test]
+fn a_burst_walking_a_file_reads_it_with_one_call() {
+    let f = fixture();
+    // 200 datagrams: a header and the next 1,000 bytes of the large file each.
+    let list: Vec<Element> = (0..200u64)
+        .flat_map(|i| {
+            [
+                Element::memory(format!("{i:08}")),
+                Element::file(&f.large, i * 1000..(i + 1) * 1000).end_of_packet(),
+            ]
+        })
+        .collect();
+    for udp in [true, false] {
+        let mut k = FaultKernel::new(Faults::default());
+        let (r, got) = run_datagrams(&mut k, &list, &SendOptions::new(), udp);
+        let report = r.unwrap();
+        assert_eq!(got, model_datagrams(&list));
+        assert_eq!(report.calls.file_reads, 1, "one preadv for the burst");
+    }
+}
+
+#[test]
+fn a_read_failure_mid_burst_sends_the_datagrams_before_it() {
+    let f = fixture();
+    // Datagrams alternate between two files, so every datagram needs its own read.
+    let list: Vec<Element> = (0..40u64)
+        .map(|i| {
+            let path = if i % 2 == 0 { &f.small } else { &f.large };
+            Element::file(path, i * 10..i * 10 + 500).end_of_packet()
+        })
+        .collect();
+    let mut k = FaultKernel::new(Faults {
+        pread_fails_after: Some((5, libc::EIO)),
+        ..Default::default()
+    });
+    let (r, got) = run_datagrams(&mut k, &list, &SendOptions::new(), false);
+    let err = r.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::FileRead);
+    assert_eq!(err.element(), Some(5));
+    assert_eq!(err.progress().datagrams_sent, 5);
+    assert_eq!(err.progress().elements_completed, 5);
+    assert_eq!(err.progress().bytes_sent, 5 * 500);
+    assert_eq!(got, model_datagrams(&list)[..5].to_vec());
 }
