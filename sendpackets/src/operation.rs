@@ -28,6 +28,15 @@ pub(crate) fn start(
 
 /// The first check: the socket is connected, and of a kind we can send on.
 pub(crate) fn check_socket(sock: BorrowedFd<'_>) -> Result<SocketInfo, SendError> {
+    check_socket_shaped(sock, None)
+}
+
+/// [`check_socket`], with what the socket's type already says (datagram, IP) sparing the calls
+/// that would ask.
+pub(crate) fn check_socket_shaped(
+    sock: BorrowedFd<'_>,
+    shape: Option<(bool, bool)>,
+) -> Result<SocketInfo, SendError> {
     let peer = sys::getpeername(sock).map_err(|e| {
         let kind = match e.raw_os_error() {
             Some(libc::ENOTCONN) => ErrorKind::NotConnected,
@@ -35,6 +44,24 @@ pub(crate) fn check_socket(sock: BorrowedFd<'_>) -> Result<SocketInfo, SendError
         };
         SendError::new(kind).with_source(e)
     })?;
+    let family = peer
+        .family
+        .filter(|f| *f != rustix::net::AddressFamily::UNSPEC);
+    if let (Some((datagram, ip)), Some(domain)) = (shape, family) {
+        return Ok(SocketInfo {
+            kind: if datagram {
+                SocketKind::Datagram
+            } else {
+                SocketKind::Stream
+            },
+            domain,
+            is_tcp: ip && !datagram,
+            is_udp: ip && datagram,
+            loopback: peer.loopback,
+            max_datagram: 0,
+            udp_gso: false,
+        });
+    }
     sys::socket_info(sock, peer)
         .map_err(|e| SendError::new(ErrorKind::UnsupportedSocket).with_source(e))
 }

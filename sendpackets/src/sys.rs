@@ -59,6 +59,12 @@ pub(crate) struct Peer {
     pub(crate) loopback: bool,
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Unit tests: treat loopback peers as remote, to exercise what remote peers get.
+    pub(crate) static LOOPBACK_IS_REMOTE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// `getpeername(2)`: `Err(ENOTCONN)` when the socket has no peer or default remote.
 pub(crate) fn getpeername(sock: impl AsFd) -> io::Result<Peer> {
     let addr = rustix::net::getpeername(sock).map_err(from_rustix)?;
@@ -66,6 +72,13 @@ pub(crate) fn getpeername(sock: impl AsFd) -> io::Result<Peer> {
         return Ok(Peer::default());
     };
     let family = Some(addr.address_family());
+    #[cfg(test)]
+    if LOOPBACK_IS_REMOTE.with(std::cell::Cell::get) {
+        return Ok(Peer {
+            family,
+            loopback: false,
+        });
+    }
     let loopback = match std::net::SocketAddr::try_from(addr) {
         Ok(std::net::SocketAddr::V4(a)) => a.ip().is_loopback(),
         Ok(std::net::SocketAddr::V6(a)) => {

@@ -221,6 +221,13 @@ fn thrown_at_start(kind: ErrorKind) -> bool {
 /// operation's result, in [`SendPacketsArgs::error`], whether it completed synchronously or
 /// through the callback.
 ///
+/// # Cancel safety
+///
+/// Not an async fn: there is no future to drop. A pending operation runs in its own task until
+/// it completes or fails (a peer that stops reading stalls it, as it would stall .NET's); the
+/// handle in [`Started::Pending`] shows its progress meanwhile. Closing the socket from
+/// elsewhere is not possible while the task holds its `Arc`.
+///
 /// # Panics
 ///
 /// When a send goes pending outside a tokio runtime (it needs one to spawn its task), as

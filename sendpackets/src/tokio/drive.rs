@@ -21,7 +21,8 @@ pub(crate) async fn start<S: AsyncSocket + ?Sized>(
     options: &SendOptions,
 ) -> Result<Transfer, SendError> {
     let sock = socket.as_fd();
-    let info = operation::check_socket(sock)?;
+    let (datagram, ip) = socket.shape();
+    let info = operation::check_socket_shaped(sock, Some((datagram, ip)))?;
     let resolved = if options.file_io == FileIo::Offload {
         let owned = elements.to_vec();
         offloaded(move || resolve::resolve(&owned)).await??

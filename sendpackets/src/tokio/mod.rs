@@ -151,7 +151,7 @@ pub async fn send_with<S: AsyncSocket>(
     use crate::sys::SocketKind;
     use crate::transfer::SysKernel;
 
-    let kind = if socket.is_datagram() {
+    let kind = if socket.shape().0 {
         SocketKind::Datagram
     } else {
         SocketKind::Stream

@@ -26,13 +26,13 @@ pub trait AsyncSocket: AsFd + private::Sealed {
     #[doc(hidden)]
     fn try_write_io<R>(&self, f: impl FnOnce() -> io::Result<R>) -> io::Result<R>;
 
-    /// Whether the type is a datagram socket (known from the type, no system call).
+    /// What the type says about the socket, with no system call: (datagram, IP).
     #[doc(hidden)]
-    fn is_datagram(&self) -> bool;
+    fn shape(&self) -> (bool, bool);
 }
 
 macro_rules! async_socket {
-    ($($ty:ty => $datagram:expr),* $(,)?) => {$(
+    ($($ty:ty => $shape:expr),* $(,)?) => {$(
         impl private::Sealed for $ty {}
 
         impl AsyncSocket for $ty {
@@ -44,16 +44,16 @@ macro_rules! async_socket {
                 self.try_io(Interest::WRITABLE, f)
             }
 
-            fn is_datagram(&self) -> bool {
-                $datagram
+            fn shape(&self) -> (bool, bool) {
+                $shape
             }
         }
     )*};
 }
 
 async_socket!(
-    tokio::net::TcpStream => false,
-    tokio::net::UnixStream => false,
-    tokio::net::UdpSocket => true,
-    tokio::net::UnixDatagram => true,
+    tokio::net::TcpStream => (false, true),
+    tokio::net::UnixStream => (false, false),
+    tokio::net::UdpSocket => (true, true),
+    tokio::net::UnixDatagram => (true, false),
 );
