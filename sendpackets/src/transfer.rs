@@ -178,6 +178,33 @@ fn is_retry_zero_copy(err: &io::Error) -> bool {
     )
 }
 
+thread_local! {
+    /// The scratch buffer of the last finished send on this thread, for the next one: a fresh
+    /// 256 KiB buffer per send would be fresh pages (faults, zeroing) every time.
+    static SPARE_SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+fn take_scratch() -> Vec<u8> {
+    SPARE_SCRATCH.with(std::cell::Cell::take)
+}
+
+impl Drop for Transfer {
+    fn drop(&mut self) {
+        // Keep buffers up to the portable engine's size; a huge datagram's buffer goes.
+        if self.scratch.capacity() <= tuning::PORTABLE_BUFFER {
+            let scratch = std::mem::take(&mut self.scratch);
+            SPARE_SCRATCH.with(|spare| {
+                let old = spare.take();
+                spare.set(if old.capacity() > scratch.capacity() {
+                    old
+                } else {
+                    scratch
+                });
+            });
+        }
+    }
+}
+
 impl Transfer {
     pub(crate) fn new(res: Resolved, socket: SocketInfo, options: &SendOptions) -> Self {
         let datagram = socket.kind == SocketKind::Datagram;
@@ -249,7 +276,7 @@ impl Transfer {
             bytes_sent: 0,
             datagrams: 0,
             calls: KernelCalls::default(),
-            scratch: Vec::new(),
+            scratch: take_scratch(),
             pending: None,
             spare: Pending::default(),
             burst: datagram && options.engine != Engine::Portable,
@@ -563,7 +590,16 @@ impl Transfer {
         let total: usize = run.iter().map(|&p| parts[p].len).sum();
         let mut done = 0;
         while done < total {
-            let r = {
+            let r = if let [p] = run {
+                // One part: a plain pread.
+                let dst = parts[*p].scratch.expect("a copied part");
+                let fd = self.res.files[slot].borrow_fd().expect("file opened above");
+                k.pread(
+                    fd,
+                    &mut self.scratch[dst + done..dst + total],
+                    offset + done as u64,
+                )
+            } else {
                 // Disjoint, increasing scratch ranges: split the buffer into them.
                 let mut bufs: Vec<IoSliceMut<'_>> = Vec::with_capacity(run.len());
                 let mut rest: &mut [u8] = &mut self.scratch;
