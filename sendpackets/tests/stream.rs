@@ -224,28 +224,10 @@ fn loopback_tcp_is_never_corked() {
         let util::Sender::Tcp(tcp) = &sender else {
             unreachable!()
         };
-        assert!(!rustix_cork(tcp), "{front:?}");
+        assert!(!util::cork_on(tcp), "{front:?}");
         drop(sender);
         assert!(receiver.bytes() == util::model(&list).unwrap());
     }
-}
-
-fn rustix_cork(s: &std::net::TcpStream) -> bool {
-    use std::os::fd::AsRawFd;
-    let mut v: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `v` and `len` are valid for writes and describe an int-sized buffer.
-    let r = unsafe {
-        libc::getsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_CORK,
-            (&raw mut v).cast(),
-            &mut len,
-        )
-    };
-    assert_eq!(r, 0);
-    v != 0
 }
 
 #[test]

@@ -144,7 +144,10 @@ fn dropping_a_send_midway_leaves_a_usable_socket_and_exact_progress() {
             p.bytes_sent > 0,
             "{front:?} {file_io:?}: something was sent"
         );
-        assert!(!cork_on(&client), "{front:?} {file_io:?}: left uncorked");
+        assert!(
+            !util::cork_on(&client),
+            "{front:?} {file_io:?}: left uncorked"
+        );
         client.set_nonblocking(false).unwrap();
         let rest = p.remaining(&list);
         let reader = std::thread::spawn(move || {
@@ -162,24 +165,6 @@ fn dropping_a_send_midway_leaves_a_usable_socket_and_exact_progress() {
             "{front:?} {file_io:?}: the resumed send completes the exact bytes"
         );
     }
-}
-
-fn cork_on(s: &std::net::TcpStream) -> bool {
-    use std::os::fd::AsRawFd;
-    let mut v: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `v` and `len` are valid for writes and describe an int-sized buffer.
-    let r = unsafe {
-        libc::getsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_CORK,
-            (&raw mut v).cast(),
-            &mut len,
-        )
-    };
-    assert_eq!(r, 0);
-    v != 0
 }
 
 #[test]

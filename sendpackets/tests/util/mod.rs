@@ -295,3 +295,8 @@ pub fn within_patience<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static
 pub fn is_under(path: &Path, dir: &Path) -> bool {
     path.starts_with(dir)
 }
+
+/// Whether `TCP_CORK` is set on `s`.
+pub fn cork_on(s: &TcpStream) -> bool {
+    rustix::net::sockopt::tcp_cork(s).expect("getsockopt TCP_CORK")
+}
