@@ -389,7 +389,7 @@ fn http_responses(pages: &[Page]) -> Result<Row, Failure> {
         name: format!("http responses ({RESPONSES})"),
         bytes: got.bytes,
         elapsed,
-        paths: paths(&calls),
+        paths: paths(&calls, false),
         calls: output::calls_json(&calls),
         expected: output::hex(&expected.finalize()),
         received: got.sha256,
@@ -419,7 +419,7 @@ fn bulk_file(bulk: &Bulk, buf: Vec<u8>) -> Result<(Row, Vec<u8>), Failure> {
         name: "bulk file + header/trailer".into(),
         bytes: got.bytes,
         elapsed,
-        paths: paths(&report.calls),
+        paths: paths(&report.calls, false),
         calls: output::calls_json(&report.calls),
         expected: bulk.expected.clone(),
         received: got.sha256,
@@ -559,7 +559,7 @@ fn datagram_burst(page: &Page) -> Result<Row, Failure> {
         name: format!("udp burst ({DATAGRAMS} datagrams)"),
         bytes: got.bytes,
         elapsed,
-        paths: paths(&calls),
+        paths: paths(&calls, true),
         calls: output::calls_json(&calls),
         expected: output::hex(&expected.finalize()),
         received: got.sha256,
@@ -574,13 +574,17 @@ fn add_calls(sum: &mut KernelCalls, c: &KernelCalls) {
     sum.fallback_files += c.fallback_files;
     sum.cork_toggles += c.cork_toggles;
     sum.waits += c.waits;
+    sum.udp_gso_messages += c.udp_gso_messages;
 }
 
-/// The kernel paths a send used, for people: `sendfile 64, sendmsg 2, cork 2`.
-fn paths(c: &KernelCalls) -> String {
+/// The kernel paths a send used, for people: `sendfile 64, sendmsg 2, cork 2` (on a datagram
+/// socket a vectored write is a `sendmmsg` burst).
+fn paths(c: &KernelCalls, datagrams: bool) -> String {
+    let writes = if datagrams { "sendmmsg" } else { "sendmsg" };
     let parts: Vec<String> = [
         ("sendfile", c.sendfile),
-        ("sendmsg", c.gather_writes),
+        (writes, c.gather_writes),
+        ("gso", c.udp_gso_messages),
         ("pread", c.file_reads),
         ("cork", c.cork_toggles),
         ("fallback", c.fallback_files),

@@ -116,6 +116,7 @@ pub(crate) fn calls_json(c: &sendpackets::KernelCalls) -> serde_json::Value {
         "fallback_files": c.fallback_files,
         "cork_toggles": c.cork_toggles,
         "waits": c.waits,
+        "udp_gso_messages": c.udp_gso_messages,
     })
 }
 
