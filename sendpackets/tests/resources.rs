@@ -32,10 +32,20 @@ fn no_descriptor_leaks() {
     ];
     // Warm up (lazy statics, thread-locals) before counting.
     let _ = util::roundtrip(Kind::Unix, Engine::Auto, &cases[5]);
+    let _ = util::roundtrip_via(
+        util::Front::MultiThread,
+        Kind::Unix,
+        &cases[5],
+        &SendOptions::new(),
+    );
     let before = util::open_fds();
-    for engine in util::ENGINES {
+    for (front, engine) in util::FRONTS
+        .into_iter()
+        .flat_map(|f| util::ENGINES.map(|e| (f, e)))
+    {
         for list in &cases {
-            let _ = util::roundtrip(Kind::Unix, engine, list);
+            let opts = SendOptions::new().engine(engine);
+            let _ = util::roundtrip_via(front, Kind::Unix, list, &opts);
         }
         // A failure mid-send (the file shrinks) closes the file too.
         let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
@@ -53,13 +63,14 @@ fn no_descriptor_leaks() {
                 .unwrap();
             let _ = std::io::copy(&mut b, &mut std::io::sink());
         });
-        let err = sendpackets::send_with(
+        let err = util::send_via(
+            front,
             &a,
             &[Element::file(&shrinking, ..)],
             &SendOptions::new().engine(engine),
         )
         .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::FileTruncated);
+        assert_eq!(err.kind(), ErrorKind::FileTruncated, "{front:?} {engine:?}");
         drop(a);
         t.join().unwrap();
         std::fs::write(&shrinking, util::pattern(8 << 20, 2)).unwrap();
@@ -95,9 +106,17 @@ fn many_distinct_files_under_rlimit_nofile_256() {
         .collect();
     let expected = util::model(&list).unwrap();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        for engine in util::ENGINES {
-            let (r, got) = util::roundtrip(Kind::Unix, engine, &list);
-            let report = r.unwrap_or_else(|e| panic!("{engine:?}: {e}"));
+        // Every engine on the blocking front, the default one on both runtimes.
+        let runs = util::ENGINES
+            .map(|e| (util::Front::Blocking, e))
+            .into_iter()
+            .chain(
+                [util::Front::CurrentThread, util::Front::MultiThread].map(|f| (f, Engine::Auto)),
+            );
+        for (front, engine) in runs {
+            let opts = SendOptions::new().engine(engine);
+            let (r, got) = util::roundtrip_via(front, Kind::Unix, &list, &opts);
+            let report = r.unwrap_or_else(|e| panic!("{front:?} {engine:?}: {e}"));
             assert_eq!(report.bytes_sent, expected.len() as u64);
             assert!(got == expected, "{engine:?}");
         }
