@@ -150,6 +150,7 @@ fn send_using_observed(
                 let r = send_full(kernel, sock, &rest, options, None);
                 return express::rebase(base, calls, r);
             }
+            Attempt::Failed(e) => return Err(e),
             Attempt::NotEligible | Attempt::Fallback => {}
         }
     }

@@ -17,7 +17,7 @@ pub(crate) const UDP_V6_MAX: u64 = 65_527;
 /// The largest datagram `sock` can send in one message.
 pub(crate) fn max_datagram(sock: BorrowedFd<'_>, info: &SocketInfo) -> u64 {
     if info.is_udp {
-        return if info.domain == AddressFamily::INET6 {
+        return if info.domain == AddressFamily::INET6 && !info.v4_mapped {
             UDP_V6_MAX
         } else {
             UDP_V4_MAX

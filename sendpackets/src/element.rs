@@ -8,7 +8,7 @@ use std::fmt;
 use std::ops::{Bound, RangeBounds};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
@@ -154,23 +154,42 @@ impl<R: RangeBounds<u64>> From<R> for FileRange {
 ///
 /// Cloning shares the handle. The send reads with explicit offsets and never moves its cursor.
 #[derive(Clone)]
-pub struct FileHandle(Arc<dyn AsFd + Send + Sync>);
+pub struct FileHandle {
+    file: Arc<dyn AsFd + Send + Sync>,
+    /// Whether the descriptor is a regular file, once asked (a descriptor's file type never
+    /// changes, so clones share the answer).
+    regular: Arc<OnceLock<bool>>,
+}
 
 impl FileHandle {
-    /// Wraps an open file (or anything with a file descriptor opened for reading).
+    /// Wraps an open file (or anything with a file descriptor opened for reading). The
+    /// descriptor it gives must stay the same for the handle's life.
     pub fn new(file: impl AsFd + Send + Sync + 'static) -> Self {
-        FileHandle(Arc::new(file))
+        FileHandle::from_arc(Arc::new(file))
     }
 
-    /// Wraps an already shared handle without another allocation.
+    /// Wraps an already shared handle.
     pub fn from_arc(file: Arc<dyn AsFd + Send + Sync>) -> Self {
-        FileHandle(file)
+        FileHandle {
+            file,
+            regular: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// Whether the descriptor is a regular file (`fstat` the first time, remembered).
+    pub(crate) fn is_regular_file(&self) -> std::io::Result<bool> {
+        if let Some(&regular) = self.regular.get() {
+            return Ok(regular);
+        }
+        let regular = crate::sys::fstat(self.as_fd())?.regular;
+        let _ = self.regular.set(regular);
+        Ok(regular)
     }
 }
 
 impl AsFd for FileHandle {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.0.as_fd()
+        self.file.as_fd()
     }
 }
 

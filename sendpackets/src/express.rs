@@ -15,6 +15,7 @@ use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd};
 
 use crate::element::{Element, Payload};
+use crate::error::{ErrorKind, SendError};
 use crate::options::{Engine, SendOptions, TransmitFlags};
 use crate::report::{KernelCalls, Progress, SendReport};
 use crate::sys::{self, SocketKind};
@@ -32,6 +33,35 @@ pub(crate) enum Attempt {
     Sent(SendReport),
     /// A stream accepted only the first `bytes`: the full path sends the rest.
     Partial { bytes: u64, calls: KernelCalls },
+    /// Nothing was sent, and the socket said why (an error the checks would not explain).
+    Failed(SendError),
+}
+
+/// The first send failed with nothing sent. Errors the checks explain better (not connected,
+/// not a socket, too large a datagram) and a full non-blocking socket go to the full path; the
+/// socket's own errors (a reset, a refused datagram) are reported as they are: asking again
+/// would consume them and report something else. A blocking socket's `EAGAIN` is its send
+/// timeout.
+fn first_send_failed(sock: BorrowedFd<'_>, e: io::Error) -> Attempt {
+    match e.raw_os_error() {
+        Some(
+            libc::ENOTCONN
+            | libc::EDESTADDRREQ
+            | libc::ENOTSOCK
+            | libc::EMSGSIZE
+            | libc::EPIPE
+            | libc::EOPNOTSUPP
+            | libc::EINVAL,
+        ) => Attempt::Fallback,
+        _ if e.kind() == io::ErrorKind::WouldBlock => {
+            if sys::is_nonblocking(sock).unwrap_or(true) {
+                Attempt::Fallback
+            } else {
+                Attempt::Failed(SendError::new(ErrorKind::TimedOut).with_source(e))
+            }
+        }
+        _ => Attempt::Failed(SendError::new(ErrorKind::Socket).with_source(e)),
+    }
 }
 
 thread_local! {
@@ -55,13 +85,16 @@ fn eligible(elements: &[Element], options: &SendOptions) -> Option<usize> {
         if e.end_of_packet && i + 1 != elements.len() {
             return None;
         }
-        total += match &e.payload {
+        let len = match &e.payload {
             Payload::Memory(b) => b.len() as u64,
-            Payload::Path { range, .. } | Payload::Handle { range, .. } => range.len?,
+            // A file range must be read to be checked: an empty one would go unchecked.
+            Payload::Path { range, .. } | Payload::Handle { range, .. } => {
+                range.len.filter(|&n| n > 0)?
+            }
         };
-        if total > tuning::EXPRESS_MAX {
-            return None;
-        }
+        total = total
+            .checked_add(len)
+            .filter(|&t| t <= tuning::EXPRESS_MAX)?;
     }
     let fits_call = options.send_size.is_none_or(|n| n.get() as u64 >= total);
     (total > 0 && fits_call).then_some(total as usize)
@@ -79,11 +112,17 @@ pub(crate) fn try_send(
     let Some(total) = eligible(elements, options) else {
         return Attempt::NotEligible;
     };
-    BUFFER.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => attempt(k, sock, elements, total, kind, &mut buf),
-        // Re-entered from a callback on this thread: use a buffer of its own.
-        Err(_) => attempt(k, sock, elements, total, kind, &mut Vec::new()),
-    })
+    let mut own = Vec::new();
+    let r = BUFFER.try_with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => Some(attempt(k, sock, elements, total, kind, &mut buf)),
+        // Re-entered on this thread: use a buffer of its own (below).
+        Err(_) => None,
+    });
+    match r {
+        Ok(Some(attempt)) => attempt,
+        // Re-entered, or the thread is exiting (its buffer is gone).
+        _ => attempt(k, sock, elements, total, kind, &mut own),
+    }
 }
 
 fn attempt(
@@ -108,29 +147,33 @@ fn attempt(
             }
             Payload::Handle { file, range } => {
                 let len = range.len.unwrap_or(0) as usize;
-                let ok = read_exact(
-                    k,
-                    file.as_fd(),
-                    &mut buf[at..at + len],
-                    range.offset,
-                    &mut calls,
-                );
+                // Devices read fine but are refused by the checks: never send them.
+                let ok = file.is_regular_file().unwrap_or(false)
+                    && read_exact(
+                        k,
+                        file.as_fd(),
+                        &mut buf[at..at + len],
+                        range.offset,
+                        &mut calls,
+                    );
                 at += len;
                 ok
             }
             Payload::Path { path, range } => {
                 let len = range.len.unwrap_or(0) as usize;
-                let ok = len == 0
-                    || match sys::open_read(path) {
-                        Ok(fd) => read_exact(
-                            k,
-                            fd.as_fd(),
-                            &mut buf[at..at + len],
-                            range.offset,
-                            &mut calls,
-                        ),
-                        Err(_) => false,
-                    };
+                let ok = match sys::open_read(path) {
+                    Ok(fd) => {
+                        sys::fstat(fd.as_fd()).is_ok_and(|st| st.regular)
+                            && read_exact(
+                                k,
+                                fd.as_fd(),
+                                &mut buf[at..at + len],
+                                range.offset,
+                                &mut calls,
+                            )
+                    }
+                    Err(_) => false,
+                };
                 at += len;
                 ok
             }
@@ -146,7 +189,7 @@ fn attempt(
         match r {
             Ok(n) => sent += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) if sent == 0 => return Attempt::Fallback,
+            Err(e) if sent == 0 => return first_send_failed(sock, e),
             // Unreachable in practice (the loop ends after the first successful call).
             Err(_) => break,
         }

@@ -93,13 +93,14 @@
 //! after the last marker that hold no bytes send nothing.
 //!
 //! Datagrams are read into memory (never `sendfile`, which would split or refuse them) in
-//! bursts of up to 256 datagrams or 256 KiB, and a burst goes out with one `sendmmsg`. On UDP,
+//! bursts of up to 1,024 datagrams or 1 MiB, and a burst goes out with one `sendmmsg`. On UDP,
 //! each run of equal-size datagrams (the last of a run may be shorter) is one message with
 //! generic segmentation offload (`UDP_SEGMENT`, up to 64 datagrams): the kernel cuts it into
-//! datagrams, so a run costs one trip through the stack. GSO is probed once per socket; if the
-//! kernel or device refuses it (`EIO`, `EINVAL`) the process stops using it and sends datagrams
-//! one per message. [`Engine::Portable`] sends one datagram per `sendmsg`. A failure reports
-//! whole datagrams sent ([`Progress::datagrams_sent`]) and their bytes.
+//! datagrams, so a run costs one trip through the stack. GSO is probed once per send and used
+//! only for datagrams that fit the path MTU whole; if the route refuses it (`EIO`, `EINVAL`,
+//! `EMSGSIZE`), the send goes on one datagram per message. [`Engine::Portable`] sends one
+//! datagram per `sendmsg`. A failure reports whole datagrams sent
+//! ([`Progress::datagrams_sent`]) and their bytes.
 
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![deny(unsafe_op_in_unsafe_fn)]

@@ -12,7 +12,6 @@ use crate::report::SendReport;
 use crate::resolve::{self, Resolved};
 use crate::sys::{self, SocketInfo, SocketKind};
 use crate::transfer::Transfer;
-use crate::tuning;
 
 /// Checks the socket and the list, in the order the reference gives: connected first (even for
 /// an empty list), then every file and range, then datagram sizes. Nothing is sent.
@@ -58,8 +57,10 @@ pub(crate) fn check_socket_shaped(
             is_tcp: ip && !datagram,
             is_udp: ip && datagram,
             loopback: peer.loopback,
+            v4_mapped: peer.v4_mapped,
             max_datagram: 0,
             udp_gso: false,
+            gso_max_segment: 0,
         });
     }
     sys::socket_info(sock, peer)
@@ -77,7 +78,15 @@ pub(crate) fn begin(
     if info.kind == SocketKind::Datagram {
         info.max_datagram = datagram::max_datagram(sock, &info);
         datagram::check_sizes(&resolved, info.max_datagram)?;
-        info.udp_gso = info.is_udp && tuning::udp_gso_usable() && sys::udp_gso_supported(sock);
+        if info.is_udp && sys::udp_gso_supported(sock) {
+            // A GSO segment must fit the path MTU whole (IPv6 header + UDP: 48 bytes, which
+            // also covers IPv4's 28).
+            let ipv6 = info.domain == rustix::net::AddressFamily::INET6;
+            if let Some(mtu) = sys::path_mtu(sock, ipv6) {
+                info.udp_gso = true;
+                info.gso_max_segment = mtu.saturating_sub(if ipv6 { 48 } else { 28 });
+            }
+        }
     }
     Ok(Transfer::new(resolved, info, options))
 }

@@ -31,10 +31,15 @@ pub(crate) struct SocketInfo {
     pub(crate) is_udp: bool,
     /// The peer is an IP address of this host's loopback.
     pub(crate) loopback: bool,
+    /// The peer is an IPv4 address reached through an IPv6 socket.
+    pub(crate) v4_mapped: bool,
     /// Datagram sockets: the largest datagram (filled in by the checks).
     pub(crate) max_datagram: u64,
     /// UDP sockets: the kernel takes `UDP_SEGMENT` (filled in by the checks).
     pub(crate) udp_gso: bool,
+    /// UDP GSO: the largest datagram that fits the path MTU whole (filled in by the checks);
+    /// larger datagrams are sent one per message (the kernel fragments them).
+    pub(crate) gso_max_segment: u64,
 }
 
 fn from_rustix(e: rustix::io::Errno) -> io::Error {
@@ -57,6 +62,8 @@ pub(crate) struct Peer {
     pub(crate) family: Option<AddressFamily>,
     /// An IP peer on this host's loopback (127.0.0.0/8, ::1, or IPv4-mapped loopback).
     pub(crate) loopback: bool,
+    /// An IPv4 peer reached through an IPv6 socket (`::ffff:a.b.c.d`): IPv4 limits apply.
+    pub(crate) v4_mapped: bool,
 }
 
 #[cfg(test)]
@@ -76,17 +83,22 @@ pub(crate) fn getpeername(sock: impl AsFd) -> io::Result<Peer> {
     if LOOPBACK_IS_REMOTE.with(std::cell::Cell::get) {
         return Ok(Peer {
             family,
-            loopback: false,
+            ..Peer::default()
         });
     }
-    let loopback = match std::net::SocketAddr::try_from(addr) {
-        Ok(std::net::SocketAddr::V4(a)) => a.ip().is_loopback(),
-        Ok(std::net::SocketAddr::V6(a)) => {
-            a.ip().is_loopback() || a.ip().to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-        Err(_) => false,
+    let (loopback, v4_mapped) = match std::net::SocketAddr::try_from(addr) {
+        Ok(std::net::SocketAddr::V4(a)) => (a.ip().is_loopback(), false),
+        Ok(std::net::SocketAddr::V6(a)) => match a.ip().to_ipv4_mapped() {
+            Some(v4) => (v4.is_loopback(), true),
+            None => (a.ip().is_loopback(), false),
+        },
+        Err(_) => (false, false),
     };
-    Ok(Peer { family, loopback })
+    Ok(Peer {
+        family,
+        loopback,
+        v4_mapped,
+    })
 }
 
 /// `getsockopt(SO_TYPE, SO_PROTOCOL)`, and `SO_DOMAIN` unless the peer's family is known:
@@ -118,8 +130,10 @@ pub(crate) fn socket_info(sock: BorrowedFd<'_>, peer: Peer) -> io::Result<Socket
         is_tcp: inet && kind == SocketKind::Stream && proto == Some(ipproto::TCP),
         is_udp: inet && ty == SocketType::DGRAM && proto == Some(ipproto::UDP),
         loopback: peer.loopback,
+        v4_mapped: peer.v4_mapped,
         max_datagram: 0,
         udp_gso: false,
+        gso_max_segment: 0,
     })
 }
 
@@ -234,6 +248,27 @@ pub(crate) fn udp_gso_supported(sock: BorrowedFd<'_>) -> bool {
         )
     };
     r == 0
+}
+
+/// The path MTU of a connected UDP socket (`IP_MTU` / `IPV6_MTU`), if the kernel says.
+#[cfg(target_os = "linux")]
+pub(crate) fn path_mtu(sock: BorrowedFd<'_>, ipv6: bool) -> Option<u64> {
+    let (level, name) = if ipv6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_MTU)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_MTU)
+    };
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are valid for writes and describe an int-sized buffer.
+    let r =
+        unsafe { libc::getsockopt(sock.as_raw_fd(), level, name, (&raw mut v).cast(), &mut len) };
+    (r == 0 && v > 0).then_some(v as u64)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn path_mtu(_sock: BorrowedFd<'_>, _ipv6: bool) -> Option<u64> {
+    None
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -67,19 +67,6 @@ pub(crate) const BURST_BYTES: usize = 1024 * 1024;
 /// older kernels, 128 on newer ones).
 pub(crate) const GSO_MAX_SEGMENTS: usize = 64;
 
-static GSO_BROKEN: AtomicBool = AtomicBool::new(false);
-
-/// Whether UDP GSO may be tried (false once a GSO send failed with `EIO` or `EINVAL`: a
-/// device without checksum offload, or a kernel that refuses the option).
-pub(crate) fn udp_gso_usable() -> bool {
-    !GSO_BROKEN.load(Ordering::Relaxed)
-}
-
-/// Remembers that UDP GSO failed, for every later send of the process.
-pub(crate) fn disable_udp_gso() {
-    GSO_BROKEN.store(true, Ordering::Relaxed);
-}
-
 /// Lists of at most this many bytes (and [`EXPRESS_ELEMENTS`] elements) are read whole into
 /// one buffer and sent with one call, before any check (see `express`).
 pub(crate) const EXPRESS_MAX: u64 = 64 * 1024;

@@ -146,11 +146,20 @@ fn model_datagrams(list: &[Element]) -> Vec<Vec<u8>> {
 
 fn assert_datagrams(list: &[Element]) {
     let expected = model_datagrams(list);
-    for (front, kind) in util::FRONTS.into_iter().flat_map(|f| KINDS.map(|k| (f, k))) {
+    // Every front end; on the async ones, file reads offloaded too.
+    let runs = util::FRONTS
+        .into_iter()
+        .map(|f| (f, sendpackets::FileIo::Inline))
+        .chain(
+            [util::Front::CurrentThread, util::Front::MultiThread]
+                .map(|f| (f, sendpackets::FileIo::Offload)),
+        );
+    for (front, kind, file_io) in runs.flat_map(|(f, io)| KINDS.map(move |k| (f, k, io))) {
         let pair = Pair::new(kind);
         let receiver = pair.start_receiver(expected.len());
-        let report = util::send_via(front, pair.sender(), list, &SendOptions::new())
-            .unwrap_or_else(|e| panic!("{front:?} {kind:?}: {e}"));
+        let opts = SendOptions::new().file_io(file_io);
+        let report = util::send_via(front, pair.sender(), list, &opts)
+            .unwrap_or_else(|e| panic!("{front:?} {kind:?} {file_io:?}: {e}"));
         let got = receiver.join().unwrap();
         assert_eq!(
             got.len(),
@@ -331,4 +340,29 @@ fn bursts_and_gso_runs_keep_every_boundary() {
         assert_eq!(receiver.join().unwrap().len(), 1001);
         assert_eq!(report.calls.gather_writes, 1001);
     }
+}
+
+#[test]
+fn ipv4_mapped_peer_gets_the_ipv4_limit() {
+    // An IPv6 socket connected to ::ffff:127.0.0.1 sends over IPv4: 65,507 bytes at most.
+    let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    big_receive_buffer(&rx);
+    let tx = UdpSocket::bind("[::]:0").unwrap();
+    let port = rx.local_addr().unwrap().port();
+    tx.connect(format!("[::ffff:127.0.0.1]:{port}")).unwrap();
+    let pair = Pair::Udp(tx, rx);
+    let too_big = [
+        Element::memory("first").end_of_packet(),
+        Element::memory(vec![1u8; 65_508]),
+    ];
+    let err = sendpackets::send(pair.sender(), &too_big).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::MessageTooLarge, "{err}");
+    assert_eq!(err.element(), Some(1));
+    assert!(
+        pair.received().is_empty(),
+        "checked before the first datagram"
+    );
+    let fits = [Element::memory(vec![2u8; 65_507])];
+    sendpackets::send(pair.sender(), &fits).unwrap();
+    assert_eq!(pair.received(), vec![vec![2u8; 65_507]]);
 }

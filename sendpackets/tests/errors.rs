@@ -325,6 +325,34 @@ fn short_lists_with_explicit_ranges_fail_exactly_like_long_ones() {
         0,
     );
     assert_rejected(&[Element::file("", 0..1)], ErrorKind::EmptyPath, 0);
+    // Empty ranges and devices are checked too, though a read would not fail.
+    assert_rejected(
+        &[
+            Element::memory("hdr"),
+            Element::file(files.path("missing.bin"), 5..5),
+        ],
+        ErrorKind::FileNotFound,
+        1,
+    );
+    assert_rejected(
+        &[
+            Element::memory("h"),
+            Element::file(&ok, sendpackets::FileRange::new(2000, Some(0))),
+        ],
+        ErrorKind::RangeOutOfBounds,
+        1,
+    );
+    assert_rejected(
+        &[Element::file("/dev/zero", 0..10)],
+        ErrorKind::NotARegularFile,
+        0,
+    );
+    let zero = std::fs::File::open("/dev/zero").unwrap();
+    assert_rejected(
+        &[Element::memory("h"), Element::handle(zero, 0..10)],
+        ErrorKind::NotARegularFile,
+        1,
+    );
     assert_rejected(&[Element::file(&dir, 0..1)], ErrorKind::IsADirectory, 0);
     assert_rejected(
         &[Element::memory("x"), Element::file(&ok, 5..10_005)],

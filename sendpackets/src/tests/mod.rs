@@ -538,7 +538,7 @@ fn refused_gso_falls_back_to_one_datagram_per_message() {
     let list: Vec<Element> = (0..200u64)
         .map(|i| Element::file(&f.small, i..i + 1000).end_of_packet())
         .collect();
-    for errno in [libc::EIO, libc::EINVAL] {
+    for errno in [libc::EIO, libc::EINVAL, libc::EMSGSIZE] {
         let mut k = FaultKernel::new(Faults {
             gso_errno: Some(errno),
             ..Default::default()

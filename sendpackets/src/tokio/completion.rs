@@ -230,8 +230,8 @@ fn thrown_at_start(kind: ErrorKind) -> bool {
 ///
 /// # Panics
 ///
-/// When a send goes pending outside a tokio runtime (it needs one to spawn its task), as
-/// `tokio::spawn` does.
+/// When called outside a tokio runtime (a pending send needs one for its task), before
+/// anything is checked or sent, as `tokio::spawn` does.
 ///
 /// # Examples
 ///
@@ -273,6 +273,9 @@ where
 {
     use std::os::fd::AsFd;
 
+    // A pending send needs a runtime to go on: know it before the first byte goes out.
+    let runtime = tokio::runtime::Handle::try_current()
+        .expect("send_packets_async must be called within a tokio runtime");
     let sock = socket.as_fd();
     args.progress.publish(Default::default());
     let checked = operation::check_socket(sock).and_then(|info| {
@@ -301,7 +304,7 @@ where
     }
     let progress = args.progress.clone();
     let socket = Arc::clone(socket);
-    tokio::spawn(async move {
+    runtime.spawn(async move {
         let p = args.progress.clone();
         let result = drive::drive(&*socket, transfer, &options, Some(&p), false).await;
         let args = args.complete(result);

@@ -119,11 +119,14 @@ pub(crate) async fn drive<S: AsyncSocket + ?Sized>(
         let t = run.transfer.as_mut().expect("the transfer is home");
         if offload && t.next_reads_file() {
             let mut moved = run.transfer.take().expect("the transfer is home");
+            // Reading sends nothing: if the runtime goes away meanwhile, this is the progress.
+            let progress = moved.progress();
             let (moved, read) = offloaded(move || {
                 let r = moved.read_next(&mut SysKernel);
                 (moved, r)
             })
-            .await?;
+            .await
+            .map_err(|e| e.with_progress(progress))?;
             let t = run.transfer.insert(moved);
             if let Err(Stop::Failed(e)) = read {
                 t.uncork(&mut SysKernel, sock);

@@ -169,6 +169,7 @@ pub async fn send_with<S: AsyncSocket>(
                 };
                 return express::rebase(base, calls, r.await);
             }
+            Attempt::Failed(e) => return Err(e),
             Attempt::NotEligible | Attempt::Fallback => {}
         }
     }

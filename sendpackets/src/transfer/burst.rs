@@ -29,7 +29,7 @@ impl Transfer {
             let mut total = size;
             let iov_start = iov.len();
             let mut parts = msgs[i].last - msgs[i].first;
-            if self.gso && size > 0 {
+            if self.gso && size > 0 && size <= self.socket.gso_max_segment {
                 while j < msgs.len()
                     && j - i < tuning::GSO_MAX_SEGMENTS
                     && msgs[j].bytes <= size
@@ -104,11 +104,14 @@ impl Transfer {
             Err(e)
                 if self.gso
                     && groups.first().is_some_and(|g| g.4.is_some())
-                    && matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) =>
+                    && matches!(
+                        e.raw_os_error(),
+                        Some(libc::EIO | libc::EINVAL | libc::EMSGSIZE)
+                    ) =>
             {
-                // The first message was a GSO one and nothing was sent: the device or the
-                // kernel refuses segmentation. Send datagrams one by one from now on.
-                tuning::disable_udp_gso();
+                // The first message was a GSO one and nothing was sent: this route refuses
+                // segmentation (a device without checksum offload, a segment over the path
+                // MTU). This send goes on one datagram per message.
                 self.gso = false;
                 Ok(Step::Progressed)
             }

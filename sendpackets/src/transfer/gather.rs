@@ -57,17 +57,18 @@ impl Pending {
 
 impl Transfer {
     /// Prepares the planned gather up to `end`; on a datagram socket, then as many following
-    /// datagrams as one burst takes.
+    /// datagrams as one burst takes (without `file_reads`, none that reads a file).
     pub(super) fn gather(
         &mut self,
         k: &mut impl Kernel,
         end: Cursor,
         bytes: u64,
         coalesce: bool,
+        file_reads: bool,
     ) -> Result<(), Stop> {
         let mut pending = std::mem::take(&mut self.spare);
         pending.clear();
-        let r = self.gather_into(k, &mut pending, end, bytes, coalesce);
+        let r = self.gather_into(k, &mut pending, end, bytes, coalesce, file_reads);
         match r {
             Ok(()) => {
                 self.pending = Some(pending);
@@ -87,6 +88,7 @@ impl Transfer {
         end: Cursor,
         bytes: u64,
         coalesce: bool,
+        file_reads: bool,
     ) -> Result<(), Stop> {
         self.layout(pending, self.cursor, end, bytes, coalesce);
         if self.burst {
@@ -106,6 +108,8 @@ impl Transfer {
                 let parts = end.seg.saturating_sub(at.seg) + 1;
                 if pending.scratch_len as u64 + copy > tuning::BURST_BYTES as u64
                     || pending.parts.len() + parts > 4 * sys::IOV_MAX
+                    // Offloaded reads: a datagram that reads a file waits for `read_next`.
+                    || (!file_reads && self.reads_file(at, end))
                 {
                     break;
                 }

@@ -125,6 +125,8 @@ pub(crate) struct Transfer {
     burst: bool,
     /// UDP: datagrams of equal size go out as one GSO message.
     gso: bool,
+    /// Files are read on another thread (`read_next`); `step` reads none.
+    offload: bool,
     /// Whether the socket is non-blocking, once an `EAGAIN` made it matter.
     nonblocking: Option<bool>,
     cork_wanted: bool,
@@ -147,7 +149,9 @@ thread_local! {
 }
 
 fn take_scratch() -> Vec<u8> {
-    SPARE_SCRATCH.with(std::cell::Cell::take)
+    SPARE_SCRATCH
+        .try_with(std::cell::Cell::take)
+        .unwrap_or_default()
 }
 
 impl Drop for Transfer {
@@ -155,7 +159,8 @@ impl Drop for Transfer {
         // Keep buffers up to the portable engine's size; a huge datagram's buffer goes.
         if self.scratch.capacity() <= tuning::PORTABLE_BUFFER {
             let scratch = std::mem::take(&mut self.scratch);
-            SPARE_SCRATCH.with(|spare| {
+            // `try_with`: a transfer dropped while its thread exits finds no spare slot.
+            let _ = SPARE_SCRATCH.try_with(|spare| {
                 let old = spare.take();
                 spare.set(if old.capacity() > scratch.capacity() {
                     old
@@ -243,6 +248,7 @@ impl Transfer {
             spare: Pending::default(),
             burst: datagram && options.engine != Engine::Portable,
             gso: socket.udp_gso && options.engine != Engine::Portable,
+            offload,
             nonblocking: None,
             cork_wanted,
             corked: false,
@@ -285,8 +291,16 @@ impl Transfer {
         self.pending.is_none()
             && matches!(
                 plan::next_batch(&self.plan, self.cursor, &self.limits),
-                Some(Batch::Gather { copied, .. }) if copied > 0
+                Some(Batch::Gather { start, end, .. }) if self.reads_file(start, end)
             )
+    }
+
+    /// Whether the segments from `start` to `end` hold file bytes (to be read).
+    fn reads_file(&self, start: Cursor, end: Cursor) -> bool {
+        let last = if end.off > 0 { end.seg + 1 } else { end.seg };
+        self.plan[start.seg..last.min(self.plan.len())]
+            .iter()
+            .any(|s| s.len > 0 && matches!(s.kind, SegKind::File { .. }))
     }
 
     /// Reads the next gather's file bytes into memory without touching the socket, so that a
@@ -301,7 +315,7 @@ impl Transfer {
                 bytes,
                 coalesce,
                 ..
-            }) => self.gather(k, end, bytes, coalesce),
+            }) => self.gather(k, end, bytes, coalesce, true),
             _ => Ok(()),
         }
     }
@@ -345,7 +359,7 @@ impl Transfer {
                     bytes,
                     coalesce,
                     ..
-                } => self.gather(k, end, bytes, coalesce)?,
+                } => self.gather(k, end, bytes, coalesce, !self.offload)?,
             }
         }
         let pending = self.pending.as_ref().expect("a pending gather");
