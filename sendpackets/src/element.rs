@@ -156,9 +156,15 @@ impl<R: RangeBounds<u64>> From<R> for FileRange {
 #[derive(Clone)]
 pub struct FileHandle {
     file: Arc<dyn AsFd + Send + Sync>,
-    /// Whether the descriptor is a regular file, once asked (a descriptor's file type never
-    /// changes, so clones share the answer).
-    regular: Arc<OnceLock<bool>>,
+    /// What never changes for a descriptor, once asked: (regular file, open for reading).
+    /// Clones share the answers.
+    facts: Arc<Facts>,
+}
+
+#[derive(Debug, Default)]
+struct Facts {
+    regular: OnceLock<bool>,
+    readable: OnceLock<bool>,
 }
 
 impl FileHandle {
@@ -172,18 +178,29 @@ impl FileHandle {
     pub fn from_arc(file: Arc<dyn AsFd + Send + Sync>) -> Self {
         FileHandle {
             file,
-            regular: Arc::new(OnceLock::new()),
+            facts: Arc::default(),
         }
     }
 
     /// Whether the descriptor is a regular file (`fstat` the first time, remembered).
     pub(crate) fn is_regular_file(&self) -> std::io::Result<bool> {
-        if let Some(&regular) = self.regular.get() {
+        if let Some(&regular) = self.facts.regular.get() {
             return Ok(regular);
         }
         let regular = crate::sys::fstat(self.as_fd())?.regular;
-        let _ = self.regular.set(regular);
+        let _ = self.facts.regular.set(regular);
         Ok(regular)
+    }
+
+    /// Whether the descriptor was opened for reading (`fcntl` the first time, remembered: an
+    /// open file's access mode cannot change).
+    pub(crate) fn is_readable(&self) -> std::io::Result<bool> {
+        if let Some(&readable) = self.facts.readable.get() {
+            return Ok(readable);
+        }
+        let readable = crate::sys::readable(self.as_fd())?;
+        let _ = self.facts.readable.set(readable);
+        Ok(readable)
     }
 }
 

@@ -221,7 +221,8 @@ impl Resolver {
                 snapshot: self.snapshots[slot].clone(),
             });
         }
-        let readable = sys::readable(fd)
+        let readable = handle
+            .is_readable()
             .map_err(|e| file_error(ErrorKind::FileOpen, element, None).with_source(e))?;
         if !readable {
             return Err(file_error(ErrorKind::PermissionDenied, element, None)
