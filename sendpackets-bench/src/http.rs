@@ -85,6 +85,34 @@ fn one(cfg: &Config, fx: &Fixture, size: u64, batched: bool) -> Section {
             Ok(done(calls))
         }));
     }
+    if !batched {
+        // The same sends through one `Connection` (the socket checked once per connection).
+        cs.push(Contender::new(
+            "sendpackets Auto, one Connection",
+            Kind::Ours,
+            move |clock| {
+                let mut calls = Calls::default();
+                stream_run(Transport::Tcp, clock, total, |tx| {
+                    let conn = sendpackets::Connection::new(tx.as_fd())
+                        .map_err(|e| std::io::Error::other(format!("sendpackets: {e}")))?;
+                    let mut list = Vec::with_capacity(3);
+                    for k in 0..n {
+                        list.clear();
+                        let off = msg_offset(k, size, file_len);
+                        list.push(Element::memory(&HEADER[..]));
+                        list.push(Element::shared_handle(fx.handle.clone(), off..off + size));
+                        list.push(Element::memory(&TRAILER[..]));
+                        let r = conn
+                            .send(&list)
+                            .map_err(|e| std::io::Error::other(format!("sendpackets: {e}")))?;
+                        calls.add_report(&r);
+                    }
+                    Ok(())
+                })?;
+                Ok(done(calls))
+            },
+        ));
+    }
     cs.push(Contender::new(
         "per-element loop (write, sendfile, write)",
         Kind::Baseline,

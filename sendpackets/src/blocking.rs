@@ -1,6 +1,6 @@
 //! The blocking front end.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
 use crate::element::Element;
 use crate::error::SendError;
@@ -8,7 +8,7 @@ use crate::express::{self, Attempt};
 use crate::operation;
 use crate::options::{FileIo, SendOptions};
 use crate::report::{ProgressHandle, SendReport};
-use crate::sys;
+use crate::sys::{self, SocketInfo};
 use crate::transfer::{Kernel, Step, Stop, SysKernel};
 
 /// Sends `elements`, in order, over the connected socket `socket`, with default options.
@@ -134,7 +134,19 @@ fn send_using_observed(
     options: &SendOptions,
     progress: Option<&ProgressHandle>,
 ) -> Result<SendReport, SendError> {
-    let sock = socket.as_fd();
+    send_checked(kernel, socket.as_fd(), None, elements, options, progress)
+}
+
+/// A blocking send; `known` is the socket as a [`Connection`](crate::Connection) checked it
+/// (then the socket is not asked again).
+pub(crate) fn send_checked(
+    kernel: &mut impl Kernel,
+    sock: BorrowedFd<'_>,
+    known: Option<SocketInfo>,
+    elements: &[Element],
+    options: &SendOptions,
+    progress: Option<&ProgressHandle>,
+) -> Result<SendReport, SendError> {
     // A blocking send reads on its own thread: offloading has nowhere to go.
     let mut options = *options;
     if options.file_io == FileIo::Offload {
@@ -142,30 +154,37 @@ fn send_using_observed(
     }
     let options = &options;
     if progress.is_none() {
-        match express::try_send(kernel, sock, elements, options, None) {
+        let kind = known.map(|info| info.kind);
+        match express::try_send(kernel, sock, elements, options, kind) {
             Attempt::Sent(report) => return Ok(report),
             Attempt::Partial { bytes, calls } => {
                 let base = express::progress_at(elements, bytes);
                 let rest = base.remaining(elements);
-                let r = send_full(kernel, sock, &rest, options, None);
+                let r = send_full(kernel, sock, known, &rest, options, None);
                 return express::rebase(base, calls, r);
             }
             Attempt::Failed(e) => return Err(e),
             Attempt::NotEligible | Attempt::Fallback => {}
         }
     }
-    send_full(kernel, sock, elements, options, progress)
+    send_full(kernel, sock, known, elements, options, progress)
 }
 
 /// The full path: every check, then the planner's batches.
 fn send_full(
     kernel: &mut impl Kernel,
-    sock: std::os::fd::BorrowedFd<'_>,
+    sock: BorrowedFd<'_>,
+    known: Option<SocketInfo>,
     elements: &[Element],
     options: &SendOptions,
     progress: Option<&ProgressHandle>,
 ) -> Result<SendReport, SendError> {
-    let mut transfer = operation::start(sock, elements, options)?;
+    let info = match known {
+        Some(info) => info,
+        None => operation::check_socket(sock)?,
+    };
+    let resolved = crate::resolve::resolve(elements)?;
+    let mut transfer = operation::begin(sock, info, resolved, options)?;
     loop {
         let step = transfer.step(kernel, sock);
         if let Some(p) = progress {

@@ -57,6 +57,9 @@
 //! call. Nothing is sent unless every read succeeded, so the checks of step 1 run only when
 //! something fails before the first byte, and then report exactly what they would have.
 //!
+//! A server sending many responses on one socket can check it once: [`Connection`] remembers
+//! that the socket is connected and of which kind, and its sends skip those system calls.
+//!
 //! On a TCP connection to this host's loopback, file ranges of 1 MiB and more are read and
 //! written in 1 MiB chunks rather than sent with `sendfile`: over loopback the receiver copies
 //! every byte anyway, and copying on the sending side was measured faster and cheaper per byte
@@ -108,6 +111,7 @@
 #![cfg(unix)]
 
 mod blocking;
+mod connection;
 mod datagram;
 mod element;
 mod error;
@@ -127,6 +131,7 @@ mod tuning;
 mod tests;
 
 pub use blocking::{send, send_observed, send_with};
+pub use connection::Connection;
 pub use element::{Element, FileHandle, FileRange, InvalidRange, Payload};
 pub use error::{Cause, ErrorKind, SendError};
 pub use options::{Engine, FileIo, SendOptions, TransmitFlags};

@@ -5,25 +5,16 @@ use std::io;
 use std::os::fd::BorrowedFd;
 
 use crate::datagram;
-use crate::element::Element;
 use crate::error::{ErrorKind, SendError};
 use crate::options::{SendOptions, TransmitFlags};
 use crate::report::SendReport;
-use crate::resolve::{self, Resolved};
+use crate::resolve::Resolved;
 use crate::sys::{self, SocketInfo, SocketKind};
 use crate::transfer::Transfer;
 
-/// Checks the socket and the list, in the order the reference gives: connected first (even for
-/// an empty list), then every file and range, then datagram sizes. Nothing is sent.
-pub(crate) fn start(
-    sock: BorrowedFd<'_>,
-    elements: &[Element],
-    options: &SendOptions,
-) -> Result<Transfer, SendError> {
-    let info = check_socket(sock)?;
-    let resolved = resolve::resolve(elements)?;
-    begin(sock, info, resolved, options)
-}
+// The checks run in the order the reference gives: connected first (even for an empty list:
+// `check_socket`), then every file and range (`resolve`), then datagram sizes (`begin`).
+// Nothing is sent by any of them.
 
 /// The first check: the socket is connected, and of a kind we can send on.
 pub(crate) fn check_socket(sock: BorrowedFd<'_>) -> Result<SocketInfo, SendError> {

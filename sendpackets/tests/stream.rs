@@ -316,3 +316,30 @@ fn bulk_ranges_to_a_loopback_peer_are_copied_elsewhere_zero_copy() {
         }
     }
 }
+
+#[test]
+fn one_connection_many_sends_then_disconnect() {
+    let files = Files::new();
+    let f = files.make("page.bin", 3000, 5);
+    let (sender, receiver) = util::stream_pair(Kind::Tcp4);
+    let conn = sendpackets::Connection::new(&sender).unwrap();
+    let mut list = Vec::new();
+    for i in 0..200u64 {
+        let one = [
+            Element::memory(format!("HTTP/1.1 200 OK\r\nX-N: {i}\r\n\r\n")),
+            Element::file(&f, i..i + 1000),
+        ];
+        let report = conn.send(&one).unwrap();
+        assert_eq!(report.bytes_sent, util::model(&one).unwrap().len() as u64);
+        assert_eq!(report.datagrams, 0);
+        list.extend(one);
+    }
+    let opts = SendOptions::new().flags(TransmitFlags::DISCONNECT);
+    conn.send_with(&[Element::memory("bye")], &opts).unwrap();
+    list.push(Element::memory("bye"));
+    assert!(receiver.bytes() == util::model(&list).unwrap());
+    // The connection is over: a later send fails with the socket's error.
+    let err = conn.send(&[Element::memory("more")]).unwrap_err();
+    assert_eq!(err.kind(), sendpackets::ErrorKind::Socket, "{err}");
+    assert_eq!(err.progress().bytes_sent, 0);
+}

@@ -10,13 +10,20 @@ use sendpackets::{Element, ProgressHandle, SendError, SendOptions, SendReport};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Front {
     Blocking,
+    /// A `sendpackets::Connection` made for the send (the socket checked once).
+    Connection,
     /// `sendpackets::tokio` on a current-thread runtime.
     CurrentThread,
     /// `sendpackets::tokio` on a multi-thread runtime with two workers.
     MultiThread,
 }
 
-pub const FRONTS: [Front; 3] = [Front::Blocking, Front::CurrentThread, Front::MultiThread];
+pub const FRONTS: [Front; 4] = [
+    Front::Blocking,
+    Front::Connection,
+    Front::CurrentThread,
+    Front::MultiThread,
+];
 
 /// A runtime of `front`'s flavour (not for `Blocking`).
 pub fn runtime(front: Front) -> tokio::runtime::Runtime {
@@ -27,7 +34,7 @@ pub fn runtime(front: Front) -> tokio::runtime::Runtime {
             b.worker_threads(2);
             b
         }
-        Front::Blocking => unreachable!("the blocking front has no runtime"),
+        Front::Blocking | Front::Connection => unreachable!("a blocking front has no runtime"),
     };
     b.enable_all().build().expect("tokio runtime")
 }
@@ -125,6 +132,13 @@ pub fn send_observed_via(
         return match progress {
             Some(p) => sendpackets::send_observed(sock, list, opts, p),
             None => sendpackets::send_with(sock, list, opts),
+        };
+    }
+    if front == Front::Connection {
+        let conn = sendpackets::Connection::new(sock)?;
+        return match progress {
+            Some(p) => conn.send_observed(list, opts, p),
+            None => conn.send_with(list, opts),
         };
     }
     let was_nonblocking = rustix::fs::fcntl_getfl(sock)

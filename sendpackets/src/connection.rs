@@ -1,0 +1,173 @@
+//! A connected socket checked once, for many sends.
+
+use std::fmt;
+use std::os::fd::AsFd;
+
+use crate::blocking;
+use crate::element::Element;
+use crate::error::SendError;
+use crate::operation;
+use crate::options::SendOptions;
+use crate::report::{ProgressHandle, SendReport};
+use crate::sys::SocketInfo;
+use crate::transfer::SysKernel;
+
+/// A connected socket, checked once, for many blocking sends: a server's per-connection sender.
+///
+/// [`send`](crate::send) asks the socket on every call whether it is connected and of which
+/// kind (TCP, UDP, Unix, stream or datagram): two or three system calls. For a 1 KiB response
+/// that is sent with two (`pread` + `send`), those questions are a third of the cost. A
+/// `Connection` asks once, when it is made, and every send on it skips them; everything else
+/// (the file and range checks, the paths, the errors and their progress) is the same.
+///
+/// The answers stay true for the life of a connected socket. After a send with
+/// [`TransmitFlags::DISCONNECT`](crate::TransmitFlags::DISCONNECT) the connection is over:
+/// later sends fail with the socket's error; make a new `Connection` for a new connection.
+///
+/// # Examples
+///
+/// ```
+/// use sendpackets::{Connection, Element};
+/// use std::io::Read;
+/// use std::os::unix::net::UnixStream;
+///
+/// let (a, mut b) = UnixStream::pair()?;
+/// let conn = Connection::new(&a)?;
+/// for i in 0..3 {
+///     conn.send(&[Element::memory(format!("response {i}\n"))])?;
+/// }
+/// drop(conn);
+/// drop(a);
+/// let mut got = String::new();
+/// b.read_to_string(&mut got)?;
+/// assert_eq!(got, "response 0\nresponse 1\nresponse 2\n");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Connection<S: AsFd> {
+    socket: S,
+    info: SocketInfo,
+}
+
+impl<S: AsFd> Connection<S> {
+    /// Checks `socket` once: it must be connected (a stream with a peer, a datagram socket with
+    /// a default remote).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotConnected`](crate::ErrorKind::NotConnected), or
+    /// [`ErrorKind::UnsupportedSocket`](crate::ErrorKind::UnsupportedSocket) for a descriptor
+    /// that is not a stream or datagram socket.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sendpackets::{Connection, ErrorKind};
+    ///
+    /// let udp = std::net::UdpSocket::bind("127.0.0.1:0")?; // no default remote
+    /// let err = Connection::new(&udp).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::NotConnected);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn new(socket: S) -> Result<Self, SendError> {
+        let info = operation::check_socket(socket.as_fd())?;
+        Ok(Connection { socket, info })
+    }
+
+    /// [`send_with`](Self::send_with) with default options.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_with`](crate::send_with), but for the socket checks, made once by
+    /// [`new`](Self::new).
+    ///
+    /// # Examples
+    ///
+    /// See [`Connection`].
+    pub fn send(&self, elements: &[Element]) -> Result<SendReport, SendError> {
+        self.send_with(elements, &SendOptions::default())
+    }
+
+    /// Sends `elements` as [`crate::send_with`] does, without asking the socket again.
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::send_with`], but for the socket checks, made once by [`new`](Self::new): a
+    /// socket that stopped being connected fails with the socket's own error
+    /// ([`ErrorKind::Socket`](crate::ErrorKind::Socket)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sendpackets::{Connection, Element, SendOptions, TransmitFlags};
+    /// use std::os::unix::net::UnixStream;
+    ///
+    /// let (a, _b) = UnixStream::pair()?;
+    /// let conn = Connection::new(a)?;
+    /// let opts = SendOptions::new().flags(TransmitFlags::DISCONNECT);
+    /// let report = conn.send_with(&[Element::memory("last words")], &opts)?;
+    /// assert_eq!(report.bytes_sent, 10);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_with(
+        &self,
+        elements: &[Element],
+        options: &SendOptions,
+    ) -> Result<SendReport, SendError> {
+        let sock = self.socket.as_fd();
+        blocking::send_checked(
+            &mut SysKernel,
+            sock,
+            Some(self.info),
+            elements,
+            options,
+            None,
+        )
+    }
+
+    /// [`send_with`](Self::send_with), publishing its progress to `progress` after every
+    /// kernel call.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_with`](Self::send_with); the handle then holds the progress of the error too.
+    ///
+    /// # Examples
+    ///
+    /// See [`ProgressHandle`].
+    pub fn send_observed(
+        &self,
+        elements: &[Element],
+        options: &SendOptions,
+        progress: &ProgressHandle,
+    ) -> Result<SendReport, SendError> {
+        let sock = self.socket.as_fd();
+        let info = Some(self.info);
+        blocking::send_checked(
+            &mut SysKernel,
+            sock,
+            info,
+            elements,
+            options,
+            Some(progress),
+        )
+    }
+
+    /// The socket.
+    pub fn get_ref(&self) -> &S {
+        &self.socket
+    }
+
+    /// The socket, giving up the connection.
+    pub fn into_inner(self) -> S {
+        self.socket
+    }
+}
+
+impl<S: AsFd> fmt::Debug for Connection<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("socket", &self.socket.as_fd())
+            .field("info", &self.info)
+            .finish()
+    }
+}
