@@ -218,3 +218,23 @@ fn range_past_end_and_peer_reset_arrive_as_the_result() {
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     });
 }
+
+#[test]
+fn outside_a_runtime_it_panics_before_sending_anything() {
+    let rt = util::front::runtime(Front::CurrentThread);
+    let (a, mut b) = rt.block_on(async { unix_pair() });
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (mut args, _rx) = counted_args(&calls);
+    args.elements = vec![Element::memory("never sent")];
+    // Not inside `block_on`: no runtime is current on this thread.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = send_packets_async(&a, args);
+    }));
+    assert!(r.is_err(), "a send that might go pending needs a runtime");
+    drop(a);
+    drop(rt);
+    let mut got = Vec::new();
+    b.read_to_end(&mut got).unwrap();
+    assert!(got.is_empty(), "nothing was sent");
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
