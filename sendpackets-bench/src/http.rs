@@ -72,10 +72,7 @@ fn one(cfg: &Config, fx: &Fixture, size: u64, batched: bool) -> Section {
                 while i < n {
                     list.clear();
                     for k in i..(i + group).min(n) {
-                        let off = msg_offset(k, size, file_len);
-                        list.push(Element::memory(&HEADER[..]));
-                        list.push(Element::shared_handle(fx.handle.clone(), off..off + size));
-                        list.push(Element::memory(&TRAILER[..]));
+                        push_message(&mut list, fx, k, size, file_len);
                     }
                     baseline::ours(tx.as_fd(), &list, engine, &mut calls)?;
                     i += group;
@@ -98,10 +95,7 @@ fn one(cfg: &Config, fx: &Fixture, size: u64, batched: bool) -> Section {
                     let mut list = Vec::with_capacity(3);
                     for k in 0..n {
                         list.clear();
-                        let off = msg_offset(k, size, file_len);
-                        list.push(Element::memory(&HEADER[..]));
-                        list.push(Element::shared_handle(fx.handle.clone(), off..off + size));
-                        list.push(Element::memory(&TRAILER[..]));
+                        push_message(&mut list, fx, k, size, file_len);
                         let r = conn
                             .send(&list)
                             .map_err(|e| std::io::Error::other(format!("sendpackets: {e}")))?;
@@ -219,4 +213,12 @@ fn pieces(fx: &Fixture, k: u64, size: u64, file_len: u64) -> [Piece<'_>; 3] {
         },
         Piece::Mem(&TRAILER),
     ]
+}
+
+/// Message `k` as sendpackets elements: header, a range of the big file, trailer.
+fn push_message(list: &mut Vec<Element>, fx: &Fixture, k: u64, size: u64, file_len: u64) {
+    let off = msg_offset(k, size, file_len);
+    list.push(Element::memory(&HEADER[..]));
+    list.push(Element::shared_handle(fx.handle.clone(), off..off + size));
+    list.push(Element::memory(&TRAILER[..]));
 }

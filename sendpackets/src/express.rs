@@ -42,7 +42,12 @@ pub(crate) enum Attempt {
 /// socket's own errors (a reset, a refused datagram) are reported as they are: asking again
 /// would consume them and report something else. A blocking socket's `EAGAIN` is its send
 /// timeout.
-fn first_send_failed(sock: BorrowedFd<'_>, e: io::Error) -> Attempt {
+fn first_send_failed(sock: BorrowedFd<'_>, elements: &[Element], e: io::Error) -> Attempt {
+    // As the full path does, the error names the element the send was in: the first with bytes.
+    let first = elements
+        .iter()
+        .position(|e| !matches!(&e.payload, Payload::Memory(b) if b.is_empty()))
+        .unwrap_or(0);
     match e.raw_os_error() {
         Some(
             libc::ENOTCONN
@@ -57,10 +62,18 @@ fn first_send_failed(sock: BorrowedFd<'_>, e: io::Error) -> Attempt {
             if sys::is_nonblocking(sock).unwrap_or(true) {
                 Attempt::Fallback
             } else {
-                Attempt::Failed(SendError::new(ErrorKind::TimedOut).with_source(e))
+                Attempt::Failed(
+                    SendError::new(ErrorKind::TimedOut)
+                        .element_index(first)
+                        .with_source(e),
+                )
             }
         }
-        _ => Attempt::Failed(SendError::new(ErrorKind::Socket).with_source(e)),
+        _ => Attempt::Failed(
+            SendError::new(ErrorKind::Socket)
+                .element_index(first)
+                .with_source(e),
+        ),
     }
 }
 
@@ -189,7 +202,7 @@ fn attempt(
         match r {
             Ok(n) => sent += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if sent == 0 => return first_send_failed(sock, e),
+            Err(e) if sent == 0 => return first_send_failed(sock, elements, e),
             // Unreachable in practice (the loop ends after the first successful call).
             Err(_) => break,
         }

@@ -212,8 +212,11 @@ impl Transfer {
                 i += 1;
                 continue;
             };
-            // The run: file parts of the same file, each starting where the previous ended.
-            let mut run = vec![i];
+            // The run: file parts of the same file, each starting where the previous ended
+            // (indices kept in a vector reused by every run of the send).
+            let mut run = std::mem::take(&mut self.run_buf);
+            run.clear();
+            run.push(i);
             let mut next_offset = offset + parts[i].len as u64;
             let mut j = i + 1;
             while j < parts.len() && run.len() < sys::IOV_MAX {
@@ -227,9 +230,13 @@ impl Transfer {
                 }
                 j += 1;
             }
-            self.ensure_open(slot, parts[i].seg).map_err(|e| (i, e))?;
-            self.read_run(k, slot, offset, parts, &run)?;
+            let read = self
+                .ensure_open(slot, parts[i].seg)
+                .map_err(|e| (i, e))
+                .and_then(|()| self.read_run(k, slot, offset, parts, &run));
             i = run.last().map_or(j, |&last| last + 1);
+            self.run_buf = run;
+            read?;
         }
         Ok(())
     }

@@ -127,6 +127,8 @@ pub(crate) struct Transfer {
     gso: bool,
     /// Files are read on another thread (`read_next`); `step` reads none.
     offload: bool,
+    /// The part indices of one file read, reused (see `read_files`).
+    run_buf: Vec<usize>,
     /// Whether the socket is non-blocking, once an `EAGAIN` made it matter.
     nonblocking: Option<bool>,
     cork_wanted: bool,
@@ -249,6 +251,7 @@ impl Transfer {
             burst: datagram && options.engine != Engine::Portable,
             gso: socket.udp_gso && options.engine != Engine::Portable,
             offload,
+            run_buf: Vec::new(),
             nonblocking: None,
             cork_wanted,
             corked: false,
