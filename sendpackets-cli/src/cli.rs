@@ -71,6 +71,9 @@ pub(crate) enum Command {
     /// Run a self-contained, self-checking demonstration on loopback.
     #[command(after_help = format!("{DEMO_HELP}\n\n{}", crate::exit::HELP))]
     Demo(DemoArgs),
+    /// Serve a directory over HTTP/1.1 (GET, HEAD, ranges), one sendpackets call per response.
+    #[command(after_help = crate::exit::HELP)]
+    Serve(crate::serve::ServeArgs),
 }
 
 /// Output options every subcommand has.

@@ -8,6 +8,7 @@ mod output;
 mod progress;
 mod recv_cmd;
 mod send_cmd;
+mod serve;
 mod spec;
 mod target;
 
@@ -21,6 +22,7 @@ fn main() -> ExitCode {
         cli::Command::Send(args) => send_cmd::run(args),
         cli::Command::Recv(args) => recv_cmd::run(args),
         cli::Command::Demo(args) => demo::run(args),
+        cli::Command::Serve(args) => serve::run(args),
     };
     code.into()
 }

@@ -1,0 +1,114 @@
+//! `sendpackets serve`'s command line, and every bound the server keeps, in one place.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+/// Longest request head (request line + headers + blank line) accepted; longer is 431. nginx
+/// reads heads into buffers of 1 KiB, then up to 4 x 8 KiB (`large_client_header_buffers`);
+/// one 8 KiB buffer per connection is the bound on memory a slow client can hold.
+pub(crate) const MAX_HEAD: usize = 8 << 10;
+
+/// Most header fields in one request; more is 431. (httparse parses into a fixed array.)
+pub(crate) const MAX_HEADERS: usize = 64;
+
+/// Default idle timeout: a connection gets this long, from its start or the end of the previous
+/// response, to deliver a complete request head (so one byte a second cannot keep it).
+const IDLE_TIMEOUT_SECS: &str = "15";
+
+/// Default stall timeout: a response that makes no progress for this long is dropped with its
+/// connection (a client that stopped reading).
+const STALL_TIMEOUT_SECS: &str = "30";
+
+/// Default grace period after SIGINT/SIGTERM for responses in flight.
+const GRACE_SECS: &str = "5";
+
+/// Default most connections served at once; when reached, the server stops accepting until
+/// one closes (the others wait in the listen backlog). nginx's default `worker_connections` is
+/// 512 per worker.
+pub(crate) const MAX_CONNECTIONS: usize = 1024;
+
+/// Backlog of the listening socket (the kernel caps it at `net.core.somaxconn`).
+pub(crate) const BACKLOG: i32 = 1024;
+
+/// Pause after a failed `accept` (out of descriptors, ...) before the next try, so the loop
+/// does not spin.
+pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+const SERVE_HELP: &str = "\
+Serves the files under DIR read-only over HTTP/1.1: GET and HEAD, keep-alive and pipelining,
+Content-Type from the extension, Last-Modified and ETag (If-None-Match, If-Modified-Since and
+If-Range honoured), single byte ranges (206, 416 when unsatisfiable; several ranges get the
+whole file), index.html for directories. Nothing outside DIR is ever served: '..', encoded
+slashes, NUL and backslashes are refused, and so are symlinks leading outside DIR (unless
+--follow-symlinks) and names starting with a dot (unless --dotfiles).
+Every response, header and file range, goes out with one sendpackets call.
+The address listened on is printed on stderr as 'listening on http://ADDRESS/'.
+SIGINT or SIGTERM stops accepting and lets responses in flight finish for --grace seconds.
+
+Example:
+  sendpackets serve . --listen 127.0.0.1:8080      then:  curl -O http://127.0.0.1:8080/FILE";
+
+/// `sendpackets serve`.
+#[derive(Debug, Args)]
+#[command(after_help = SERVE_HELP)]
+pub(crate) struct ServeArgs {
+    /// The directory to serve.
+    #[arg(value_name = "DIR", default_value = ".")]
+    pub(crate) dir: PathBuf,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub(crate) listen: SocketAddr,
+    /// Runtime worker threads (default: one per CPU).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub(crate) threads: Option<u16>,
+    /// Most connections at once; beyond it the server stops accepting until one closes.
+    #[arg(long, value_name = "N", default_value_t = MAX_CONNECTIONS as u32,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub(crate) max_connections: u32,
+    /// Seconds a connection may take to deliver a complete request head, from its start or
+    /// the end of the previous response; then 408 (or a silent close if nothing came).
+    #[arg(long, value_name = "SECS", default_value = IDLE_TIMEOUT_SECS, value_parser = parse_secs)]
+    pub(crate) idle_timeout: Duration,
+    /// Seconds a response may make no progress (client not reading) before it is dropped.
+    #[arg(long, value_name = "SECS", default_value = STALL_TIMEOUT_SECS, value_parser = parse_secs)]
+    pub(crate) stall_timeout: Duration,
+    /// Seconds responses in flight get to finish after SIGINT/SIGTERM.
+    #[arg(long, value_name = "SECS", default_value = GRACE_SECS, value_parser = parse_secs)]
+    pub(crate) grace: Duration,
+    /// Follow symlinks that lead outside DIR (by default they are refused with 403).
+    #[arg(long)]
+    pub(crate) follow_symlinks: bool,
+    /// Serve files and directories whose name starts with a dot (hidden by default: 404).
+    #[arg(long)]
+    pub(crate) dotfiles: bool,
+    /// Print one line per request on stdout.
+    #[arg(long)]
+    pub(crate) log: bool,
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !(secs > 0.0 && secs <= 86_400.0) {
+        return Err(format!("'{s}' must be a positive number of seconds, at most 86400"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_constants() {
+        for d in [IDLE_TIMEOUT_SECS, STALL_TIMEOUT_SECS, GRACE_SECS] {
+            assert!(parse_secs(d).is_ok());
+        }
+        assert!(parse_secs("0").is_err());
+        assert!(parse_secs("x").is_err());
+    }
+}

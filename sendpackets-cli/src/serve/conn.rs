@@ -1,0 +1,324 @@
+//! One connection: read request heads (pipelined ones included) into one bounded buffer,
+//! answer each in order, close on error, on `Connection: close`, at the idle deadline, or when
+//! the server stops.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::args::MAX_HEAD;
+use super::path::{self, Refused};
+use super::range::{self, RangeAnswer};
+use super::request::{self, Method, Parsed, Refusal, Request};
+use super::respond::{self, Body, OpenFailure, Opened, Root, SendFailure, ServedFile};
+use super::response::{Head, Status};
+
+/// What every connection shares.
+#[derive(Debug)]
+pub(crate) struct Context {
+    /// The served directory.
+    pub(crate) root: Root,
+    /// Serve names starting with a dot.
+    pub(crate) dotfiles: bool,
+    /// One line per request on stdout.
+    pub(crate) log: bool,
+    /// Time to deliver a complete head, from the start or the previous response.
+    pub(crate) idle_timeout: Duration,
+    /// Time a response may make no progress.
+    pub(crate) stall_timeout: Duration,
+}
+
+/// The fate of the connection after a response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    KeepOpen,
+    Close,
+}
+
+/// Serves one connection until it closes. Never panics on input; every wait is bounded by the
+/// idle or the stall timeout.
+pub(crate) async fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    ctx: &Context,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; MAX_HEAD];
+    let mut filled = 0usize;
+    let mut deadline = Instant::now() + ctx.idle_timeout;
+    loop {
+        match request::parse(&buf[..filled]) {
+            Parsed::Complete(req) => {
+                let used = req.head_len;
+                let next = answer(&stream, peer, ctx, &req).await;
+                if next == Next::Close {
+                    return;
+                }
+                buf.copy_within(used..filled, 0);
+                filled -= used;
+                deadline = Instant::now() + ctx.idle_timeout;
+                continue;
+            }
+            Parsed::Refused(why) => {
+                let status = match why {
+                    Refusal::Malformed => Status::BadRequest,
+                    Refusal::TooLarge => Status::HeadersTooLarge,
+                };
+                refuse(&stream, peer, ctx, status).await;
+                return;
+            }
+            Parsed::Partial => {}
+        }
+        if *stop.borrow() && filled == 0 {
+            return;
+        }
+        // `parse` refuses a partial head that fills the buffer, so there is room to read.
+        tokio::select! {
+            r = stream.read(&mut buf[filled..]) => match r {
+                Ok(0) | Err(_) => return,
+                Ok(n) => filled += n,
+            },
+            () = tokio::time::sleep_until(deadline) => {
+                if filled > 0 {
+                    refuse(&stream, peer, ctx, Status::RequestTimeout).await;
+                }
+                return;
+            }
+            _ = stop.changed(), if filled == 0 => return,
+        }
+    }
+}
+
+/// Answers a refused or timed-out head, then the caller closes.
+async fn refuse(stream: &TcpStream, peer: SocketAddr, ctx: &Context, status: Status) {
+    let (head, body) = error_head(status, true, Next::Close, 1);
+    let sent = respond::send(stream, with_body(head, body), None, ctx.stall_timeout).await;
+    if ctx.log {
+        log_line(peer, None, status, body.len() as u64, sent.as_ref().err());
+    }
+}
+
+/// A short text response for `status` (and its body, sent unless HEAD).
+fn error_head(status: Status, with: bool, next: Next, minor: u8) -> (Vec<u8>, &'static str) {
+    let body = status.text();
+    let mut h = Head::new(status);
+    h.header("Content-Type", "text/plain; charset=utf-8")
+        .content_length(body.len() as u64 + 1);
+    if status == Status::MethodNotAllowed {
+        h.header("Allow", "GET, HEAD");
+    }
+    (h.finish(next == Next::KeepOpen, minor), if with { body } else { "" })
+}
+
+/// Head and text body as one buffer (the body ends with a newline).
+fn with_body(mut head: Vec<u8>, body: &str) -> Vec<u8> {
+    if !body.is_empty() {
+        head.extend_from_slice(body.as_bytes());
+        head.push(b'\n');
+    }
+    head
+}
+
+/// Answers one complete request.
+async fn answer(stream: &TcpStream, peer: SocketAddr, ctx: &Context, req: &Request<'_>) -> Next {
+    let keep = if req.keep_alive {
+        Next::KeepOpen
+    } else {
+        Next::Close
+    };
+    let plan = plan(ctx, req, keep);
+    let (status, head, body, next) = match plan {
+        Plan::Text { status, next } => {
+            let (head, text) = error_head(status, req.method != Method::Head, next, req.minor);
+            (status, with_body(head, text), None, next)
+        }
+        Plan::Redirect { location } => {
+            let mut h = Head::new(Status::MovedPermanently);
+            h.header("Location", &location).content_length(0);
+            (Status::MovedPermanently, h.finish(keep == Next::KeepOpen, req.minor), None, keep)
+        }
+        Plan::File {
+            status,
+            head,
+            file,
+            start,
+            end,
+        } => (status, head, Some((file, start, end)), keep),
+    };
+    let head_len = head.len() as u64;
+    let body = body.as_ref().map(|(file, start, end)| Body {
+        file,
+        start: *start,
+        end: *end,
+    });
+    let sent = respond::send(stream, head, body, ctx.stall_timeout).await;
+    if ctx.log {
+        let bytes = sent.as_ref().map_or(0, |n| n.saturating_sub(head_len));
+        log_line(peer, Some(req), status, bytes, sent.as_ref().err());
+    }
+    if sent.is_err() { Next::Close } else { next }
+}
+
+/// What to answer.
+enum Plan {
+    /// A short text response (errors, 304 without body is a `File` with an empty range).
+    Text { status: Status, next: Next },
+    /// 301 to the directory's path with a slash.
+    Redirect { location: String },
+    /// A head and a range of a file (empty for HEAD, 304, 416).
+    File {
+        status: Status,
+        head: Vec<u8>,
+        file: ServedFile,
+        start: u64,
+        end: u64,
+    },
+}
+
+fn plan(ctx: &Context, req: &Request<'_>, keep: Next) -> Plan {
+    let text = |status| Plan::Text { status, next: keep };
+    if req.method == Method::Other {
+        return text(Status::MethodNotAllowed);
+    }
+    let mapped = match path::map(req.target, ctx.dotfiles) {
+        Ok(m) => m,
+        Err(Refused::BadTarget) => {
+            return Plan::Text {
+                status: Status::BadRequest,
+                next: Next::Close,
+            };
+        }
+        Err(Refused::Hidden) => return text(Status::NotFound),
+    };
+    let mut relative = mapped.relative;
+    let file = match ctx.root.open(&relative) {
+        Ok(Opened::File(f)) if !mapped.trailing_slash => f,
+        Ok(Opened::File(_)) => return text(Status::NotFound), // "/file.txt/"
+        Ok(Opened::Directory) if !mapped.trailing_slash => {
+            let (path, query) = req.target.split_at(mapped.raw_path_len);
+            return Plan::Redirect {
+                location: format!("{path}/{query}"),
+            };
+        }
+        Ok(Opened::Directory) => {
+            relative.push("index.html");
+            match ctx.root.open(&relative) {
+                Ok(Opened::File(f)) => f,
+                Ok(Opened::Directory) | Err(OpenFailure::NotFound) => {
+                    return text(Status::NotFound);
+                }
+                Err(OpenFailure::Forbidden) => return text(Status::Forbidden),
+                Err(OpenFailure::Other(e)) => {
+                    open_failed(ctx, &relative, &e);
+                    return Plan::Text {
+                        status: Status::InternalError,
+                        next: Next::Close,
+                    };
+                }
+            }
+        }
+        Err(OpenFailure::NotFound) => return text(Status::NotFound),
+        Err(OpenFailure::Forbidden) => return text(Status::Forbidden),
+        Err(OpenFailure::Other(e)) => {
+            open_failed(ctx, &relative, &e);
+            return Plan::Text {
+                status: Status::InternalError,
+                next: Next::Close,
+            };
+        }
+    };
+    let v = file.validators;
+    let etag = v.etag();
+    let last_modified = v.last_modified();
+    let ka = keep == Next::KeepOpen;
+    if range::not_modified(&v, req.if_none_match, req.if_modified_since) {
+        let mut h = Head::new(Status::NotModified);
+        h.header("ETag", &etag).header("Last-Modified", &last_modified);
+        return Plan::File {
+            status: Status::NotModified,
+            head: h.finish(ka, req.minor),
+            file,
+            start: 0,
+            end: 0,
+        };
+    }
+    let answer = if range::if_range_holds(&v, req.if_range) {
+        range::range(req.range, v.len)
+    } else {
+        RangeAnswer::Whole
+    };
+    let content_type = mime_guess::from_path(&relative)
+        .first_raw()
+        .unwrap_or("application/octet-stream");
+    let (status, start, end) = match answer {
+        RangeAnswer::Whole => (Status::Ok, 0, v.len),
+        RangeAnswer::Part { start, end } => (Status::PartialContent, start, end),
+        RangeAnswer::Unsatisfiable => {
+            let mut h = Head::new(Status::RangeNotSatisfiable);
+            h.content_length(0).content_range_unsatisfied(v.len);
+            return Plan::File {
+                status: Status::RangeNotSatisfiable,
+                head: h.finish(ka, req.minor),
+                file,
+                start: 0,
+                end: 0,
+            };
+        }
+    };
+    let mut h = Head::new(status);
+    h.header("Content-Type", content_type)
+        .content_length(end - start)
+        .header("Last-Modified", &last_modified)
+        .header("ETag", &etag)
+        .header("Accept-Ranges", "bytes");
+    if status == Status::PartialContent {
+        h.content_range(start, end, v.len);
+    }
+    let end = if req.method == Method::Head { start } else { end };
+    Plan::File {
+        status,
+        head: h.finish(ka, req.minor),
+        file,
+        start,
+        end,
+    }
+}
+
+/// An unexpected open failure (500), on stderr when logging.
+fn open_failed(ctx: &Context, relative: &std::path::Path, e: &std::io::Error) {
+    if ctx.log {
+        eprintln!("cannot open {}: {e}", relative.display());
+    }
+}
+
+/// One access-log line on stdout: peer, request line, status, body bytes, and why the send
+/// failed if it did.
+fn log_line(
+    peer: SocketAddr,
+    req: Option<&Request<'_>>,
+    status: Status,
+    body_bytes: u64,
+    failed: Option<&SendFailure>,
+) {
+    let request = match req {
+        Some(r) => format!("{} {} HTTP/1.{}", r.method_text, r.target.escape_debug(), r.minor),
+        None => "-".to_string(),
+    };
+    let failed = match failed {
+        None => String::new(),
+        Some(SendFailure::Stalled) => " (dropped: client stopped reading)".to_string(),
+        Some(SendFailure::Send(e)) => format!(" (send failed: {e})"),
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "{peer} \"{request}\" {} {body_bytes}{failed}",
+        status.code()
+    );
+    let _ = out.flush();
+}

@@ -1,0 +1,237 @@
+//! Validators (`ETag`, `Last-Modified`), conditional requests and byte ranges. Pure.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What a file is known by, for validators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Validators {
+    /// Length in bytes.
+    pub(crate) len: u64,
+    /// Modification time, whole seconds since the epoch (HTTP dates have no finer unit).
+    pub(crate) mtime: u64,
+}
+
+impl Validators {
+    /// From a length and a modification time (before the epoch counts as 0).
+    pub(crate) fn new(len: u64, modified: SystemTime) -> Self {
+        let mtime = modified
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Validators { len, mtime }
+    }
+
+    /// The strong entity tag, nginx's form: `"MTIME-LEN"` in hex.
+    pub(crate) fn etag(&self) -> String {
+        format!("\"{:x}-{:x}\"", self.mtime, self.len)
+    }
+
+    /// The `Last-Modified` value.
+    pub(crate) fn last_modified(&self) -> String {
+        httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(self.mtime))
+    }
+}
+
+/// Whether a GET/HEAD with these headers is answered 304 Not Modified (RFC 9110 section
+/// 13.2.2: `If-None-Match` first; `If-Modified-Since` only without it).
+pub(crate) fn not_modified(
+    v: &Validators,
+    if_none_match: Option<&[u8]>,
+    if_modified_since: Option<&[u8]>,
+) -> bool {
+    if let Some(inm) = if_none_match {
+        let etag = v.etag();
+        return inm.trim_ascii() == b"*"
+            || inm
+                .split(|&b| b == b',')
+                .any(|t| weak_match(t.trim_ascii(), etag.as_bytes()));
+    }
+    if let Some(ims) = if_modified_since.and_then(parse_date) {
+        return v.mtime <= ims;
+    }
+    false
+}
+
+/// Whether `If-Range` lets the `Range` apply: a strong match of the entity tag, or exactly the
+/// `Last-Modified` date.
+pub(crate) fn if_range_holds(v: &Validators, if_range: Option<&[u8]>) -> bool {
+    let Some(value) = if_range.map(<[u8]>::trim_ascii) else {
+        return true;
+    };
+    if value.first() == Some(&b'"') {
+        value == v.etag().as_bytes()
+    } else {
+        parse_date(value) == Some(v.mtime)
+    }
+}
+
+/// Weak comparison: the opaque tags equal, either side may be `W/`.
+fn weak_match(tag: &[u8], etag: &[u8]) -> bool {
+    let tag = tag.strip_prefix(b"W/").unwrap_or(tag);
+    tag == etag
+}
+
+/// An HTTP date as seconds since the epoch.
+fn parse_date(value: &[u8]) -> Option<u64> {
+    let s = std::str::from_utf8(value).ok()?;
+    let t = httpdate::parse_http_date(s.trim()).ok()?;
+    Some(t.duration_since(UNIX_EPOCH).ok()?.as_secs())
+}
+
+/// The answer to a `Range` header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RangeAnswer {
+    /// No usable range (absent, not `bytes=`, malformed, or several ranges): 200, whole file.
+    Whole,
+    /// One satisfiable range: 206 with these bytes, `start..end`.
+    Part {
+        /// First byte.
+        start: u64,
+        /// One past the last byte.
+        end: u64,
+    },
+    /// One range that starts past the end (or `-0`, or any range of an empty file): 416.
+    Unsatisfiable,
+}
+
+/// Interprets a `Range` header against a file of `len` bytes.
+pub(crate) fn range(header: Option<&[u8]>, len: u64) -> RangeAnswer {
+    let Some(header) = header else {
+        return RangeAnswer::Whole;
+    };
+    let header = header.trim_ascii();
+    let Some(unit) = header.get(..6) else {
+        return RangeAnswer::Whole;
+    };
+    if !unit.eq_ignore_ascii_case(b"bytes=") {
+        return RangeAnswer::Whole;
+    }
+    let mut specs = header[6..]
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|s| !s.is_empty());
+    let (Some(spec), None) = (specs.next(), specs.next()) else {
+        return RangeAnswer::Whole; // none, or several: the whole file, as nginx does
+    };
+    let Some(dash) = spec.iter().position(|&b| b == b'-') else {
+        return RangeAnswer::Whole;
+    };
+    let (first, last) = (&spec[..dash], &spec[dash + 1..]);
+    match (digits(first), digits(last)) {
+        // "-n": the last n bytes
+        (None, Some(n)) if first.is_empty() => {
+            if n == 0 || len == 0 {
+                RangeAnswer::Unsatisfiable
+            } else {
+                RangeAnswer::Part {
+                    start: len.saturating_sub(n),
+                    end: len,
+                }
+            }
+        }
+        // "a-"
+        (Some(a), None) if last.is_empty() => {
+            if a >= len {
+                RangeAnswer::Unsatisfiable
+            } else {
+                RangeAnswer::Part { start: a, end: len }
+            }
+        }
+        // "a-b"
+        (Some(a), Some(b)) if a <= b => {
+            if a >= len {
+                RangeAnswer::Unsatisfiable
+            } else {
+                RangeAnswer::Part {
+                    start: a,
+                    end: b.saturating_add(1).min(len),
+                }
+            }
+        }
+        _ => RangeAnswer::Whole, // malformed: ignored (RFC 9110 section 14.2)
+    }
+}
+
+/// A non-empty run of ASCII digits; a number too large for u64 saturates (it is past any end).
+fn digits(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(s.iter().fold(0u64, |n, &b| {
+        n.saturating_mul(10).saturating_add(u64::from(b - b'0'))
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(h: &str, len: u64) -> RangeAnswer {
+        range(Some(h.as_bytes()), len)
+    }
+
+    fn part(start: u64, end: u64) -> RangeAnswer {
+        RangeAnswer::Part { start, end }
+    }
+
+    #[test]
+    fn range_forms() {
+        assert_eq!(range(None, 10), RangeAnswer::Whole);
+        assert_eq!(r("bytes=0-0", 10), part(0, 1));
+        assert_eq!(r("bytes=2-5", 10), part(2, 6));
+        assert_eq!(r("bytes=2-500", 10), part(2, 10));
+        assert_eq!(r("bytes=9-", 10), part(9, 10));
+        assert_eq!(r("bytes=-3", 10), part(7, 10));
+        assert_eq!(r("bytes=-30", 10), part(0, 10));
+        assert_eq!(r("BYTES= 1-2 ", 10), part(1, 2 + 1));
+        assert_eq!(r("bytes=1-2,", 10), part(1, 3));
+        assert_eq!(r("bytes=99999999999999999999-", 10), RangeAnswer::Unsatisfiable);
+        assert_eq!(r("bytes=0-99999999999999999999", 10), part(0, 10));
+    }
+
+    #[test]
+    fn unsatisfiable_and_ignored() {
+        assert_eq!(r("bytes=10-", 10), RangeAnswer::Unsatisfiable);
+        assert_eq!(r("bytes=10-20", 10), RangeAnswer::Unsatisfiable);
+        assert_eq!(r("bytes=-0", 10), RangeAnswer::Unsatisfiable);
+        assert_eq!(r("bytes=0-", 0), RangeAnswer::Unsatisfiable);
+        assert_eq!(r("bytes=-5", 0), RangeAnswer::Unsatisfiable);
+        for ignored in [
+            "bytes=5-2",
+            "bytes=0-1,3-4",
+            "bytes=",
+            "bytes=-",
+            "bytes=a-b",
+            "bytes=1",
+            "items=0-1",
+            "bytes",
+            "bytes=--1",
+            "bytes=+1-2",
+        ] {
+            assert_eq!(r(ignored, 10), RangeAnswer::Whole, "{ignored}");
+        }
+    }
+
+    #[test]
+    fn conditionals() {
+        let v = Validators { len: 300, mtime: 784_111_777 }; // Sun, 06 Nov 1994 08:49:37 GMT
+        assert_eq!(v.etag(), "\"2ebc98a1-12c\"");
+        assert_eq!(v.last_modified(), "Sun, 06 Nov 1994 08:49:37 GMT");
+        let etag = v.etag();
+        assert!(not_modified(&v, Some(etag.as_bytes()), None));
+        assert!(not_modified(&v, Some(format!("\"x\", W/{etag}").as_bytes()), None));
+        assert!(not_modified(&v, Some(b"*"), None));
+        assert!(!not_modified(&v, Some(b"\"x\""), None));
+        let same = b"Sun, 06 Nov 1994 08:49:37 GMT";
+        let before = b"Sun, 06 Nov 1994 08:49:36 GMT";
+        assert!(not_modified(&v, None, Some(same)));
+        assert!(!not_modified(&v, None, Some(before)));
+        assert!(!not_modified(&v, None, Some(b"garbage")));
+        // If-None-Match wins over If-Modified-Since.
+        assert!(!not_modified(&v, Some(b"\"x\""), Some(same)));
+        assert!(if_range_holds(&v, None));
+        assert!(if_range_holds(&v, Some(etag.as_bytes())));
+        assert!(!if_range_holds(&v, Some(format!("W/{etag}").as_bytes())));
+        assert!(if_range_holds(&v, Some(same)));
+        assert!(!if_range_holds(&v, Some(before)));
+    }
+}

@@ -1,0 +1,209 @@
+//! The one place the server meets the file system and the library: opening files beneath the
+//! served directory, and sending a response (head + file range) with one sendpackets call.
+//!
+//! Everything the library's API decides is here, so switching to a newer API (an open-file
+//! type checked once, an open-file cache, an async `Connection`, send deadlines in the options)
+//! touches only this file.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::pin::pin;
+use std::time::Duration;
+
+use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+use sendpackets::{Element, FileHandle, ProgressHandle, SendError, SendOptions};
+use tokio::net::TcpStream;
+
+use super::range::Validators;
+
+/// Responses up to this many bytes (head + body) take the library's express path (one read,
+/// one send), which `send_observed` would skip: they are sent under one plain timeout of the
+/// stall length. The library's express limit is 64 KiB (`sendpackets/src/tuning.rs`).
+const EXPRESS_MAX: u64 = 64 << 10;
+
+/// The served directory, opened once.
+#[derive(Debug)]
+pub(crate) struct Root {
+    dir: OwnedFd,
+    follow_symlinks: bool,
+}
+
+/// A file opened beneath the root and checked once: its length and validators are those of
+/// the open descriptor, so they match the bytes sent.
+#[derive(Debug)]
+pub(crate) struct ServedFile {
+    handle: FileHandle,
+    /// Length and modification time.
+    pub(crate) validators: Validators,
+}
+
+/// What a relative path names.
+#[derive(Debug)]
+pub(crate) enum Opened {
+    /// A regular file, open for reading.
+    File(ServedFile),
+    /// A directory.
+    Directory,
+}
+
+/// Why a path cannot be served.
+#[derive(Debug)]
+pub(crate) enum OpenFailure {
+    /// Missing (or a component is not a directory, or the name is too long): 404.
+    NotFound,
+    /// Leads outside the root through a symlink, not readable, or not a regular file: 403.
+    Forbidden,
+    /// Anything else (out of descriptors, I/O error): 500.
+    Other(io::Error),
+}
+
+impl Root {
+    /// Opens `dir` (it must be a directory).
+    ///
+    /// # Errors
+    ///
+    /// The `open` error, or `NotADirectory`.
+    pub(crate) fn new(dir: &Path, follow_symlinks: bool) -> io::Result<Root> {
+        let dir = rustix::fs::open(
+            dir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Root {
+            dir,
+            follow_symlinks,
+        })
+    }
+
+    /// Opens `relative` (empty: the root itself) for reading. Without `--follow-symlinks` the
+    /// kernel resolves it strictly beneath the root (`openat2` with `RESOLVE_BENEATH`): a
+    /// symlink whose target lies outside fails with `EXDEV`, whatever races happen meanwhile.
+    pub(crate) fn open(&self, relative: &Path) -> Result<Opened, OpenFailure> {
+        let path = if relative.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            relative
+        };
+        // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused after fstat).
+        let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
+        let opened = if self.follow_symlinks {
+            rustix::fs::openat(&self.dir, path, flags, Mode::empty())
+        } else {
+            open_beneath(&self.dir, path, flags)
+        };
+        let fd = opened.map_err(|e| match e {
+            rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR | rustix::io::Errno::NAMETOOLONG => {
+                OpenFailure::NotFound
+            }
+            rustix::io::Errno::ACCESS
+            | rustix::io::Errno::PERM
+            | rustix::io::Errno::XDEV
+            | rustix::io::Errno::LOOP => OpenFailure::Forbidden,
+            e => OpenFailure::Other(e.into()),
+        })?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| OpenFailure::Other(e.into()))?;
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => {
+                let modified = std::time::UNIX_EPOCH
+                    + Duration::from_secs(u64::try_from(st.st_mtime).unwrap_or(0));
+                let len = u64::try_from(st.st_size).unwrap_or(0);
+                Ok(Opened::File(ServedFile {
+                    handle: FileHandle::new(fd),
+                    validators: Validators::new(len, modified),
+                }))
+            }
+            FileType::Directory => Ok(Opened::Directory),
+            _ => Err(OpenFailure::Forbidden),
+        }
+    }
+}
+
+/// `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`, retried a few times on `EAGAIN` (the
+/// kernel's answer when a rename raced the lookup).
+fn open_beneath(dir: &OwnedFd, path: &Path, flags: OFlags) -> rustix::io::Result<OwnedFd> {
+    const TRIES: usize = 4;
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+    let mut last = rustix::io::Errno::AGAIN;
+    for _ in 0..TRIES {
+        match rustix::fs::openat2(dir, path, flags, Mode::empty(), resolve) {
+            Err(rustix::io::Errno::AGAIN) => last = rustix::io::Errno::AGAIN,
+            r => return r,
+        }
+    }
+    Err(last)
+}
+
+/// The body of a response: bytes `start..end` of a file.
+#[derive(Debug)]
+pub(crate) struct Body<'a> {
+    /// The file.
+    pub(crate) file: &'a ServedFile,
+    /// First byte.
+    pub(crate) start: u64,
+    /// One past the last byte.
+    pub(crate) end: u64,
+}
+
+/// Why a response did not go out whole. The connection is closed either way.
+#[derive(Debug)]
+pub(crate) enum SendFailure {
+    /// No progress for the stall timeout: the client stopped reading.
+    Stalled,
+    /// The library's error (peer reset, file truncated, ...), with its progress.
+    Send(SendError),
+}
+
+/// Sends `head` then the body's range, in one library call. Returns the bytes sent.
+///
+/// # Errors
+///
+/// [`SendFailure`].
+///
+/// # Cancel safety
+///
+/// Not cancel safe (as the library's send): dropping the future leaves part of the response
+/// sent; the caller then closes the connection.
+pub(crate) async fn send(
+    stream: &TcpStream,
+    head: Vec<u8>,
+    body: Option<Body<'_>>,
+    stall: Duration,
+) -> Result<u64, SendFailure> {
+    let mut total = head.len() as u64;
+    let mut list = Vec::with_capacity(2);
+    list.push(Element::memory(head));
+    if let Some(b) = body.filter(|b| b.end > b.start) {
+        total += b.end - b.start;
+        list.push(Element::shared_handle(b.file.handle.clone(), b.start..b.end));
+    }
+    let opts = SendOptions::new();
+    if total <= EXPRESS_MAX {
+        return match tokio::time::timeout(stall, sendpackets::tokio::send_with(stream, &list, &opts))
+            .await
+        {
+            Ok(Ok(report)) => Ok(report.bytes_sent),
+            Ok(Err(e)) => Err(SendFailure::Send(e)),
+            Err(_) => Err(SendFailure::Stalled),
+        };
+    }
+    // Larger: watch the progress, and give up after a whole stall period without any.
+    let progress = ProgressHandle::new();
+    let mut sending = pin!(sendpackets::tokio::send_observed(
+        stream, &list, &opts, &progress
+    ));
+    let mut seen = 0;
+    loop {
+        match tokio::time::timeout(stall, sending.as_mut()).await {
+            Ok(Ok(report)) => return Ok(report.bytes_sent),
+            Ok(Err(e)) => return Err(SendFailure::Send(e)),
+            Err(_) => {
+                let now = progress.get().bytes_sent;
+                if now == seen {
+                    return Err(SendFailure::Stalled);
+                }
+                seen = now;
+            }
+        }
+    }
+}
