@@ -30,6 +30,16 @@ const GRACE_SECS: &str = "5";
 /// 512 per worker.
 pub(crate) const MAX_CONNECTIONS: usize = 1024;
 
+/// Lingering close: after answering a request the server will not read on (a refusal, a
+/// request with a body), it shuts its side down and discards what the client still sends, for
+/// at most this long or [`LINGER_BYTES`], so that closing with unread bytes does not reset the
+/// connection before the client has read the answer. nginx's `lingering_timeout` is 5 s,
+/// `lingering_time` 30 s; the answer here is small, so less is enough.
+pub(crate) const LINGER_TIME: Duration = Duration::from_secs(2);
+
+/// Most bytes discarded by a lingering close.
+pub(crate) const LINGER_BYTES: usize = 1 << 20;
+
 /// Backlog of the listening socket (the kernel caps it at `net.core.somaxconn`).
 pub(crate) const BACKLOG: i32 = 1024;
 
@@ -94,7 +104,9 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("'{s}' is not a number of seconds"))?;
     if !(secs > 0.0 && secs <= 86_400.0) {
-        return Err(format!("'{s}' must be a positive number of seconds, at most 86400"));
+        return Err(format!(
+            "'{s}' must be a positive number of seconds, at most 86400"
+        ));
     }
     Ok(Duration::from_secs_f64(secs))
 }

@@ -6,12 +6,12 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::args::MAX_HEAD;
+use super::args::{LINGER_BYTES, LINGER_TIME, MAX_HEAD};
 use super::path::{self, Refused};
 use super::range::{self, RangeAnswer};
 use super::request::{self, Method, Parsed, Refusal, Request};
@@ -55,8 +55,12 @@ pub(crate) async fn serve(
         match request::parse(&buf[..filled]) {
             Parsed::Complete(req) => {
                 let used = req.head_len;
+                let unread = req.has_body || filled > used;
                 let next = answer(&stream, peer, ctx, &req).await;
                 if next == Next::Close {
+                    if unread {
+                        linger(stream).await;
+                    }
                     return;
                 }
                 buf.copy_within(used..filled, 0);
@@ -70,6 +74,7 @@ pub(crate) async fn serve(
                     Refusal::TooLarge => Status::HeadersTooLarge,
                 };
                 refuse(&stream, peer, ctx, status).await;
+                linger(stream).await;
                 return;
             }
             Parsed::Partial => {}
@@ -86,6 +91,7 @@ pub(crate) async fn serve(
             () = tokio::time::sleep_until(deadline) => {
                 if filled > 0 {
                     refuse(&stream, peer, ctx, Status::RequestTimeout).await;
+                    linger(stream).await;
                 }
                 return;
             }
@@ -94,12 +100,37 @@ pub(crate) async fn serve(
     }
 }
 
+/// Closes after an answer the client may still be sending behind: shut our side down, then
+/// discard its bytes until it closes, at most [`LINGER_TIME`] and [`LINGER_BYTES`].
+async fn linger(mut stream: TcpStream) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 4096];
+    let mut discarded = 0usize;
+    let _ = tokio::time::timeout(LINGER_TIME, async {
+        while discarded < LINGER_BYTES {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => discarded += n,
+            }
+        }
+    })
+    .await;
+}
+
 /// Answers a refused or timed-out head, then the caller closes.
 async fn refuse(stream: &TcpStream, peer: SocketAddr, ctx: &Context, status: Status) {
     let (head, body) = error_head(status, true, Next::Close, 1);
     let sent = respond::send(stream, with_body(head, body), None, ctx.stall_timeout).await;
     if ctx.log {
-        log_line(peer, None, status, body.len() as u64, sent.as_ref().err());
+        log_line(
+            peer,
+            None,
+            status,
+            body.len() as u64 + 1,
+            sent.as_ref().err(),
+        );
     }
 }
 
@@ -112,7 +143,10 @@ fn error_head(status: Status, with: bool, next: Next, minor: u8) -> (Vec<u8>, &'
     if status == Status::MethodNotAllowed {
         h.header("Allow", "GET, HEAD");
     }
-    (h.finish(next == Next::KeepOpen, minor), if with { body } else { "" })
+    (
+        h.finish(next == Next::KeepOpen, minor),
+        if with { body } else { "" },
+    )
 }
 
 /// Head and text body as one buffer (the body ends with a newline).
@@ -132,15 +166,18 @@ async fn answer(stream: &TcpStream, peer: SocketAddr, ctx: &Context, req: &Reque
         Next::Close
     };
     let plan = plan(ctx, req, keep);
-    let (status, head, body, next) = match plan {
+    // `text`: bytes of a text body sent inside `head` (for the log).
+    let (status, head, text, body, next) = match plan {
         Plan::Text { status, next } => {
             let (head, text) = error_head(status, req.method != Method::Head, next, req.minor);
-            (status, with_body(head, text), None, next)
+            let n = if text.is_empty() { 0 } else { text.len() + 1 };
+            (status, with_body(head, text), n as u64, None, next)
         }
         Plan::Redirect { location } => {
             let mut h = Head::new(Status::MovedPermanently);
             h.header("Location", &location).content_length(0);
-            (Status::MovedPermanently, h.finish(keep == Next::KeepOpen, req.minor), None, keep)
+            let head = h.finish(keep == Next::KeepOpen, req.minor);
+            (Status::MovedPermanently, head, 0, None, keep)
         }
         Plan::File {
             status,
@@ -148,9 +185,9 @@ async fn answer(stream: &TcpStream, peer: SocketAddr, ctx: &Context, req: &Reque
             file,
             start,
             end,
-        } => (status, head, Some((file, start, end)), keep),
+        } => (status, head, 0, Some((file, start, end)), keep),
     };
-    let head_len = head.len() as u64;
+    let head_len = head.len() as u64 - text;
     let body = body.as_ref().map(|(file, start, end)| Body {
         file,
         start: *start,
@@ -238,7 +275,8 @@ fn plan(ctx: &Context, req: &Request<'_>, keep: Next) -> Plan {
     let ka = keep == Next::KeepOpen;
     if range::not_modified(&v, req.if_none_match, req.if_modified_since) {
         let mut h = Head::new(Status::NotModified);
-        h.header("ETag", &etag).header("Last-Modified", &last_modified);
+        h.header("ETag", &etag)
+            .header("Last-Modified", &last_modified);
         return Plan::File {
             status: Status::NotModified,
             head: h.finish(ka, req.minor),
@@ -279,7 +317,11 @@ fn plan(ctx: &Context, req: &Request<'_>, keep: Next) -> Plan {
     if status == Status::PartialContent {
         h.content_range(start, end, v.len);
     }
-    let end = if req.method == Method::Head { start } else { end };
+    let end = if req.method == Method::Head {
+        start
+    } else {
+        end
+    };
     Plan::File {
         status,
         head: h.finish(ka, req.minor),
@@ -306,7 +348,12 @@ fn log_line(
     failed: Option<&SendFailure>,
 ) {
     let request = match req {
-        Some(r) => format!("{} {} HTTP/1.{}", r.method_text, r.target.escape_debug(), r.minor),
+        Some(r) => format!(
+            "{} {} HTTP/1.{}",
+            r.method_text,
+            r.target.escape_debug(),
+            r.minor
+        ),
         None => "-".to_string(),
     };
     let failed = match failed {

@@ -84,14 +84,16 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 async fn serve(args: &ServeArgs, ctx: Arc<Context>) -> Code {
-    let (mut interrupt, mut terminate) =
-        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
-            (Ok(i), Ok(t)) => (i, t),
-            (Err(e), _) | (_, Err(e)) => {
-                eprintln!("error: cannot handle signals: {e}");
-                return Code::Internal;
-            }
-        };
+    let (mut interrupt, mut terminate) = match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(i), Ok(t)) => (i, t),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: cannot handle signals: {e}");
+            return Code::Internal;
+        }
+    };
     let listener = match bind(args.listen) {
         Ok(l) => l,
         Err(e) => {

@@ -184,7 +184,10 @@ mod tests {
         assert_eq!(r("bytes=-30", 10), part(0, 10));
         assert_eq!(r("BYTES= 1-2 ", 10), part(1, 2 + 1));
         assert_eq!(r("bytes=1-2,", 10), part(1, 3));
-        assert_eq!(r("bytes=99999999999999999999-", 10), RangeAnswer::Unsatisfiable);
+        assert_eq!(
+            r("bytes=99999999999999999999-", 10),
+            RangeAnswer::Unsatisfiable
+        );
         assert_eq!(r("bytes=0-99999999999999999999", 10), part(0, 10));
     }
 
@@ -213,12 +216,19 @@ mod tests {
 
     #[test]
     fn conditionals() {
-        let v = Validators { len: 300, mtime: 784_111_777 }; // Sun, 06 Nov 1994 08:49:37 GMT
+        let v = Validators {
+            len: 300,
+            mtime: 784_111_777,
+        }; // Sun, 06 Nov 1994 08:49:37 GMT
         assert_eq!(v.etag(), "\"2ebc98a1-12c\"");
         assert_eq!(v.last_modified(), "Sun, 06 Nov 1994 08:49:37 GMT");
         let etag = v.etag();
         assert!(not_modified(&v, Some(etag.as_bytes()), None));
-        assert!(not_modified(&v, Some(format!("\"x\", W/{etag}").as_bytes()), None));
+        assert!(not_modified(
+            &v,
+            Some(format!("\"x\", W/{etag}").as_bytes()),
+            None
+        ));
         assert!(not_modified(&v, Some(b"*"), None));
         assert!(!not_modified(&v, Some(b"\"x\""), None));
         let same = b"Sun, 06 Nov 1994 08:49:37 GMT";

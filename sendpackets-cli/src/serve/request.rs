@@ -83,8 +83,7 @@ pub(crate) fn parse(buf: &[u8]) -> Parsed<'_> {
     if head_len > MAX_HEAD {
         return Parsed::Refused(Refusal::TooLarge);
     }
-    let (Some(method_text), Some(target), Some(minor)) = (req.method, req.path, req.version)
-    else {
+    let (Some(method_text), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
         return Parsed::Refused(Refusal::Malformed);
     };
     let method = match method_text {
@@ -159,8 +158,7 @@ fn parse_decimal(s: &[u8]) -> Option<u64> {
         return None;
     }
     s.iter().try_fold(0u64, |n, &b| {
-        b.is_ascii_digit()
-            .then(|| n * 10 + u64::from(b - b'0'))
+        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
     })
 }
 
@@ -199,7 +197,10 @@ mod tests {
         let r = complete("HEAD / HTTP/1.1\r\nHost: h\r\nConnection: foo, close\r\n\r\n");
         assert!(!r.keep_alive);
         assert_eq!(r.method, Method::Head);
-        assert_eq!(complete("POST / HTTP/1.1\r\nHost: h\r\n\r\n").method, Method::Other);
+        assert_eq!(
+            complete("POST / HTTP/1.1\r\nHost: h\r\n\r\n").method,
+            Method::Other
+        );
     }
 
     #[test]
@@ -233,7 +234,9 @@ mod tests {
         );
         assert_eq!(bad("GET / HTTP/2.0\r\n\r\n"), Refusal::Malformed);
         assert_eq!(bad("G\0T / HTTP/1.1\r\n\r\n"), Refusal::Malformed);
-        let many: String = (0..MAX_HEADERS + 1).map(|i| format!("X-{i}: v\r\n")).collect();
+        let many: String = (0..MAX_HEADERS + 1)
+            .map(|i| format!("X-{i}: v\r\n"))
+            .collect();
         assert_eq!(
             bad(&format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n")),
             Refusal::TooLarge
@@ -246,14 +249,20 @@ mod tests {
     fn partial_heads_wait() {
         assert!(matches!(parse(b""), Parsed::Partial));
         assert!(matches!(parse(b"GET / HT"), Parsed::Partial));
-        assert!(matches!(parse(b"GET / HTTP/1.1\r\nHost: a\r\n"), Parsed::Partial));
+        assert!(matches!(
+            parse(b"GET / HTTP/1.1\r\nHost: a\r\n"),
+            Parsed::Partial
+        ));
     }
 
     #[test]
     fn decimals() {
         assert_eq!(parse_decimal(b"0"), Some(0));
         assert_eq!(parse_decimal(b"18446744073709551615"), None); // 20 digits
-        assert_eq!(parse_decimal(b"1234567890123456789"), Some(1_234_567_890_123_456_789));
+        assert_eq!(
+            parse_decimal(b"1234567890123456789"),
+            Some(1_234_567_890_123_456_789)
+        );
         assert_eq!(parse_decimal(b""), None);
         assert_eq!(parse_decimal(b"1a"), None);
     }

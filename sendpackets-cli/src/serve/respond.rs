@@ -93,9 +93,9 @@ impl Root {
             open_beneath(&self.dir, path, flags)
         };
         let fd = opened.map_err(|e| match e {
-            rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR | rustix::io::Errno::NAMETOOLONG => {
-                OpenFailure::NotFound
-            }
+            rustix::io::Errno::NOENT
+            | rustix::io::Errno::NOTDIR
+            | rustix::io::Errno::NAMETOOLONG => OpenFailure::NotFound,
             rustix::io::Errno::ACCESS
             | rustix::io::Errno::PERM
             | rustix::io::Errno::XDEV
@@ -175,12 +175,18 @@ pub(crate) async fn send(
     list.push(Element::memory(head));
     if let Some(b) = body.filter(|b| b.end > b.start) {
         total += b.end - b.start;
-        list.push(Element::shared_handle(b.file.handle.clone(), b.start..b.end));
+        list.push(Element::shared_handle(
+            b.file.handle.clone(),
+            b.start..b.end,
+        ));
     }
     let opts = SendOptions::new();
     if total <= EXPRESS_MAX {
-        return match tokio::time::timeout(stall, sendpackets::tokio::send_with(stream, &list, &opts))
-            .await
+        return match tokio::time::timeout(
+            stall,
+            sendpackets::tokio::send_with(stream, &list, &opts),
+        )
+        .await
         {
             Ok(Ok(report)) => Ok(report.bytes_sent),
             Ok(Err(e)) => Err(SendFailure::Send(e)),

@@ -115,7 +115,11 @@ impl Head {
 
     /// Adds `Content-Range: bytes start-last/len`.
     pub(crate) fn content_range(&mut self, start: u64, end: u64, len: u64) -> &mut Head {
-        let _ = write!(self.buf, "Content-Range: bytes {start}-{}/{len}\r\n", end - 1);
+        let _ = write!(
+            self.buf,
+            "Content-Range: bytes {start}-{}/{len}\r\n",
+            end - 1
+        );
         self
     }
 
