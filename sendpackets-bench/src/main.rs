@@ -17,6 +17,7 @@ mod fixture;
 mod http;
 mod limits;
 mod measure;
+mod serve_nginx;
 mod sink;
 mod small;
 mod sparse;
@@ -79,6 +80,9 @@ enum Cmd {
     Sparse,
     /// Bulk and HTTP-like with the raw C harness, then "ours ÷ best raw mode" per target.
     Limits,
+    /// `sendpackets serve` against nginx under wrk (not part of `all`; needs the release
+    /// `sendpackets` binary, nginx-light and wrk).
+    ServeNginx(serve_nginx::Args),
 }
 
 /// What every workload is run with.
@@ -120,6 +124,10 @@ fn main() {
         cli.reps.max(1)
     };
     raise_nofile();
+    if let Cmd::ServeNginx(args) = cli.command {
+        serve_nginx::run(&args, reps, cli.quick, !cli.no_install);
+        return;
+    }
 
     let cmd = cli.command;
     let wants_raw = matches!(cmd, Cmd::All | Cmd::Bulk | Cmd::Http | Cmd::Limits) && !cli.no_raw;

@@ -548,3 +548,48 @@ fn missing_directory_is_an_input_error() {
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot serve"));
 }
+
+#[test]
+fn open_file_cache_serves_the_opened_file_for_its_validity() {
+    let s = site();
+    let srv = Server::start(&s.root, &["--open-file-cache", "600"]);
+    let get = |srv: &Server| {
+        let mut c = Raw::connect(srv.addr);
+        c.send(b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+        c.response(false)
+    };
+    let first = get(&srv);
+    assert_eq!(first.body, b"hello, world\n");
+    // Replaced on disk: within the validity period the opened file (and its validators) stay.
+    let tmp = s.root.join("small.txt.new");
+    std::fs::write(&tmp, "replaced, longer\n").unwrap();
+    std::fs::rename(&tmp, s.root.join("small.txt")).unwrap();
+    let cached = get(&srv);
+    assert_eq!(cached.body, b"hello, world\n");
+    assert_eq!(cached.header("etag"), first.header("etag"));
+    drop(srv);
+    // Without the cache every request opens the file.
+    let srv = Server::start(&s.root, &[]);
+    assert_eq!(get(&srv).body, b"replaced, longer\n");
+}
+
+#[test]
+fn large_responses_on_both_kernel_paths() {
+    let s = site();
+    let big = pattern(3 << 20, 11);
+    std::fs::write(s.root.join("big.bin"), &big).unwrap();
+    for large in ["zero-copy", "auto"] {
+        let srv = Server::start(&s.root, &["--large", large]);
+        let mut c = Raw::connect(srv.addr);
+        for (range, start, end) in [
+            (None, 0, big.len()),
+            (Some("bytes=1000-2000999"), 1000, 2_001_000),
+            (Some("bytes=-70000"), big.len() - 70_000, big.len()),
+        ] {
+            let extra = range.map(|r| format!("Range: {r}\r\n")).unwrap_or_default();
+            c.send(format!("GET /big.bin HTTP/1.1\r\nHost: t\r\n{extra}\r\n").as_bytes());
+            let r = c.response(false);
+            assert!(r.body == big[start..end], "{large} {range:?}");
+        }
+    }
+}

@@ -94,9 +94,28 @@ pub(crate) struct ServeArgs {
     /// Serve files and directories whose name starts with a dot (hidden by default: 404).
     #[arg(long)]
     pub(crate) dotfiles: bool,
+    /// Keep opened files this many seconds and do not open or check them again meanwhile
+    /// (as nginx's open_file_cache; a file replaced on disk is seen after at most that long).
+    /// Default: every request opens its file.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub(crate) open_file_cache: Option<Duration>,
+    /// Kernel paths of responses larger than 64 KiB: 'zero-copy' sends their file range with
+    /// sendfile whatever the peer; 'auto' leaves the choice to the library (which copies large
+    /// ranges to loopback peers).
+    #[arg(long, value_enum, default_value = "zero-copy")]
+    pub(crate) large: LargeArg,
     /// Print one line per request on stdout.
     #[arg(long)]
     pub(crate) log: bool,
+}
+
+/// `--large`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LargeArg {
+    /// sendfile for the file range of every response above 64 KiB.
+    ZeroCopy,
+    /// The library's own choice.
+    Auto,
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {

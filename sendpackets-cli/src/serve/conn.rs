@@ -4,6 +4,7 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -15,7 +16,7 @@ use super::args::{LINGER_BYTES, LINGER_TIME, MAX_HEAD};
 use super::path::{self, Refused};
 use super::range::{self, RangeAnswer};
 use super::request::{self, Method, Parsed, Refusal, Request};
-use super::respond::{self, Body, OpenFailure, Opened, Root, SendFailure, ServedFile};
+use super::respond::{self, Body, OpenFailure, Opened, Paths, Root, SendFailure, ServedFile};
 use super::response::{Head, Status};
 
 /// What every connection shares.
@@ -31,6 +32,8 @@ pub(crate) struct Context {
     pub(crate) idle_timeout: Duration,
     /// Time a response may make no progress.
     pub(crate) stall_timeout: Duration,
+    /// Kernel paths of large responses.
+    pub(crate) paths: Paths,
 }
 
 /// The fate of the connection after a response.
@@ -122,7 +125,14 @@ async fn linger(mut stream: TcpStream) {
 /// Answers a refused or timed-out head, then the caller closes.
 async fn refuse(stream: &TcpStream, peer: SocketAddr, ctx: &Context, status: Status) {
     let (head, body) = error_head(status, true, Next::Close, 1);
-    let sent = respond::send(stream, with_body(head, body), None, ctx.stall_timeout).await;
+    let sent = respond::send(
+        stream,
+        with_body(head, body),
+        None,
+        ctx.stall_timeout,
+        ctx.paths,
+    )
+    .await;
     if ctx.log {
         log_line(
             peer,
@@ -193,7 +203,7 @@ async fn answer(stream: &TcpStream, peer: SocketAddr, ctx: &Context, req: &Reque
         start: *start,
         end: *end,
     });
-    let sent = respond::send(stream, head, body, ctx.stall_timeout).await;
+    let sent = respond::send(stream, head, body, ctx.stall_timeout, ctx.paths).await;
     if ctx.log {
         let bytes = sent.as_ref().map_or(0, |n| n.saturating_sub(head_len));
         log_line(peer, Some(req), status, bytes, sent.as_ref().err());
@@ -211,7 +221,7 @@ enum Plan {
     File {
         status: Status,
         head: Vec<u8>,
-        file: ServedFile,
+        file: Arc<ServedFile>,
         start: u64,
         end: u64,
     },
@@ -233,7 +243,7 @@ fn plan(ctx: &Context, req: &Request<'_>, keep: Next) -> Plan {
         Err(Refused::Hidden) => return text(Status::NotFound),
     };
     let mut relative = mapped.relative;
-    let file = match ctx.root.open(&relative) {
+    let file = match ctx.root.open_cached(&relative) {
         Ok(Opened::File(f)) if !mapped.trailing_slash => f,
         Ok(Opened::File(_)) => return text(Status::NotFound), // "/file.txt/"
         Ok(Opened::Directory) if !mapped.trailing_slash => {
@@ -244,7 +254,7 @@ fn plan(ctx: &Context, req: &Request<'_>, keep: Next) -> Plan {
         }
         Ok(Opened::Directory) => {
             relative.push("index.html");
-            match ctx.root.open(&relative) {
+            match ctx.root.open_cached(&relative) {
                 Ok(Opened::File(f)) => f,
                 Ok(Opened::Directory) | Err(OpenFailure::NotFound) => {
                     return text(Status::NotFound);
@@ -270,13 +280,11 @@ fn plan(ctx: &Context, req: &Request<'_>, keep: Next) -> Plan {
         }
     };
     let v = file.validators;
-    let etag = v.etag();
-    let last_modified = v.last_modified();
     let ka = keep == Next::KeepOpen;
     if range::not_modified(&v, req.if_none_match, req.if_modified_since) {
         let mut h = Head::new(Status::NotModified);
-        h.header("ETag", &etag)
-            .header("Last-Modified", &last_modified);
+        h.header("ETag", &file.etag)
+            .header("Last-Modified", &file.last_modified);
         return Plan::File {
             status: Status::NotModified,
             head: h.finish(ka, req.minor),
@@ -290,9 +298,6 @@ fn plan(ctx: &Context, req: &Request<'_>, keep: Next) -> Plan {
     } else {
         RangeAnswer::Whole
     };
-    let content_type = mime_guess::from_path(&relative)
-        .first_raw()
-        .unwrap_or("application/octet-stream");
     let (status, start, end) = match answer {
         RangeAnswer::Whole => (Status::Ok, 0, v.len),
         RangeAnswer::Part { start, end } => (Status::PartialContent, start, end),
@@ -309,10 +314,10 @@ fn plan(ctx: &Context, req: &Request<'_>, keep: Next) -> Plan {
         }
     };
     let mut h = Head::new(status);
-    h.header("Content-Type", content_type)
+    h.header("Content-Type", file.content_type)
         .content_length(end - start)
-        .header("Last-Modified", &last_modified)
-        .header("ETag", &etag)
+        .header("Last-Modified", &file.last_modified)
+        .header("ETag", &file.etag)
         .header("Accept-Ranges", "bytes");
     if status == Status::PartialContent {
         h.content_range(start, end, v.len);

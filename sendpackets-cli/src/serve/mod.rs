@@ -34,7 +34,7 @@ use respond::Root;
 
 /// Runs the server until SIGINT or SIGTERM; returns the exit code.
 pub(crate) fn run(args: &ServeArgs) -> Code {
-    let root = match Root::new(&args.dir, args.follow_symlinks) {
+    let root = match Root::new(&args.dir, args.follow_symlinks, args.open_file_cache) {
         Ok(r) => r,
         Err(e) => {
             eprintln!(
@@ -66,6 +66,10 @@ pub(crate) fn run(args: &ServeArgs) -> Code {
         log: args.log,
         idle_timeout: args.idle_timeout,
         stall_timeout: args.stall_timeout,
+        paths: match args.large {
+            args::LargeArg::ZeroCopy => respond::Paths::ZeroCopyLarge,
+            args::LargeArg::Auto => respond::Paths::Auto,
+        },
     };
     let code = runtime.block_on(serve(args, Arc::new(ctx)));
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));

@@ -5,14 +5,16 @@
 //! type checked once, an open-file cache, an async `Connection`, send deadlines in the options)
 //! touches only this file.
 
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::pin;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
-use sendpackets::{Element, FileHandle, ProgressHandle, SendError, SendOptions};
+use sendpackets::{Element, Engine, FileHandle, ProgressHandle, SendError, SendOptions};
 use tokio::net::TcpStream;
 
 use super::range::Validators;
@@ -22,27 +24,54 @@ use super::range::Validators;
 /// stall length. The library's express limit is 64 KiB (`sendpackets/src/tuning.rs`).
 const EXPRESS_MAX: u64 = 64 << 10;
 
+/// Most paths the open-file cache holds; when full it is emptied (a bound, not a policy: the
+/// benchmark's working set is a handful of files; nginx's `open_file_cache max` has no
+/// default and is typically set to 1,000–10,000).
+const CACHE_MAX: usize = 4096;
+
 /// The served directory, opened once.
 #[derive(Debug)]
 pub(crate) struct Root {
     dir: OwnedFd,
     follow_symlinks: bool,
+    cache: Option<FileCache>,
+}
+
+/// Open files kept for a validity period, as nginx's `open_file_cache`: within it a path is
+/// not opened or checked again, so a file replaced on disk is seen after at most that long.
+#[derive(Debug)]
+struct FileCache {
+    valid: Duration,
+    map: Mutex<HashMap<PathBuf, Cached>>,
+}
+
+#[derive(Debug)]
+struct Cached {
+    opened: Opened,
+    at: Instant,
 }
 
 /// A file opened beneath the root and checked once: its length and validators are those of
-/// the open descriptor, so they match the bytes sent.
+/// the open descriptor, so they match the bytes sent. The header values that depend only on
+/// the file are formatted here, once.
 #[derive(Debug)]
 pub(crate) struct ServedFile {
     handle: FileHandle,
     /// Length and modification time.
     pub(crate) validators: Validators,
+    /// `ETag` value.
+    pub(crate) etag: String,
+    /// `Last-Modified` value.
+    pub(crate) last_modified: String,
+    /// `Content-Type` value, from the file name's extension.
+    pub(crate) content_type: &'static str,
 }
 
 /// What a relative path names.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum Opened {
     /// A regular file, open for reading.
-    File(ServedFile),
+    File(Arc<ServedFile>),
     /// A directory.
     Directory,
 }
@@ -64,7 +93,12 @@ impl Root {
     /// # Errors
     ///
     /// The `open` error, or `NotADirectory`.
-    pub(crate) fn new(dir: &Path, follow_symlinks: bool) -> io::Result<Root> {
+    /// `cache_valid`: keep opened files that long (`None`: open on every request).
+    pub(crate) fn new(
+        dir: &Path,
+        follow_symlinks: bool,
+        cache_valid: Option<Duration>,
+    ) -> io::Result<Root> {
         let dir = rustix::fs::open(
             dir,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -73,7 +107,41 @@ impl Root {
         Ok(Root {
             dir,
             follow_symlinks,
+            cache: cache_valid.map(|valid| FileCache {
+                valid,
+                map: Mutex::new(HashMap::new()),
+            }),
         })
+    }
+
+    /// [`open`](Self::open), through the open-file cache when there is one. Failures are not
+    /// cached.
+    pub(crate) fn open_cached(&self, relative: &Path) -> Result<Opened, OpenFailure> {
+        let Some(cache) = &self.cache else {
+            return self.open(relative);
+        };
+        let now = Instant::now();
+        if let Some(c) = cache.map.lock().ok().and_then(|m| {
+            m.get(relative)
+                .filter(|c| now.duration_since(c.at) < cache.valid)
+                .map(|c| c.opened.clone())
+        }) {
+            return Ok(c);
+        }
+        let opened = self.open(relative)?;
+        if let Ok(mut m) = cache.map.lock() {
+            if m.len() >= CACHE_MAX {
+                m.clear();
+            }
+            m.insert(
+                relative.to_path_buf(),
+                Cached {
+                    opened: opened.clone(),
+                    at: now,
+                },
+            );
+        }
+        Ok(opened)
     }
 
     /// Opens `relative` (empty: the root itself) for reading. Without `--follow-symlinks` the
@@ -108,10 +176,16 @@ impl Root {
                 let modified = std::time::UNIX_EPOCH
                     + Duration::from_secs(u64::try_from(st.st_mtime).unwrap_or(0));
                 let len = u64::try_from(st.st_size).unwrap_or(0);
-                Ok(Opened::File(ServedFile {
+                let validators = Validators::new(len, modified);
+                Ok(Opened::File(Arc::new(ServedFile {
                     handle: FileHandle::new(fd),
-                    validators: Validators::new(len, modified),
-                }))
+                    validators,
+                    etag: validators.etag(),
+                    last_modified: validators.last_modified(),
+                    content_type: mime_guess::from_path(relative)
+                        .first_raw()
+                        .unwrap_or("application/octet-stream"),
+                })))
             }
             FileType::Directory => Ok(Opened::Directory),
             _ => Err(OpenFailure::Forbidden),
@@ -145,6 +219,18 @@ pub(crate) struct Body<'a> {
     pub(crate) end: u64,
 }
 
+/// Which kernel paths responses use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Paths {
+    /// The library's choice (`Engine::Auto`) for every response.
+    Auto,
+    /// `Engine::ZeroCopy` for responses above [`EXPRESS_MAX`] (smaller ones keep the express
+    /// path). The library copies ranges of 1 MiB and more to a loopback peer instead of using
+    /// `sendfile`, which it measured cheaper for sender and receiver together; a server pays
+    /// only its own side, where `sendfile` skips the copy.
+    ZeroCopyLarge,
+}
+
 /// Why a response did not go out whole. The connection is closed either way.
 #[derive(Debug)]
 pub(crate) enum SendFailure {
@@ -169,6 +255,7 @@ pub(crate) async fn send(
     head: Vec<u8>,
     body: Option<Body<'_>>,
     stall: Duration,
+    paths: Paths,
 ) -> Result<u64, SendFailure> {
     let mut total = head.len() as u64;
     let mut list = Vec::with_capacity(2);
@@ -194,6 +281,10 @@ pub(crate) async fn send(
         };
     }
     // Larger: watch the progress, and give up after a whole stall period without any.
+    let opts = match paths {
+        Paths::Auto => SendOptions::new(),
+        Paths::ZeroCopyLarge => SendOptions::new().engine(Engine::ZeroCopy),
+    };
     let progress = ProgressHandle::new();
     let mut sending = pin!(sendpackets::tokio::send_observed(
         stream, &list, &opts, &progress
