@@ -258,22 +258,24 @@ pub(crate) async fn send(
     paths: Paths,
 ) -> Result<u64, SendFailure> {
     let mut total = head.len() as u64;
-    let mut list = Vec::with_capacity(2);
-    list.push(Element::memory(head));
-    if let Some(b) = body.filter(|b| b.end > b.start) {
-        total += b.end - b.start;
-        list.push(Element::shared_handle(
-            b.file.handle.clone(),
-            b.start..b.end,
-        ));
-    }
-    let opts = SendOptions::new();
+    let head = Element::memory(head);
+    let (one, two);
+    let list: &[Element] = match body.filter(|b| b.end > b.start) {
+        Some(b) => {
+            total += b.end - b.start;
+            let file = Element::shared_handle(b.file.handle.clone(), b.start..b.end);
+            two = [head, file];
+            &two
+        }
+        None => {
+            one = [head];
+            &one
+        }
+    };
     if total <= EXPRESS_MAX {
-        return match tokio::time::timeout(
-            stall,
-            sendpackets::tokio::send_with(stream, &list, &opts),
-        )
-        .await
+        let opts = SendOptions::new();
+        return match tokio::time::timeout(stall, sendpackets::tokio::send_with(stream, list, &opts))
+            .await
         {
             Ok(Ok(report)) => Ok(report.bytes_sent),
             Ok(Err(e)) => Err(SendFailure::Send(e)),
@@ -287,7 +289,7 @@ pub(crate) async fn send(
     };
     let progress = ProgressHandle::new();
     let mut sending = pin!(sendpackets::tokio::send_observed(
-        stream, &list, &opts, &progress
+        stream, list, &opts, &progress
     ));
     let mut seen = 0;
     loop {
