@@ -90,7 +90,7 @@ fn one(cfg: &Config, fx: &Fixture, size: u64, batched: bool) -> Section {
             move |clock| {
                 let mut calls = Calls::default();
                 stream_run(Transport::Tcp, clock, total, |tx| {
-                    let conn = sendpackets::Connection::new(tx.as_fd())
+                    let mut conn = sendpackets::Connection::new(tx.as_fd())
                         .map_err(|e| std::io::Error::other(format!("sendpackets: {e}")))?;
                     let mut list = Vec::with_capacity(3);
                     for k in 0..n {

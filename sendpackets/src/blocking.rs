@@ -1,14 +1,13 @@
 //! The blocking front end.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::element::Element;
-use crate::error::SendError;
-use crate::express::{self, Attempt};
-use crate::operation;
-use crate::options::{FileIo, SendOptions};
+use crate::error::{ErrorKind, SendError};
+use crate::operation::{self, Known, Started};
+use crate::options::{FileIo, SendOptions, TransmitFlags};
 use crate::report::{ProgressHandle, SendReport};
-use crate::sys::{self, SocketInfo};
+use crate::sys::{self, Ready};
 use crate::transfer::{Kernel, Step, Stop, SysKernel};
 
 /// Sends `elements`, in order, over the connected socket `socket`, with default options.
@@ -46,9 +45,19 @@ pub fn send(socket: impl AsFd, elements: &[Element]) -> Result<SendReport, SendE
 /// Before the first byte, the socket must be connected, every path file is opened and every
 /// range checked (and, on datagram sockets, every datagram's size). Then the elements go out with
 /// the fastest kernel path for each (see [`Engine`](crate::Engine)). On a non-blocking socket the
-/// call waits for writability with `poll`; on a blocking socket with a send timeout
-/// (`SO_SNDTIMEO`) an expired timeout is an [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut)
-/// error.
+/// call waits for writability with `poll`. A send timeout — the options'
+/// [`timeout`](SendOptions::timeout) or [`stall_timeout`](SendOptions::stall_timeout), or the
+/// socket's own `SO_SNDTIMEO` in either mode — that expires is an
+/// [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut) error with exact progress.
+///
+/// One send at a time per socket: two sends running at once on the same socket (from two
+/// threads) interleave their bytes. A [`Connection`](crate::Connection) makes that impossible
+/// (its sends take `&mut self`).
+///
+/// This blocks the calling thread. Inside a tokio runtime, a non-blocking socket (every tokio
+/// socket) is refused with [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) before
+/// the first byte, since waiting for it here would stall the runtime: use
+/// [`sendpackets::tokio`](crate::tokio) there.
 ///
 /// "Sent" means accepted by the local kernel, not delivered. With zero-copy paths the kernel reads
 /// file pages after this returns: bytes changed in a file meanwhile can reach the wire.
@@ -95,7 +104,14 @@ pub fn send_with(
     elements: &[Element],
     options: &SendOptions,
 ) -> Result<SendReport, SendError> {
-    send_using(&mut SysKernel, socket, elements, options)
+    run(
+        &mut SysKernel,
+        socket.as_fd(),
+        Known::Nothing,
+        elements,
+        options,
+        None,
+    )
 }
 
 /// [`send_with`], publishing its progress to `progress` after every kernel call, so another
@@ -114,77 +130,116 @@ pub fn send_observed(
     options: &SendOptions,
     progress: &ProgressHandle,
 ) -> Result<SendReport, SendError> {
-    send_using_observed(&mut SysKernel, socket, elements, options, Some(progress))
+    run(
+        &mut SysKernel,
+        socket.as_fd(),
+        Known::Nothing,
+        elements,
+        options,
+        Some(progress),
+    )
+}
+
+/// [`send_with`] with [`TransmitFlags::REUSE_SOCKET`] honoured: after the last byte and the
+/// `DISCONNECT` shutdown, the descriptor `socket` owns is replaced in place by a fresh,
+/// unconnected socket of the same domain, type and protocol (.NET's behaviour on Linux), ready
+/// to be connected again. Takes `&mut OwnedFd` because only the owner of a descriptor may
+/// replace what it refers to.
+///
+/// # Errors
+///
+/// As [`send_with`]; a failure to make or install the fresh socket is an
+/// [`ErrorKind::Socket`] error with the full progress (every byte was sent).
+///
+/// # Examples
+///
+/// ```
+/// use sendpackets::{Element, SendOptions, TransmitFlags};
+/// use std::os::fd::OwnedFd;
+/// use std::os::unix::net::UnixStream;
+///
+/// let (a, _b) = UnixStream::pair()?;
+/// let mut fd = OwnedFd::from(a);
+/// let opts = SendOptions::new().flags(TransmitFlags::DISCONNECT | TransmitFlags::REUSE_SOCKET);
+/// sendpackets::send_reusing(&mut fd, &[Element::memory("bye")], &opts)?;
+/// // `fd` is now a fresh, unconnected Unix stream socket.
+/// let again = UnixStream::from(fd);
+/// assert!(again.peer_addr().is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn send_reusing(
+    socket: &mut OwnedFd,
+    elements: &[Element],
+    options: &SendOptions,
+) -> Result<SendReport, SendError> {
+    let flags = options.flags;
+    let reuse = flags.contains(TransmitFlags::REUSE_SOCKET | TransmitFlags::DISCONNECT);
+    let plain = SendOptions {
+        flags: TransmitFlags::from_bits(flags.bits() & !TransmitFlags::REUSE_SOCKET.bits()),
+        ..*options
+    };
+    let report = send_with(&*socket, elements, &plain)?;
+    if reuse {
+        sys::replace_with_fresh_socket(socket).map_err(|e| {
+            SendError::new(ErrorKind::Socket)
+                .with_detail("REUSE_SOCKET: replacing the socket failed".into())
+                .with_source(e)
+                .with_progress(operation::progress_of(&report))
+        })?;
+    }
+    Ok(report)
 }
 
 /// [`send_with`] over any [`Kernel`] (tests inject faults through it).
+#[cfg(test)]
 pub(crate) fn send_using(
     kernel: &mut impl Kernel,
     socket: impl AsFd,
     elements: &[Element],
     options: &SendOptions,
 ) -> Result<SendReport, SendError> {
-    send_using_observed(kernel, socket, elements, options, None)
+    run(kernel, socket.as_fd(), Known::Nothing, elements, options, None)
 }
 
-fn send_using_observed(
-    kernel: &mut impl Kernel,
-    socket: impl AsFd,
-    elements: &[Element],
-    options: &SendOptions,
-    progress: Option<&ProgressHandle>,
-) -> Result<SendReport, SendError> {
-    send_checked(kernel, socket.as_fd(), None, elements, options, progress)
-}
-
-/// A blocking send; `known` is the socket as a [`Connection`](crate::Connection) checked it
-/// (then the socket is not asked again).
-pub(crate) fn send_checked(
+/// The blocking front end: start, then step and `poll` until done.
+pub(crate) fn run(
     kernel: &mut impl Kernel,
     sock: BorrowedFd<'_>,
-    known: Option<SocketInfo>,
+    known: Known<'_>,
     elements: &[Element],
     options: &SendOptions,
     progress: Option<&ProgressHandle>,
 ) -> Result<SendReport, SendError> {
+    let r = run_inner(kernel, sock, known, elements, options, progress);
+    if let (Some(p), Err(e)) = (progress, &r) {
+        p.publish(e.progress());
+    }
+    r
+}
+
+fn run_inner(
+    kernel: &mut impl Kernel,
+    sock: BorrowedFd<'_>,
+    known: Known<'_>,
+    elements: &[Element],
+    options: &SendOptions,
+    progress: Option<&ProgressHandle>,
+) -> Result<SendReport, SendError> {
+    refuse_runtime_socket(sock)?;
     // A blocking send reads on its own thread: offloading has nowhere to go.
     let mut options = *options;
     if options.file_io == FileIo::Offload {
         options.file_io = FileIo::Inline;
     }
-    let options = &options;
-    if progress.is_none() {
-        let kind = known.map(|info| info.kind);
-        match express::try_send(kernel, sock, elements, options, kind) {
-            Attempt::Sent(report) => return Ok(report),
-            Attempt::Partial { bytes, calls } => {
-                let base = express::progress_at(elements, bytes);
-                let rest = base.remaining(elements);
-                let r = send_full(kernel, sock, known, &rest, options, None);
-                return express::rebase(base, calls, r);
+    let mut transfer = match operation::start_here(kernel, sock, known, elements, &options)? {
+        Started::Finished(report) => {
+            if let Some(p) = progress {
+                p.publish(operation::progress_of(&report));
             }
-            Attempt::Failed(e) => return Err(e),
-            Attempt::NotEligible | Attempt::Fallback => {}
+            return Ok(report);
         }
-    }
-    send_full(kernel, sock, known, elements, options, progress)
-}
-
-/// The full path: every check, then the planner's batches.
-fn send_full(
-    kernel: &mut impl Kernel,
-    sock: BorrowedFd<'_>,
-    known: Option<SocketInfo>,
-    elements: &[Element],
-    options: &SendOptions,
-    progress: Option<&ProgressHandle>,
-) -> Result<SendReport, SendError> {
-    let info = match known {
-        Some(info) => info,
-        None => operation::check_socket(sock)?,
+        Started::Running(t) => t,
     };
-    let resolved = crate::resolve::resolve(elements)?;
-    let mut transfer = operation::begin(sock, info, resolved, options)?;
     loop {
         let step = transfer.step(kernel, sock);
         if let Some(p) = progress {
@@ -195,15 +250,32 @@ fn send_full(
             Ok(Step::Done) => break,
             Err(Stop::WouldBlock) => {
                 transfer.count_wait();
-                if let Err(e) = sys::poll_writable(sock) {
-                    transfer.uncork(kernel, sock);
-                    return Err(crate::error::SendError::new(crate::ErrorKind::Socket)
-                        .with_source(e)
-                        .with_progress(transfer.progress()));
-                }
+                let error = match sys::poll_writable(sock, transfer.wait_limit()) {
+                    Ok(Ready::Writable) => continue,
+                    Ok(Ready::TimedOut) => transfer.timed_out(),
+                    Err(e) => transfer.wait_failed(e),
+                };
+                return Err(transfer.abandon(kernel, sock, error));
             }
             Err(Stop::Failed(e)) => return Err(e),
         }
     }
-    operation::finish(sock, &transfer, options)
+    operation::finish(sock, &transfer, &options)
+}
+
+/// Inside a tokio runtime, a non-blocking socket is almost surely a tokio socket: waiting for
+/// it with `poll` here would block a thread of the runtime (a timer of the runtime was seen
+/// firing a second late). Refused before the first byte, naming the async API.
+fn refuse_runtime_socket(sock: BorrowedFd<'_>) -> Result<(), SendError> {
+    #[cfg(feature = "tokio")]
+    if ::tokio::runtime::Handle::try_current().is_ok() && sys::is_nonblocking(sock).unwrap_or(false)
+    {
+        return Err(SendError::new(ErrorKind::Unsupported).with_detail(
+            "a non-blocking socket inside a tokio runtime: the blocking API would stall the \
+             runtime; use sendpackets::tokio (send_with, or tokio::Connection)"
+                .into(),
+        ));
+    }
+    let _ = sock;
+    Ok(())
 }

@@ -6,19 +6,22 @@ use std::os::fd::AsFd;
 use crate::blocking;
 use crate::element::Element;
 use crate::error::SendError;
-use crate::operation;
+use crate::operation::{Known, SocketState};
 use crate::options::SendOptions;
 use crate::report::{ProgressHandle, SendReport};
-use crate::sys::SocketInfo;
 use crate::transfer::SysKernel;
 
 /// A connected socket, checked once, for many blocking sends: a server's per-connection sender.
 ///
 /// [`send`](crate::send) asks the socket on every call whether it is connected and of which
-/// kind (TCP, UDP, Unix, stream or datagram): two or three system calls. For a 1 KiB response
-/// that is sent with two (`pread` + `send`), those questions are a third of the cost. A
-/// `Connection` asks once, when it is made, and every send on it skips them; everything else
-/// (the file and range checks, the paths, the errors and their progress) is the same.
+/// kind (TCP, UDP, Unix, stream or datagram), and on a datagram socket what it may send (the
+/// datagram limit, UDP GSO, the path MTU): two to five system calls. For a 1 KiB response that
+/// is sent with two (`pread` + `send`), those questions are a third of the cost. A `Connection`
+/// asks once, when it is made, and every send on it skips them; everything else (the file and
+/// range checks, the paths, the errors and their progress) is the same.
+///
+/// Sends take `&mut self`: one send at a time, so two sends can never interleave their bytes on
+/// the socket. For tokio sockets, use [`sendpackets::tokio::Connection`](crate::tokio::Connection).
 ///
 /// The answers stay true for the life of a connected socket. After a send with
 /// [`TransmitFlags::DISCONNECT`](crate::TransmitFlags::DISCONNECT) the connection is over:
@@ -32,7 +35,7 @@ use crate::transfer::SysKernel;
 /// use std::os::unix::net::UnixStream;
 ///
 /// let (a, mut b) = UnixStream::pair()?;
-/// let conn = Connection::new(&a)?;
+/// let mut conn = Connection::new(&a)?;
 /// for i in 0..3 {
 ///     conn.send(&[Element::memory(format!("response {i}\n"))])?;
 /// }
@@ -45,7 +48,7 @@ use crate::transfer::SysKernel;
 /// ```
 pub struct Connection<S: AsFd> {
     socket: S,
-    info: SocketInfo,
+    state: SocketState,
 }
 
 impl<S: AsFd> Connection<S> {
@@ -69,8 +72,8 @@ impl<S: AsFd> Connection<S> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn new(socket: S) -> Result<Self, SendError> {
-        let info = operation::check_socket(socket.as_fd())?;
-        Ok(Connection { socket, info })
+        let state = SocketState::probe(socket.as_fd(), None)?;
+        Ok(Connection { socket, state })
     }
 
     /// [`send_with`](Self::send_with) with default options.
@@ -83,7 +86,7 @@ impl<S: AsFd> Connection<S> {
     /// # Examples
     ///
     /// See [`Connection`].
-    pub fn send(&self, elements: &[Element]) -> Result<SendReport, SendError> {
+    pub fn send(&mut self, elements: &[Element]) -> Result<SendReport, SendError> {
         self.send_with(elements, &SendOptions::default())
     }
 
@@ -102,26 +105,19 @@ impl<S: AsFd> Connection<S> {
     /// use std::os::unix::net::UnixStream;
     ///
     /// let (a, _b) = UnixStream::pair()?;
-    /// let conn = Connection::new(a)?;
+    /// let mut conn = Connection::new(a)?;
     /// let opts = SendOptions::new().flags(TransmitFlags::DISCONNECT);
     /// let report = conn.send_with(&[Element::memory("last words")], &opts)?;
     /// assert_eq!(report.bytes_sent, 10);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn send_with(
-        &self,
+        &mut self,
         elements: &[Element],
         options: &SendOptions,
     ) -> Result<SendReport, SendError> {
-        let sock = self.socket.as_fd();
-        blocking::send_checked(
-            &mut SysKernel,
-            sock,
-            Some(self.info),
-            elements,
-            options,
-            None,
-        )
+        let known = Known::State(&self.state);
+        blocking::run(&mut SysKernel, self.socket.as_fd(), known, elements, options, None)
     }
 
     /// [`send_with`](Self::send_with), publishing its progress to `progress` after every
@@ -135,21 +131,14 @@ impl<S: AsFd> Connection<S> {
     ///
     /// See [`ProgressHandle`].
     pub fn send_observed(
-        &self,
+        &mut self,
         elements: &[Element],
         options: &SendOptions,
         progress: &ProgressHandle,
     ) -> Result<SendReport, SendError> {
+        let known = Known::State(&self.state);
         let sock = self.socket.as_fd();
-        let info = Some(self.info);
-        blocking::send_checked(
-            &mut SysKernel,
-            sock,
-            info,
-            elements,
-            options,
-            Some(progress),
-        )
+        blocking::run(&mut SysKernel, sock, known, elements, options, Some(progress))
     }
 
     /// The socket.
@@ -167,7 +156,7 @@ impl<S: AsFd> fmt::Debug for Connection<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
             .field("socket", &self.socket.as_fd())
-            .field("info", &self.info)
+            .field("state", &self.state)
             .finish()
     }
 }

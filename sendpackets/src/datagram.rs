@@ -1,35 +1,10 @@
-//! Datagram boundaries: which segments form each datagram, and whether each fits the socket.
+//! Datagram boundaries: which segments form each datagram, and whether each fits the socket's
+//! limit (asked by `sys::datagram_limits`). Pure: no system call.
 
 use std::io;
-use std::os::fd::BorrowedFd;
-
-use rustix::net::AddressFamily;
 
 use crate::error::{ErrorKind, SendError};
-use crate::resolve::Resolved;
-use crate::sys::SocketInfo;
-
-/// The largest UDP payload over IPv4: 65,535 − 8 (UDP header) − 20 (IPv4 header).
-pub(crate) const UDP_V4_MAX: u64 = 65_507;
-/// The largest UDP payload over IPv6 without jumbograms: 65,535 − 8.
-pub(crate) const UDP_V6_MAX: u64 = 65_527;
-
-/// The largest datagram `sock` can send in one message.
-pub(crate) fn max_datagram(sock: BorrowedFd<'_>, info: &SocketInfo) -> u64 {
-    if info.is_udp {
-        return if info.domain == AddressFamily::INET6 && !info.v4_mapped {
-            UDP_V6_MAX
-        } else {
-            UDP_V4_MAX
-        };
-    }
-    // Unix datagram and seqpacket sockets refuse messages over the send buffer less a little
-    // bookkeeping (`sk_sndbuf - 32` in the kernel).
-    match rustix::net::sockopt::socket_send_buffer_size(sock) {
-        Ok(n) => (n as u64).saturating_sub(32),
-        Err(_) => UDP_V4_MAX,
-    }
-}
+use crate::resolve::{Resolved, Source};
 
 /// Checks that every datagram of the list fits `max`; nothing is sent otherwise.
 ///
@@ -42,8 +17,13 @@ pub(crate) fn check_sizes(res: &Resolved, max: u64) -> Result<(), SendError> {
         first.get_or_insert(seg.element);
         size += seg.len;
         if size > max {
+            let path = match seg.source {
+                Source::File { slot, .. } => res.files[slot].path(),
+                Source::Memory(_) => None,
+            };
             return Err(SendError::new(ErrorKind::MessageTooLarge)
                 .element_index(seg.element)
+                .with_path(path)
                 .with_detail(too_large(
                     first.unwrap_or(seg.element),
                     seg.element,

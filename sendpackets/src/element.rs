@@ -161,15 +161,46 @@ pub struct FileHandle {
     facts: Arc<Facts>,
 }
 
+/// What never changes for a descriptor, once asked (filled in by the checks, `resolve.rs`).
 #[derive(Debug, Default)]
-struct Facts {
-    regular: OnceLock<bool>,
-    readable: OnceLock<bool>,
+pub(crate) struct Facts {
+    /// A regular file.
+    pub(crate) regular: OnceLock<bool>,
+    /// Open for reading.
+    pub(crate) readable: OnceLock<bool>,
+    /// Set by [`OpenFile`](crate::OpenFile): the file as checked when it was opened; sends
+    /// take its length from here and ask no more.
+    pub(crate) checked: OnceLock<crate::sys::FileStat>,
 }
 
 impl FileHandle {
     /// Wraps an open file (or anything with a file descriptor opened for reading). The
     /// descriptor it gives must stay the same for the handle's life.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sendpackets::{Element, FileHandle};
+    /// use std::io::Read;
+    /// use std::os::unix::net::UnixStream;
+    ///
+    /// # let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("asset.bin");
+    /// std::fs::write(&path, b"0123456789")?;
+    /// // One open file, shared by many elements (and many sends): cloning shares it.
+    /// let file = FileHandle::new(std::fs::File::open(&path)?);
+    /// let (a, mut b) = UnixStream::pair()?;
+    /// let list = [
+    ///     Element::shared_handle(file.clone(), 0..3),
+    ///     Element::shared_handle(file, 7..),
+    /// ];
+    /// sendpackets::send(&a, &list)?;
+    /// drop(a);
+    /// let mut got = String::new();
+    /// b.read_to_string(&mut got)?;
+    /// assert_eq!(got, "012789");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(file: impl AsFd + Send + Sync + 'static) -> Self {
         FileHandle::from_arc(Arc::new(file))
     }
@@ -182,25 +213,9 @@ impl FileHandle {
         }
     }
 
-    /// Whether the descriptor is a regular file (`fstat` the first time, remembered).
-    pub(crate) fn is_regular_file(&self) -> std::io::Result<bool> {
-        if let Some(&regular) = self.facts.regular.get() {
-            return Ok(regular);
-        }
-        let regular = crate::sys::fstat(self.as_fd())?.regular;
-        let _ = self.facts.regular.set(regular);
-        Ok(regular)
-    }
-
-    /// Whether the descriptor was opened for reading (`fcntl` the first time, remembered: an
-    /// open file's access mode cannot change).
-    pub(crate) fn is_readable(&self) -> std::io::Result<bool> {
-        if let Some(&readable) = self.facts.readable.get() {
-            return Ok(readable);
-        }
-        let readable = crate::sys::readable(self.as_fd())?;
-        let _ = self.facts.readable.set(readable);
-        Ok(readable)
+    /// The facts the checks remember about the descriptor.
+    pub(crate) fn facts(&self) -> &Facts {
+        &self.facts
     }
 }
 

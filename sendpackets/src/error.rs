@@ -41,10 +41,16 @@ pub enum ErrorKind {
     FileRead,
     /// Opening or checking a file failed for another reason (too many open files, I/O error).
     FileOpen,
-    /// A blocking socket's send timeout (`SO_SNDTIMEO`) expired.
+    /// The send ran out of time: the options' [`timeout`](crate::SendOptions::timeout) or
+    /// [`stall_timeout`](crate::SendOptions::stall_timeout) passed, or the socket's own send
+    /// timeout (`SO_SNDTIMEO`) expired.
     TimedOut,
     /// The socket failed while sending: peer reset, broken pipe, network down.
     Socket,
+    /// The request cannot be honoured on this socket or through this function: a tokio
+    /// socket given to the blocking API inside a runtime, or `REUSE_SOCKET` on a socket the
+    /// call does not own. Nothing was sent.
+    Unsupported,
 }
 
 impl ErrorKind {
@@ -52,6 +58,7 @@ impl ErrorKind {
         match self {
             ErrorKind::NotConnected => "socket is not connected",
             ErrorKind::UnsupportedSocket => "unsupported socket",
+            ErrorKind::Unsupported => "not supported here",
             ErrorKind::EmptyPath => "empty path",
             ErrorKind::FileNotFound => "no such file",
             ErrorKind::DirectoryNotFound => "no such directory",
@@ -122,6 +129,12 @@ impl SendError {
         self
     }
 
+    /// The same error about no element in particular.
+    pub(crate) fn unindexed(mut self) -> Self {
+        self.element = None;
+        self
+    }
+
     pub(crate) fn with_path(mut self, path: Option<&Path>) -> Self {
         self.path = path.map(Path::to_path_buf);
         self
@@ -139,13 +152,6 @@ impl SendError {
 
     pub(crate) fn with_progress(mut self, progress: Progress) -> Self {
         self.progress = progress;
-        self
-    }
-
-    /// The same error about a longer list, of which the failed send was the tail.
-    pub(crate) fn rebased(mut self, progress: Progress, element: Option<usize>) -> Self {
-        self.progress = progress;
-        self.element = element;
         self
     }
 

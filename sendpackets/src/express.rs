@@ -1,38 +1,47 @@
 //! The express path: a short list, read whole into one buffer and sent with one call.
 //!
 //! Small responses (a header, a few KiB of a file, a trailer) are where per-call overhead
-//! decides the speed: on loopback one `pread` and one `send` per message is 2.5x a call per
-//! element, and every extra check is a system call the message pays for. So a short list skips
-//! the checks and tries: it reads every file range into one buffer (nothing is sent unless every
-//! read succeeded), then sends the buffer. The checks run only when the try fails before the
-//! first byte — a short read, a missing file, not connected, a full socket — and then produce
-//! exactly the error (or the send) the full path would have, with 0 bytes sent. Two properties
-//! make this safe: nothing reaches the socket before every byte of the list is in memory, and a
-//! socket accepts a datagram whole or not at all, so a partial send can only be a stream.
+//! decides the speed: one `pread` and one `send` per message is 2.5x a call per element, and
+//! every extra check is a system call the message pays for. So a short list skips the checks
+//! and tries: it reads every file range into one buffer (nothing is sent unless every read
+//! succeeded), then sends the buffer. The checks run only when the try fails before the first
+//! byte — a short read, a missing file, not connected, a full socket — and then produce exactly
+//! the error (or the send) the full path would have, with 0 bytes sent. Two properties make
+//! this safe: nothing reaches the socket before every byte of the list is in memory, and a
+//! socket accepts a datagram whole or not at all, so a partial send can only be a stream. A
+//! stream that took part of the buffer goes on from the same bytes (`operation` makes a
+//! transfer of them): nothing is read twice.
 
 use std::cell::RefCell;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd};
 
+use bytes::Bytes;
+
+use crate::buffer::PageBuf;
 use crate::element::{Element, Payload};
 use crate::error::{ErrorKind, SendError};
-use crate::options::{Engine, SendOptions, TransmitFlags};
-use crate::report::{KernelCalls, Progress, SendReport};
-use crate::sys::{self, SocketKind};
+use crate::options::{Engine, FileIo, SendOptions, TransmitFlags};
+use crate::report::KernelCalls;
+use crate::resolve::handle_regular;
+use crate::sys;
 use crate::transfer::Kernel;
 use crate::tuning;
 
 /// What an express try did.
 #[derive(Debug)]
 pub(crate) enum Attempt {
-    /// The list does not qualify; nothing was done.
-    NotEligible,
     /// Nothing was sent: run the full path (its checks give the exact error, or it sends).
     Fallback,
     /// Everything was sent.
-    Sent(SendReport),
-    /// A stream accepted only the first `bytes`: the full path sends the rest.
-    Partial { bytes: u64, calls: KernelCalls },
+    Sent { bytes: u64, calls: KernelCalls },
+    /// A stream accepted only the first `bytes` of `filled` (the whole list, read): a transfer
+    /// of the same bytes sends the rest.
+    Partial {
+        bytes: u64,
+        calls: KernelCalls,
+        filled: Bytes,
+    },
     /// Nothing was sent, and the socket said why (an error the checks would not explain).
     Failed(SendError),
 }
@@ -78,17 +87,20 @@ fn first_send_failed(sock: BorrowedFd<'_>, elements: &[Element], e: io::Error) -
 }
 
 thread_local! {
-    /// One buffer per thread, reused by every express send on it.
-    static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// One page-aligned buffer per thread (at most `EXPRESS_MAX` bytes), reused by every
+    /// express send on it.
+    static BUFFER: RefCell<PageBuf> = const { RefCell::new(PageBuf::new()) };
 }
 
 /// The total length of `elements` if they qualify: 1 to 64 elements, memory or file ranges
 /// of known length, at most [`tuning::EXPRESS_MAX`] bytes in all (and not more than the send
 /// size), an end-of-packet mark only on the last, no `DISCONNECT`, not the zero-copy engine.
-fn eligible(elements: &[Element], options: &SendOptions) -> Option<usize> {
+pub(crate) fn eligible(elements: &[Element], options: &SendOptions) -> Option<usize> {
     if elements.is_empty()
         || elements.len() > tuning::EXPRESS_ELEMENTS
         || options.engine == Engine::ZeroCopy
+        // Offloaded sends never read files on the sending thread.
+        || options.file_io == FileIo::Offload
         || options.flags.contains(TransmitFlags::DISCONNECT)
     {
         return None;
@@ -113,28 +125,23 @@ fn eligible(elements: &[Element], options: &SendOptions) -> Option<usize> {
     (total > 0 && fits_call).then_some(total as usize)
 }
 
-/// Tries to send `elements` in one call. `kind` is the socket's kind when the caller knows it
-/// (tokio's socket types do); otherwise one `getsockopt` asks.
+/// Tries to send `elements` (`total` bytes, see [`eligible`]) in one call.
 pub(crate) fn try_send(
     k: &mut impl Kernel,
     sock: BorrowedFd<'_>,
     elements: &[Element],
-    options: &SendOptions,
-    kind: Option<SocketKind>,
+    total: usize,
 ) -> Attempt {
-    let Some(total) = eligible(elements, options) else {
-        return Attempt::NotEligible;
-    };
-    let mut own = Vec::new();
+    let mut own = PageBuf::new();
     let r = BUFFER.try_with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => Some(attempt(k, sock, elements, total, kind, &mut buf)),
+        Ok(mut buf) => Some(attempt(k, sock, elements, total, &mut buf)),
         // Re-entered on this thread: use a buffer of its own (below).
         Err(_) => None,
     });
     match r {
         Ok(Some(attempt)) => attempt,
         // Re-entered, or the thread is exiting (its buffer is gone).
-        _ => attempt(k, sock, elements, total, kind, &mut own),
+        _ => attempt(k, sock, elements, total, &mut own),
     }
 }
 
@@ -143,13 +150,38 @@ fn attempt(
     sock: BorrowedFd<'_>,
     elements: &[Element],
     total: usize,
-    kind: Option<SocketKind>,
-    buf: &mut Vec<u8>,
+    buf: &mut PageBuf,
 ) -> Attempt {
-    if buf.len() < total {
-        buf.resize(total, 0);
-    }
+    buf.grow_to(total);
     let mut calls = KernelCalls::default();
+    if !fill(k, elements, &mut buf[..total], &mut calls) {
+        return Attempt::Fallback;
+    }
+    let sent = loop {
+        let r = k.sendmsg(sock, &[IoSlice::new(&buf[..total])], false);
+        calls.gather_writes += 1;
+        match r {
+            Ok(n) => break n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return first_send_failed(sock, elements, e),
+        }
+    };
+    if sent < total {
+        return Attempt::Partial {
+            bytes: sent as u64,
+            calls,
+            filled: Bytes::copy_from_slice(&buf[..total]),
+        };
+    }
+    Attempt::Sent {
+        bytes: total as u64,
+        calls,
+    }
+}
+
+/// Copies every element's bytes into `buf`; false if a file could not be read whole (the
+/// checks explain why).
+fn fill(k: &mut impl Kernel, elements: &[Element], buf: &mut [u8], calls: &mut KernelCalls) -> bool {
     let mut at = 0;
     for e in elements {
         let ok = match &e.payload {
@@ -161,74 +193,26 @@ fn attempt(
             Payload::Handle { file, range } => {
                 let len = range.len.unwrap_or(0) as usize;
                 // Devices read fine but are refused by the checks: never send them.
-                let ok = file.is_regular_file().unwrap_or(false)
-                    && read_exact(
-                        k,
-                        file.as_fd(),
-                        &mut buf[at..at + len],
-                        range.offset,
-                        &mut calls,
-                    );
+                let ok = handle_regular(file).unwrap_or(false)
+                    && read_exact(k, file.as_fd(), &mut buf[at..at + len], range.offset, calls);
                 at += len;
                 ok
             }
             Payload::Path { path, range } => {
                 let len = range.len.unwrap_or(0) as usize;
-                let ok = match sys::open_read(path) {
-                    Ok(fd) => {
-                        sys::fstat(fd.as_fd()).is_ok_and(|st| st.regular)
-                            && read_exact(
-                                k,
-                                fd.as_fd(),
-                                &mut buf[at..at + len],
-                                range.offset,
-                                &mut calls,
-                            )
-                    }
-                    Err(_) => false,
-                };
+                let ok = sys::open_read(path).is_ok_and(|fd| {
+                    sys::fstat(fd.as_fd()).is_ok_and(|st| st.regular)
+                        && read_exact(k, fd.as_fd(), &mut buf[at..at + len], range.offset, calls)
+                });
                 at += len;
                 ok
             }
         };
         if !ok {
-            return Attempt::Fallback;
+            return false;
         }
     }
-    let mut sent = 0;
-    loop {
-        let r = k.sendmsg(sock, &[IoSlice::new(&buf[sent..total])], false);
-        calls.gather_writes += 1;
-        match r {
-            Ok(n) => sent += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if sent == 0 => return first_send_failed(sock, elements, e),
-            // Unreachable in practice (the loop ends after the first successful call).
-            Err(_) => break,
-        }
-        break;
-    }
-    if sent < total {
-        return Attempt::Partial {
-            bytes: sent as u64,
-            calls,
-        };
-    }
-    let kind = match kind {
-        Some(kind) => kind,
-        None => match sys::socket_kind(sock) {
-            Ok(kind) => kind,
-            // Sent, but of an unknown kind: a stream is the only kind that takes any bytes of
-            // a socket we could not ask (none in practice).
-            Err(_) => SocketKind::Stream,
-        },
-    };
-    Attempt::Sent(SendReport {
-        bytes_sent: total as u64,
-        elements: elements.len(),
-        datagrams: u64::from(kind == SocketKind::Datagram),
-        calls,
-    })
+    true
 }
 
 /// `pread` until `buf` is full; false on a short file or an error (the checks explain it).
@@ -253,60 +237,6 @@ fn read_exact(
     true
 }
 
-/// The progress of the first `bytes` of `elements` (where a resumed send starts).
-pub(crate) fn progress_at(elements: &[Element], bytes: u64) -> Progress {
-    let mut left = bytes;
-    let mut p = Progress {
-        bytes_sent: bytes,
-        ..Progress::default()
-    };
-    for e in elements {
-        let len = match &e.payload {
-            Payload::Memory(b) => b.len() as u64,
-            Payload::Path { range, .. } | Payload::Handle { range, .. } => range.len.unwrap_or(0),
-        };
-        if left < len || (left == 0 && len == 0 && e.end_of_packet) {
-            p.offset_in_element = left;
-            return p;
-        }
-        left -= len;
-        p.elements_completed += 1;
-    }
-    p
-}
-
-/// A result of sending the rest (`rest = base.remaining(list)`), in terms of the whole list.
-pub(crate) fn rebase(
-    base: Progress,
-    calls: KernelCalls,
-    r: Result<SendReport, crate::SendError>,
-) -> Result<SendReport, crate::SendError> {
-    let shift = |p: Progress| Progress {
-        bytes_sent: base.bytes_sent + p.bytes_sent,
-        elements_completed: base.elements_completed + p.elements_completed,
-        offset_in_element: if p.elements_completed == 0 {
-            base.offset_in_element + p.offset_in_element
-        } else {
-            p.offset_in_element
-        },
-        datagrams_sent: p.datagrams_sent,
-    };
-    match r {
-        Ok(mut report) => {
-            report.bytes_sent += base.bytes_sent;
-            report.elements += base.elements_completed;
-            report.calls.gather_writes += calls.gather_writes;
-            report.calls.file_reads += calls.file_reads;
-            Ok(report)
-        }
-        Err(e) => {
-            let p = shift(e.progress());
-            let element = e.element().map(|i| i + base.elements_completed);
-            Err(e.rebased(p, element))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,49 +247,6 @@ mod tests {
             Element::memory(""),
             Element::memory("xyz").end_of_packet(),
         ]
-    }
-
-    #[test]
-    fn progress_at_points_into_the_unfinished_element() {
-        let l = list();
-        let p = progress_at(&l, 3);
-        assert_eq!((p.elements_completed, p.offset_in_element), (0, 3));
-        let p = progress_at(&l, 5);
-        assert_eq!((p.elements_completed, p.offset_in_element), (2, 0));
-        let p = progress_at(&l, 6);
-        assert_eq!((p.elements_completed, p.offset_in_element), (2, 1));
-        assert_eq!(p.remaining(&l).len(), 1);
-    }
-
-    #[test]
-    fn rebase_adds_what_went_before() {
-        let base = progress_at(&list(), 6);
-        let calls = KernelCalls {
-            gather_writes: 1,
-            ..KernelCalls::default()
-        };
-        let rest = SendReport {
-            bytes_sent: 2,
-            elements: 1,
-            datagrams: 0,
-            calls,
-        };
-        let r = rebase(base, calls, Ok(rest)).unwrap();
-        assert_eq!((r.bytes_sent, r.elements, r.calls.gather_writes), (8, 3, 2));
-        let err = crate::SendError::new(crate::ErrorKind::Socket)
-            .element_index(0)
-            .with_progress(Progress {
-                bytes_sent: 1,
-                offset_in_element: 1,
-                ..Progress::default()
-            });
-        let e = rebase(base, calls, Err(err)).unwrap_err();
-        assert_eq!(e.element(), Some(2));
-        let p = e.progress();
-        assert_eq!(
-            (p.bytes_sent, p.elements_completed, p.offset_in_element),
-            (7, 2, 2)
-        );
     }
 
     #[test]

@@ -111,11 +111,13 @@
 #![cfg(unix)]
 
 mod blocking;
+mod buffer;
 mod connection;
 mod datagram;
 mod element;
 mod error;
 mod express;
+mod open_file;
 mod operation;
 mod options;
 mod plan;
@@ -130,9 +132,10 @@ mod tuning;
 #[cfg(test)]
 mod tests;
 
-pub use blocking::{send, send_observed, send_with};
+pub use blocking::{send, send_observed, send_reusing, send_with};
 pub use connection::Connection;
 pub use element::{Element, FileHandle, FileRange, InvalidRange, Payload};
 pub use error::{Cause, ErrorKind, SendError};
+pub use open_file::{FileCache, OpenFile};
 pub use options::{Engine, FileIo, SendOptions, TransmitFlags};
 pub use report::{KernelCalls, Progress, ProgressHandle, SendReport};

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::num::NonZeroUsize;
+use std::time::Duration;
 use std::ops::{BitOr, BitOrAssign};
 
 /// Which kernel paths a send may use.
@@ -58,7 +59,9 @@ pub enum FileIo {
 /// Flags mirroring .NET's `TransmitFileOptions` (Win32 `TF_*`).
 ///
 /// Combine with `|`. The Windows scheduling hints are accepted and documented; they never make a
-/// send fail.
+/// send fail. Win32's `TF_USE_DEFAULT_WORKER_THREAD` (.NET's `UseDefaultWorkerThread`) is 0, the
+/// absence of the other hints: it is [`TransmitFlags::NONE`], and has no constant of its own
+/// (a zero flag would be "contained" in every set).
 ///
 /// # Examples
 ///
@@ -81,16 +84,16 @@ impl TransmitFlags {
     pub const DISCONNECT: TransmitFlags = TransmitFlags(0x01);
     /// With [`DISCONNECT`](Self::DISCONNECT): after the shutdown, the socket's descriptor is
     /// replaced in place (`dup3`) by a fresh, unconnected socket of the same domain, type and
-    /// protocol, so the caller's socket object can be connected again (for example through
-    /// `socket2::SockRef`). This is what .NET does on Linux. Without `DISCONNECT` it has no
-    /// effect.
+    /// protocol, so that it can be connected again. This is what .NET does on Linux.
+    ///
+    /// Replacing a descriptor is for its owner alone (I/O safety): only
+    /// [`send_reusing`](crate::send_reusing), which takes `&mut OwnedFd`, honours it. Every
+    /// other function refuses it with [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported)
+    /// before the first byte.
     pub const REUSE_SOCKET: TransmitFlags = TransmitFlags(0x02);
     /// Windows: complete once data is buffered rather than acknowledged. On Linux a send always
     /// completes when the kernel has accepted the bytes, so this is what happens anyway; no effect.
     pub const WRITE_BEHIND: TransmitFlags = TransmitFlags(0x04);
-    /// Windows: run the operation on the default worker thread. No effect on the blocking API;
-    /// the async API always runs on the caller's runtime.
-    pub const USE_DEFAULT_WORKER_THREAD: TransmitFlags = TransmitFlags(0x00);
     /// Windows: run the operation on a system thread. No effect on Linux.
     pub const USE_SYSTEM_THREAD: TransmitFlags = TransmitFlags(0x10);
     /// Windows: complete through kernel APCs. No effect on Linux.
@@ -106,7 +109,7 @@ impl TransmitFlags {
         TransmitFlags(bits)
     }
 
-    /// Whether every flag in `other` is set.
+    /// Whether every flag in `other` is set (always true for [`NONE`](Self::NONE)).
     pub const fn contains(self, other: TransmitFlags) -> bool {
         self.0 & other.0 == other.0
     }
@@ -169,6 +172,11 @@ pub struct SendOptions {
     pub engine: Engine,
     /// Where file reads happen (matters for async sends).
     pub file_io: FileIo,
+    /// The most time the whole send may take ([`timeout`](Self::timeout)).
+    pub timeout: Option<Duration>,
+    /// The most time the send may go without the kernel accepting a byte
+    /// ([`stall_timeout`](Self::stall_timeout)).
+    pub stall_timeout: Option<Duration>,
 }
 
 impl SendOptions {
@@ -202,6 +210,64 @@ impl SendOptions {
     #[must_use]
     pub fn file_io(mut self, file_io: FileIo) -> Self {
         self.file_io = file_io;
+        self
+    }
+
+    /// Ends the send with [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut) once it has run
+    /// this long, with its exact progress, on every front end and socket mode.
+    ///
+    /// The limit is checked before each kernel call and bounds every wait for the socket. On a
+    /// socket in blocking mode one call may block past it: a blocking call cannot be cut short
+    /// from outside, so such a call is bounded only by the socket's own send timeout
+    /// (`SO_SNDTIMEO`). Non-blocking sockets (every tokio socket) are bounded exactly. The async
+    /// API needs a runtime with its time driver enabled (`enable_time` or `enable_all`) when a
+    /// limit is set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sendpackets::{Element, ErrorKind, SendOptions};
+    /// use std::time::Duration;
+    ///
+    /// let (a, _b) = std::os::unix::net::UnixStream::pair()?; // nobody reads `_b`
+    /// a.set_nonblocking(true)?;
+    /// let big = Element::memory(vec![0u8; 16 << 20]);
+    /// let opts = SendOptions::new().timeout(Duration::from_millis(50));
+    /// let err = sendpackets::send_with(&a, &[big], &opts).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::TimedOut);
+    /// assert!(err.progress().bytes_sent > 0); // what the socket buffer took
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// Ends the send with [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut) when the kernel
+    /// accepted no byte for this long: a peer that stops reading is given up on, one that reads
+    /// slowly is not. Exact progress comes with the error. Bounds as [`timeout`](Self::timeout).
+    ///
+    /// Without it, a non-blocking socket's own `SO_SNDTIMEO` (if set) serves as the stall limit,
+    /// as it does for a socket in blocking mode.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sendpackets::{Element, ErrorKind, SendOptions};
+    /// use std::time::Duration;
+    ///
+    /// let (a, _b) = std::os::unix::net::UnixStream::pair()?; // nobody reads `_b`
+    /// a.set_nonblocking(true)?;
+    /// let opts = SendOptions::new().stall_timeout(Duration::from_millis(50));
+    /// let err = sendpackets::send_with(&a, &[Element::memory(vec![1u8; 16 << 20])], &opts)
+    ///     .unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::TimedOut);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn stall_timeout(mut self, limit: Duration) -> Self {
+        self.stall_timeout = Some(limit);
         self
     }
 }

@@ -52,6 +52,86 @@ pub(crate) struct Limits {
     pub(crate) small_copy: u64,
 }
 
+/// What the planner needs to know of the socket (plain facts, asked by the caller).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SocketShape {
+    /// Message boundaries (UDP, Unix datagram, seqpacket).
+    pub(crate) datagram: bool,
+    /// A TCP stream: corking applies.
+    pub(crate) tcp: bool,
+    /// Datagram sockets: the largest datagram.
+    pub(crate) max_datagram: u64,
+    /// UDP sockets with generic segmentation offload: the largest segment that fits the path
+    /// MTU whole.
+    pub(crate) gso_segment: Option<u64>,
+}
+
+/// What the caller asked for, as the planner needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Wanted {
+    pub(crate) engine: crate::options::Engine,
+    /// File bytes are read on another thread: no `sendfile`, which would read the disk on the
+    /// sending thread.
+    pub(crate) offload: bool,
+    pub(crate) send_size: Option<std::num::NonZeroUsize>,
+    /// `sendfile` works in this process (false after `ENOSYS`).
+    pub(crate) sendfile_ok: bool,
+}
+
+/// How a whole send goes out: decided once, before the first byte, from the socket, the
+/// options and the segments. The same rules on every path (loopback or a real link) and every
+/// front end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Policy {
+    pub(crate) limits: Limits,
+    /// Cork the TCP socket while the send runs (pushed at end-of-packet marks).
+    pub(crate) cork: bool,
+    /// Datagrams go out in bursts (`sendmmsg`), not one per call.
+    pub(crate) burst: bool,
+    /// UDP GSO: the largest segment of one GSO message, when used.
+    pub(crate) gso_segment: Option<u64>,
+    /// Datagram sockets: the largest datagram (and GSO message).
+    pub(crate) max_datagram: u64,
+}
+
+/// Decides the [`Policy`] of a send.
+pub(crate) fn policy(socket: SocketShape, wanted: Wanted, segs: &[PlanSeg]) -> Policy {
+    use crate::options::Engine;
+    use crate::tuning;
+    let copy_threshold = match wanted.engine {
+        Engine::Portable => u64::MAX,
+        _ if wanted.offload || !wanted.sendfile_ok => u64::MAX,
+        Engine::ZeroCopy => 0,
+        _ => tuning::COPY_THRESHOLD,
+    };
+    let max_call = wanted.send_size.map_or(tuning::MAX_SENDFILE, |n| {
+        (n.get() as u64).min(tuning::MAX_SENDFILE)
+    });
+    let mut limits = Limits {
+        copy_threshold,
+        scratch_cap: tuning::SCRATCH_CAP,
+        max_iov: crate::sys::IOV_MAX,
+        max_call,
+        datagram: socket.datagram,
+        stop_at_eop: false,
+        small_copy: tuning::SMALL_COPY,
+    };
+    // Cork a TCP socket when a file range goes out with sendfile next to other data, so that
+    // header, file and trailer share segments (nginx's `tcp_nopush`).
+    let cork = socket.tcp
+        && segs.iter().filter(|s| s.len > 0).count() > 1
+        && segs.iter().any(|s| uses_sendfile(s, &limits));
+    limits.stop_at_eop = cork;
+    let portable = wanted.engine == Engine::Portable;
+    Policy {
+        limits,
+        cork,
+        burst: socket.datagram && !portable,
+        gso_segment: socket.gso_segment.filter(|_| !portable),
+        max_datagram: socket.max_datagram,
+    }
+}
+
 /// The bytes one kernel call (or, for a gather, one series of calls) sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Batch {
@@ -76,9 +156,6 @@ pub(crate) fn uses_sendfile(seg: &PlanSeg, lim: &Limits) -> bool {
         && seg.len > 0
         && seg.len >= lim.copy_threshold
 }
-
-/// The most bytes a gather copies before it takes no more small memory segments.
-pub(crate) const SMALL_COPY_GATHER: u64 = 256 * 1024;
 
 /// Whether a gather copies this segment's bytes into the scratch buffer (file ranges always;
 /// memory when it is small). Copied neighbours share one iovec entry.
@@ -126,7 +203,7 @@ pub(crate) fn next_batch(segs: &[PlanSeg], at: Cursor, lim: &Limits) -> Option<B
             // Small buffers stop at a smaller total: copying them all before the first byte
             // goes out would leave the socket idle (a big buffer for file ranges pays).
             let cap = match seg.kind {
-                SegKind::Memory if !lim.datagram => scratch_cap.min(SMALL_COPY_GATHER),
+                SegKind::Memory if !lim.datagram => scratch_cap.min(crate::tuning::SMALL_COPY_GATHER),
                 _ => scratch_cap,
             };
             take = take.min(cap.saturating_sub(copied));

@@ -14,9 +14,7 @@ use bytes::Bytes;
 use crate::element::{Element, FileHandle, FileRange, Payload};
 use crate::error::{ErrorKind, SendError};
 use crate::sys::{self, FileStat};
-
-/// The largest pseudo file (procfs, sysfs) read into memory at the start of a send.
-pub(crate) const MAX_PSEUDO_FILE: usize = 16 << 20;
+use crate::tuning;
 
 /// One non-empty (or end-of-packet) element, resolved.
 #[derive(Debug)]
@@ -50,8 +48,6 @@ pub(crate) struct FileSlot {
     pub(crate) stat: FileStat,
     /// The last segment reading this file: a path file is closed once the send passes it.
     pub(crate) last_segment: usize,
-    /// False once the kernel refused `sendfile` for this file.
-    pub(crate) zero_copy: bool,
 }
 
 impl FileSlot {
@@ -77,13 +73,16 @@ pub(crate) struct Resolved {
     pub(crate) segments: Vec<Segment>,
     pub(crate) files: Vec<FileSlot>,
     pub(crate) element_count: usize,
+    /// How many path files may stay open at once (see [`open_budget`]).
+    pub(crate) open_budget: usize,
 }
 
 /// How many path files stay open between the checks and the send; the rest are reopened when
 /// needed, so a list may name more files than the process may open at once.
 pub(crate) fn open_budget() -> usize {
     let limit = sys::open_file_limit();
-    (limit / 8).clamp(4, 64) as usize
+    (limit / tuning::OPEN_BUDGET_SHARE).clamp(tuning::OPEN_BUDGET_MIN, tuning::OPEN_BUDGET_MAX)
+        as usize
 }
 
 fn file_error(kind: ErrorKind, element: usize, path: Option<&Path>) -> SendError {
@@ -128,13 +127,14 @@ fn read_pseudo(
     element: usize,
     path: Option<&Path>,
 ) -> Result<Bytes, SendError> {
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; tuning::PSEUDO_FIRST_READ];
     let mut len = 0;
     loop {
         if len == buf.len() {
-            if buf.len() >= MAX_PSEUDO_FILE {
-                return Err(file_error(ErrorKind::NotARegularFile, element, path)
-                    .with_detail(format!("pseudo file larger than {MAX_PSEUDO_FILE} bytes")));
+            if buf.len() >= tuning::MAX_PSEUDO_FILE {
+                return Err(file_error(ErrorKind::NotARegularFile, element, path).with_detail(
+                    format!("pseudo file larger than {} bytes", tuning::MAX_PSEUDO_FILE),
+                ));
             }
             buf.resize(buf.len() * 2, 0);
         }
@@ -170,7 +170,7 @@ impl Resolver {
     fn open(&mut self, path: &Path, element: usize) -> Result<OwnedFd, SendError> {
         match sys::open_read(path) {
             Ok(fd) => Ok(fd),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+            Err(e) if sys::is_out_of_descriptors(&e) => {
                 for f in &mut self.files {
                     f.fd = None;
                 }
@@ -206,7 +206,6 @@ impl Resolver {
             fd: keep.then_some(fd),
             stat,
             last_segment: 0,
-            zero_copy: true,
         });
         self.snapshots.push(snapshot.clone());
         self.by_path.insert(path.to_path_buf(), slot);
@@ -221,15 +220,18 @@ impl Resolver {
                 snapshot: self.snapshots[slot].clone(),
             });
         }
-        let readable = handle
-            .is_readable()
+        let readable = handle_readable(handle)
             .map_err(|e| file_error(ErrorKind::FileOpen, element, None).with_source(e))?;
         if !readable {
             return Err(file_error(ErrorKind::PermissionDenied, element, None)
                 .with_detail("handle is not open for reading".into()));
         }
-        let stat = sys::fstat(fd)
-            .map_err(|e| file_error(ErrorKind::FileOpen, element, None).with_source(e))?;
+        // A file opened by `OpenFile` was checked once; its length is the one it had then.
+        let stat = match handle.facts().checked.get() {
+            Some(stat) => *stat,
+            None => sys::fstat(fd)
+                .map_err(|e| file_error(ErrorKind::FileOpen, element, None).with_source(e))?,
+        };
         check_stat(&stat, element, None)?;
         let snapshot = self.snapshot_if_pseudo(fd, &stat, element, None)?;
         let slot = self.files.len();
@@ -238,7 +240,6 @@ impl Resolver {
             fd: None,
             stat,
             last_segment: 0,
-            zero_copy: true,
         });
         self.snapshots.push(snapshot.clone());
         self.by_fd.insert(fd.as_raw_fd(), slot);
@@ -319,6 +320,7 @@ pub(crate) fn resolve(elements: &[Element]) -> Result<Resolved, SendError> {
         segments,
         files: r.files,
         element_count: elements.len(),
+        open_budget: r.budget,
     })
 }
 
@@ -332,4 +334,27 @@ fn range_error(index: usize, path: Option<&Path>, range: FileRange, file_len: u6
         .with_path(path)
         .with_detail(format!("{wanted}, file is {file_len} bytes"))
         .with_source(io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// Whether a handle's descriptor was opened for reading (`fcntl` the first time, remembered in
+/// the handle: an open file's access mode cannot change).
+pub(crate) fn handle_readable(handle: &FileHandle) -> io::Result<bool> {
+    let facts = handle.facts();
+    if let Some(&readable) = facts.readable.get() {
+        return Ok(readable);
+    }
+    let readable = sys::readable(handle.as_fd())?;
+    let _ = facts.readable.set(readable);
+    Ok(readable)
+}
+
+/// Whether a handle's descriptor is a regular file (`fstat` the first time, remembered).
+pub(crate) fn handle_regular(handle: &FileHandle) -> io::Result<bool> {
+    let facts = handle.facts();
+    if let Some(&regular) = facts.regular.get() {
+        return Ok(regular);
+    }
+    let regular = sys::fstat(handle.as_fd())?.regular;
+    let _ = facts.regular.set(regular);
+    Ok(regular)
 }

@@ -1,16 +1,21 @@
-//! Measured constants of the planner, and what the kernel was found to support.
+//! Every constant of the library, with the figure or the fact it comes from, and what the kernel
+//! was found to support.
 //!
-//! The constants come from `sendpackets bench` and the raw-kernel harness on a 2-core machine
-//! (see BENCHMARKS.md): each says which side of it a path was measured faster.
+//! The measured constants come from `sendpackets-bench` (see BENCHMARKS.md, which says which
+//! figure decided each one); each rule here is the same on every path (loopback, a real network
+//! link) and on every front end.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The page size every copy buffer is aligned to (see `buffer.rs`).
+pub(crate) const PAGE: usize = 4096;
 
 /// File ranges shorter than this are read (`pread`) and coalesced with neighbouring buffers into
 /// one vectored write; longer ones go out with `sendfile`.
 ///
-/// Measured on loopback TCP (200 B header + S file bytes + 50 B trailer): one `pread` + one
-/// `writev` is 2.5x the per-element loop at 1 KiB and 1.5x at 16 KiB, while corked `sendfile`
-/// wins at 256 KiB.
+/// Measured (200 B header + S file bytes + 50 B trailer, one message per operation): one
+/// `pread` + one `writev` is 2.5x the per-element loop at 1 KiB and 1.5x at 16 KiB, while
+/// corked `sendfile` wins at 256 KiB.
 pub(crate) const COPY_THRESHOLD: u64 = 64 * 1024;
 
 /// Memory elements shorter than this are copied next to their neighbours in the scratch
@@ -19,42 +24,25 @@ pub(crate) const COPY_THRESHOLD: u64 = 64 * 1024;
 /// copy.
 pub(crate) const SMALL_COPY: u64 = 512;
 
-/// The most file bytes one gather copies into memory (the scratch buffer of one send never
-/// grows past this, whatever the list holds).
+/// The most bytes a gather copies before it takes no more small memory segments.
+pub(crate) const SMALL_COPY_GATHER: u64 = 256 * 1024;
+
+/// The most bytes one send holds in memory at a time: the scratch buffer of a gather, and the
+/// read/write chunk of the portable engine and of `FileIo::Offload`.
+///
+/// This bounds memory per in-flight send: 1,000 concurrent sends hold at most 256 MiB of copy
+/// buffers whatever their sizes (a 1 MiB chunk made 1,000 concurrent 8 MiB sends peak at
+/// 1.1 GB). A read/write loop measured 1.85 GB/s with 64 KiB chunks and 2.60 with 1 MiB on
+/// loopback TCP (page-aligned buffers, `limits/README.md`); 256 KiB keeps most of that.
 pub(crate) const SCRATCH_CAP: usize = 256 * 1024;
 
-/// On a TCP connection to this host's loopback, file ranges of at least this many bytes are
-/// read and written in [`PORTABLE_BUFFER`] chunks instead of sent with `sendfile`.
-///
-/// Why: over loopback nothing leaves the machine, so zero-copy saves no copy: the receiver
-/// copies every byte anyway, and that copy is the bottleneck. `sendfile` hands it the page
-/// cache's 4 KiB pages one by one (each a fragment of a socket buffer), while `write` fills
-/// large contiguous fragments, which the receiver copies faster. Measured here (TCP loopback,
-/// median of 4, `examples/bulk_paths.rs`): 256 KiB ranges, `sendfile` 3.26 GB/s vs copy
-/// 2.52; 1 MiB, 2.74 vs 3.18; 4 MiB, 2.55 vs 3.70 (CPU 0.55 vs 0.36 s/GB); 256 MiB, 2.61
-/// vs 3.34 (0.52 vs 0.46 s/GB). From 1 MiB up the copy is faster *and* cheaper per byte, so
-/// zero-copy is kept only where it can pay: remote peers, Unix sockets (where `sendfile`
-/// costs less CPU per byte, though it is slower), and ranges below this size.
-pub(crate) const LOOPBACK_COPY_MIN: u64 = 1024 * 1024;
-
-/// The portable engine's buffer: on loopback a 1 MiB read/write loop was measured 1.5x a 64 KiB
-/// one.
-pub(crate) const PORTABLE_BUFFER: usize = 1024 * 1024;
+/// The largest buffer a thread keeps for its next send once a send returns (the express
+/// buffer, and the scratch buffer of the last gather): reusing it spares fresh pages (faults,
+/// zeroing) per send, and 200 idle threads keep at most 2 × 64 KiB each.
+pub(crate) const THREAD_KEEP: usize = 64 * 1024;
 
 /// The most bytes Linux moves in one `sendfile` or `write` call.
 pub(crate) const MAX_SENDFILE: u64 = 0x7fff_f000;
-
-static SENDFILE_MISSING: AtomicBool = AtomicBool::new(false);
-
-/// Whether `sendfile` may be tried (false once it returned `ENOSYS`).
-pub(crate) fn sendfile_available() -> bool {
-    cfg!(target_os = "linux") && !SENDFILE_MISSING.load(Ordering::Relaxed)
-}
-
-/// Remembers that the kernel has no `sendfile`, for every later send of the process.
-pub(crate) fn disable_sendfile() {
-    SENDFILE_MISSING.store(true, Ordering::Relaxed);
-}
 
 /// The most datagrams one `sendmmsg` burst prepares (each burst is read into the scratch
 /// buffer first, at most [`BURST_BYTES`] unless one datagram is larger).
@@ -68,8 +56,41 @@ pub(crate) const BURST_BYTES: usize = 1024 * 1024;
 pub(crate) const GSO_MAX_SEGMENTS: usize = 64;
 
 /// Lists of at most this many bytes (and [`EXPRESS_ELEMENTS`] elements) are read whole into
-/// one buffer and sent with one call, before any check (see `express`).
+/// one buffer and sent with one call, before any check (see `express`): on loopback one `pread`
+/// and one `send` per 1 KiB message is 2.5x a call per element.
 pub(crate) const EXPRESS_MAX: u64 = 64 * 1024;
 
 /// The most elements of an express send.
 pub(crate) const EXPRESS_ELEMENTS: usize = 64;
+
+/// The largest pseudo file (procfs, sysfs) read into memory at the start of a send.
+pub(crate) const MAX_PSEUDO_FILE: usize = 16 << 20;
+
+/// The first read of a pseudo file (doubled until the file ends).
+pub(crate) const PSEUDO_FIRST_READ: usize = 64 * 1024;
+
+/// Path files kept open between the checks and the send: a quarter of the soft descriptor
+/// limit, at least [`OPEN_BUDGET_MIN`] and at most [`OPEN_BUDGET_MAX`]; the rest are reopened
+/// (and re-checked) when the send reaches them, so that a list may name more files than the
+/// process may open at once.
+pub(crate) const OPEN_BUDGET_SHARE: u64 = 4;
+/// See [`OPEN_BUDGET_SHARE`].
+pub(crate) const OPEN_BUDGET_MIN: u64 = 4;
+/// See [`OPEN_BUDGET_SHARE`].
+pub(crate) const OPEN_BUDGET_MAX: u64 = 1024;
+
+/// How many kernel calls `send_packets_async` makes on the caller's thread before it hands the
+/// rest to a task (as .NET completes a send synchronously when it can).
+pub(crate) const COMPLETION_SYNC_STEPS: usize = 64;
+
+static SENDFILE_MISSING: AtomicBool = AtomicBool::new(false);
+
+/// Whether `sendfile` may be tried (false once it returned `ENOSYS`).
+pub(crate) fn sendfile_available() -> bool {
+    cfg!(target_os = "linux") && !SENDFILE_MISSING.load(Ordering::Relaxed)
+}
+
+/// Remembers that the kernel has no `sendfile`, for every later send of the process.
+pub(crate) fn disable_sendfile() {
+    SENDFILE_MISSING.store(true, Ordering::Relaxed);
+}

@@ -605,11 +605,10 @@ fn cork_on(s: &std::net::TcpStream) -> bool {
 }
 
 #[test]
-fn remote_tcp_is_corked_and_uncorked() {
-    // A loopback connection treated as remote: header + large file + trailer are corked, and
-    // the socket is left uncorked at the end, on success and on failure.
+fn tcp_is_corked_and_uncorked() {
+    // Header + large file + trailer are corked (the same rule on loopback as on a real link),
+    // and the socket is left uncorked at the end, on success and on failure.
     let f = fixture();
-    crate::sys::LOOPBACK_IS_REMOTE.with(|c| c.set(true));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (server, _) = listener.accept().unwrap();
@@ -635,7 +634,6 @@ fn remote_tcp_is_corked_and_uncorked() {
     );
     assert!(err.is_err());
     assert!(!cork_on(&client));
-    crate::sys::LOOPBACK_IS_REMOTE.with(|c| c.set(false));
     drop(client);
     let got = reader.join().unwrap().unwrap();
     assert!(got == model(&list));
@@ -644,9 +642,8 @@ fn remote_tcp_is_corked_and_uncorked() {
 #[cfg(feature = "tokio")]
 #[test]
 fn dropping_a_corked_async_send_uncorks() {
-    // Treated as remote, the send corks; nobody reads, so it is still running when dropped.
+    // The send corks; nobody reads, so it is still running when dropped.
     let f = fixture();
-    crate::sys::LOOPBACK_IS_REMOTE.with(|c| c.set(true));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (_server, _) = listener.accept().unwrap();
@@ -675,7 +672,6 @@ fn dropping_a_corked_async_send_uncorks() {
         } // the send future is dropped here
         c.into_std().unwrap()
     });
-    crate::sys::LOOPBACK_IS_REMOTE.with(|c| c.set(false));
     assert!(progress.get().bytes_sent > 0);
     assert!(!cork_on(&client), "the dropped send uncorked the socket");
 }

@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use crate::element::Element;
 use crate::error::{ErrorKind, SendError};
-use crate::operation;
+use crate::operation::{self, Known, Started as Begun};
 use crate::options::SendOptions;
 use crate::report::{ProgressHandle, SendReport};
-use crate::resolve;
+use crate::transfer::SysKernel;
+use crate::tuning::COMPLETION_SYNC_STEPS;
 
 use super::AsyncSocket;
 use super::drive::{self, Now};
@@ -16,10 +17,6 @@ use super::drive::{self, Now};
 /// The completion callback: called once per pending operation, on a runtime worker, with the
 /// finished arguments object (.NET's `Completed` event).
 pub type Completion<T> = Arc<dyn Fn(SendPacketsArgs<T>) + Send + Sync>;
-
-/// How many kernel calls [`send_packets_async`] makes on the caller's thread before it hands
-/// the rest to a task (the operation then completes through the callback).
-const SYNC_STEPS: usize = 64;
 
 /// The arguments object of [`send_packets_async`] (.NET's `SocketAsyncEventArgs` as used by
 /// `SendPacketsAsync`): the list, the options, a user token of the caller's type and the
@@ -224,9 +221,12 @@ fn thrown_at_start(kind: ErrorKind) -> bool {
 /// # Cancel safety
 ///
 /// Not an async fn: there is no future to drop. A pending operation runs in its own task until
-/// it completes or fails (a peer that stops reading stalls it, as it would stall .NET's); the
-/// handle in [`Started::Pending`] shows its progress meanwhile. Closing the socket from
-/// elsewhere is not possible while the task holds its `Arc`.
+/// it completes or fails (a peer that stops reading stalls it, as it would stall .NET's, unless
+/// the options set a [`stall_timeout`](SendOptions::stall_timeout)); the handle in
+/// [`Started::Pending`] shows its progress meanwhile. Closing the socket from elsewhere is not
+/// possible while the task holds its `Arc`. If the runtime shuts down while the operation is
+/// pending, the callback is still called exactly once, from the shutdown, with an
+/// [`ErrorKind::Socket`] error ("the runtime shut down during the send") and the progress made.
 ///
 /// # Panics
 ///
@@ -278,23 +278,23 @@ where
         .expect("send_packets_async must be called within a tokio runtime");
     let sock = socket.as_fd();
     args.progress.publish(Default::default());
-    let checked = operation::check_socket(sock).and_then(|info| {
-        let resolved = resolve::resolve(&args.elements)?;
-        Ok((info, resolved))
-    });
-    let (info, resolved) = match checked {
-        Ok(ok) => ok,
+    let options = args.options;
+    let known = Known::Hint(socket.hint());
+    // Files are opened here, on the caller's thread, as .NET does.
+    let begun = operation::start_here(&mut SysKernel, sock, known, &args.elements, &options);
+    let mut transfer = match begun {
+        Ok(Begun::Finished(report)) => {
+            args.progress.publish(operation::progress_of(&report));
+            return Ok(Started::Completed(args.complete(Ok(report))));
+        }
+        Ok(Begun::Running(t)) => t,
         Err(error) if thrown_at_start(error.kind()) => {
             return Err(Box::new(StartError { error, args }));
         }
         Err(error) => return Ok(Started::Completed(args.complete(Err(error)))),
     };
-    let options = args.options;
-    let mut transfer = match operation::begin(sock, info, resolved, &options) {
-        Ok(t) => t,
-        Err(error) => return Ok(Started::Completed(args.complete(Err(error)))),
-    };
-    match drive::step_now(&mut transfer, sock, &options, &args.progress, SYNC_STEPS) {
+    let steps = COMPLETION_SYNC_STEPS;
+    match drive::step_now(&mut transfer, sock, &options, &args.progress, steps) {
         Now::Done => {
             let result = operation::finish(sock, &transfer, &options);
             return Ok(Started::Completed(args.complete(result)));
@@ -304,12 +304,48 @@ where
     }
     let progress = args.progress.clone();
     let socket = Arc::clone(socket);
+    let mut pending = Pending { args: Some(args) };
     runtime.spawn(async move {
-        let p = args.progress.clone();
+        let p = progress_of(&pending);
         let result = drive::drive(&*socket, transfer, &options, Some(&p), false).await;
-        let args = args.complete(result);
-        let completed = Arc::clone(&args.completed);
-        completed(args);
+        pending.complete(result);
     });
     Ok(Started::Pending(progress))
+}
+
+fn progress_of<T>(pending: &Pending<T>) -> ProgressHandle {
+    pending
+        .args
+        .as_ref()
+        .expect("a pending operation has its arguments")
+        .progress
+        .clone()
+}
+
+/// The arguments of a pending operation, owned by its task. The callback is called exactly
+/// once: with the result, or, if the task is dropped first (the runtime shut down), from the
+/// drop with an error that carries the progress made.
+struct Pending<T> {
+    args: Option<SendPacketsArgs<T>>,
+}
+
+impl<T> Pending<T> {
+    fn complete(&mut self, result: Result<SendReport, SendError>) {
+        if let Some(args) = self.args.take() {
+            let args = args.complete(result);
+            let completed = Arc::clone(&args.completed);
+            completed(args);
+        }
+    }
+}
+
+impl<T> Drop for Pending<T> {
+    fn drop(&mut self) {
+        if let Some(args) = &self.args {
+            let progress = args.progress.get();
+            let error = drive::runtime_gone(std::io::Error::other("runtime shut down"))
+                .with_progress(progress);
+            self.complete(Err(error));
+        }
+    }
 }

@@ -1,35 +1,62 @@
-//! Driving a [`Transfer`] from tokio: steps on the runtime thread, waits through tokio's
-//! readiness, file reads optionally on the blocking pool.
+//! The async front end's loop: start the operation, then step on the runtime thread, wait
+//! through tokio's readiness, and with `FileIo::Offload` read files on the blocking pool.
 
 use std::io;
 use std::os::fd::BorrowedFd;
 
+use crate::element::Element;
 use crate::error::{ErrorKind, SendError};
-use crate::operation;
+use crate::operation::{self, Known, Start};
 use crate::options::{FileIo, SendOptions};
 use crate::report::{ProgressHandle, SendReport};
-use crate::resolve::{self, Resolved};
 use crate::transfer::{Step, Stop, SysKernel, Transfer};
 
 use super::AsyncSocket;
 
-/// The checks before the first byte, with `FileIo::Offload` opening the files on the blocking
-/// pool.
-pub(crate) async fn start<S: AsyncSocket + ?Sized>(
+/// Sends `elements` over `socket`: the async front end of every send, `Connection` included.
+pub(crate) async fn run<S: AsyncSocket + ?Sized>(
     socket: &S,
-    elements: &[crate::Element],
+    known: Known<'_>,
+    elements: &[Element],
     options: &SendOptions,
-) -> Result<Transfer, SendError> {
-    let sock = socket.as_fd();
-    let (datagram, ip) = socket.shape();
-    let info = operation::check_socket_shaped(sock, Some((datagram, ip)))?;
-    let resolved = if options.file_io == FileIo::Offload {
-        let owned = elements.to_vec();
-        offloaded(move || resolve::resolve(&owned)).await??
-    } else {
-        resolve::resolve(elements)?
+    progress: Option<&ProgressHandle>,
+) -> Result<SendReport, SendError> {
+    let r = run_inner(socket, known, elements, options, progress).await;
+    if let (Some(p), Err(e)) = (progress, &r) {
+        p.publish(e.progress());
+    }
+    r
+}
+
+async fn run_inner<S: AsyncSocket + ?Sized>(
+    socket: &S,
+    known: Known<'_>,
+    elements: &[Element],
+    options: &SendOptions,
+    progress: Option<&ProgressHandle>,
+) -> Result<SendReport, SendError> {
+    let hint = socket.hint();
+    let known = match known {
+        Known::Nothing => Known::Hint(hint),
+        known => known,
     };
-    operation::begin(sock, info, resolved, options)
+    let transfer = match operation::start(&mut SysKernel, socket.as_fd(), known, elements, options)?
+    {
+        Start::Finished(report) => {
+            if let Some(p) = progress {
+                p.publish(operation::progress_of(&report));
+            }
+            return Ok(report);
+        }
+        Start::Running(t) => t,
+        // Offload: the files are opened and checked on the blocking pool too.
+        Start::Checking(checks) if options.file_io == FileIo::Offload => {
+            let owned = elements.to_vec();
+            offloaded(move || checks.run(&owned)).await??
+        }
+        Start::Checking(checks) => checks.run(elements)?,
+    };
+    drive(socket, transfer, options, progress, true).await
 }
 
 /// Runs `f` on tokio's blocking pool; a panic there is resumed here.
@@ -39,17 +66,22 @@ async fn offloaded<R: Send + 'static>(
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => Ok(r),
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(SendError::new(ErrorKind::Socket)
-            .with_detail("the runtime shut down during the send".into())
-            .with_source(io::Error::other(e))),
+        Err(e) => Err(runtime_gone(io::Error::other(e))),
     }
 }
 
-// `Resolved` crosses to the blocking pool and back.
+/// The error of a send whose runtime shut down under it.
+pub(crate) fn runtime_gone(source: io::Error) -> SendError {
+    SendError::new(ErrorKind::Socket)
+        .with_detail("the runtime shut down during the send".into())
+        .with_source(source)
+}
+
+// `Transfer` crosses to the blocking pool and back.
 const _: () = {
     const fn send<T: Send + 'static>() {}
-    send::<Resolved>();
     send::<Transfer>();
+    send::<operation::Checks>();
 };
 
 /// A transfer owned by a send future; dropping the future uncorks the socket.
@@ -100,6 +132,28 @@ pub(crate) fn step_now(
     Now::Later
 }
 
+/// How a wait for the socket ended.
+enum Waited {
+    Writable,
+    TimedOut,
+    Failed(io::Error),
+}
+
+/// Waits until tokio sees the socket writable, at most the transfer's time limit.
+async fn wait<S: AsyncSocket + ?Sized>(socket: &S, t: &Transfer) -> Waited {
+    let r = match t.wait_limit() {
+        None => socket.wait_writable().await,
+        Some(limit) => match tokio::time::timeout(limit, socket.wait_writable()).await {
+            Ok(r) => r,
+            Err(_) => return Waited::TimedOut,
+        },
+    };
+    match r {
+        Ok(()) => Waited::Writable,
+        Err(e) => Waited::Failed(e),
+    }
+}
+
 /// Sends the rest of `transfer`, then applies the flags. `direct`: try the socket before
 /// asking tokio (right after the checks, tokio may not have seen the socket writable yet).
 pub(crate) async fn drive<S: AsyncSocket + ?Sized>(
@@ -129,8 +183,7 @@ pub(crate) async fn drive<S: AsyncSocket + ?Sized>(
             .map_err(|e| e.with_progress(progress))?;
             let t = run.transfer.insert(moved);
             if let Err(Stop::Failed(e)) = read {
-                t.uncork(&mut SysKernel, sock);
-                return Err(e);
+                return Err(t.abandon(&mut SysKernel, sock, e));
             }
             continue;
         }
@@ -148,13 +201,13 @@ pub(crate) async fn drive<S: AsyncSocket + ?Sized>(
             Err(Stop::WouldBlock) => {
                 direct = false;
                 t.count_wait();
-                if let Err(e) = socket.wait_writable().await {
-                    let t = run.transfer.as_mut().expect("the transfer is home");
-                    t.uncork(&mut SysKernel, sock);
-                    return Err(SendError::new(ErrorKind::Socket)
-                        .with_source(e)
-                        .with_progress(t.progress()));
-                }
+                let error = match wait(socket, t).await {
+                    Waited::Writable => continue,
+                    Waited::TimedOut => t.timed_out(),
+                    Waited::Failed(e) => t.wait_failed(e),
+                };
+                let t = run.transfer.as_mut().expect("the transfer is home");
+                return Err(t.abandon(&mut SysKernel, sock, error));
             }
             Err(Stop::Failed(e)) => return Err(e),
         }
@@ -178,10 +231,6 @@ fn step_when_ready<S: AsyncSocket + ?Sized>(
         // Not ready by tokio's account (the closure did not run), or the step hit EAGAIN.
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(Stop::WouldBlock),
         // The closure returns no other error; a socket error is still reported as one.
-        Err(e) => Err(Stop::Failed(
-            SendError::new(ErrorKind::Socket)
-                .with_source(e)
-                .with_progress(t.progress()),
-        )),
+        Err(e) => Err(Stop::Failed(t.wait_failed(e))),
     }
 }

@@ -37,24 +37,58 @@
 //! the start; keeps zero-copy) or [`FileIo::Offload`](crate::FileIo::Offload) (open and read
 //! files on tokio's blocking pool; the runtime only ever writes memory to the socket).
 //!
+//! # Many sends on one socket
+//!
+//! A server answering many requests on one connection makes a [`Connection`] once: it checks
+//! the socket when it is made, and its sends skip those system calls. Its sends take
+//! `&mut self`, so two can never interleave on the socket.
+//!
+//! # Time limits
+//!
+//! [`SendOptions::timeout`](crate::SendOptions::timeout) and
+//! [`SendOptions::stall_timeout`](crate::SendOptions::stall_timeout) end a send with
+//! [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut) and its exact progress: a client that
+//! stops reading is given up on without a watchdog of the caller's own. They need a runtime
+//! with its time driver (`enable_time` or `enable_all`).
+//!
 //! # Flags
 //!
 //! `DISCONNECT` shuts the connection down after the last byte, as in the blocking send.
-//! `REUSE_SOCKET` has no async use: it swaps a fresh unconnected socket in under the
-//! descriptor, but a tokio socket cannot connect again (and tokio does not watch the new one).
+//! `REUSE_SOCKET` is refused ([`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported)): it
+//! would replace the descriptor under tokio's registration of it.
+//!
+//! # The module's name
+//!
+//! This module is named after the runtime it serves, so `use sendpackets::tokio;` would hide
+//! the `tokio` crate in that file (and `#[tokio::main]` would then fail to resolve). Call it
+//! by its path (`sendpackets::tokio::send_with(..)`), or import it under another name:
+//!
+//! ```
+//! use sendpackets::tokio as sp;
+//!
+//! #[tokio::main(flavor = "current_thread")]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let (a, _b) = tokio::net::UnixStream::pair()?;
+//!     sp::send(&a, &[sendpackets::Element::memory("hi")]).await?;
+//!     Ok(())
+//! }
+//! ```
 //!
 //! The completion-style API of .NET's `SendPacketsAsync` is [`send_packets_async`].
 
 mod completion;
+mod connection;
 mod drive;
 mod socket;
 
 use crate::element::Element;
 use crate::error::SendError;
+use crate::operation::Known;
 use crate::options::SendOptions;
 use crate::report::{ProgressHandle, SendReport};
 
 pub use completion::{Completion, SendPacketsArgs, StartError, Started, send_packets_async};
+pub use connection::Connection;
 pub use socket::AsyncSocket;
 
 /// Sends `elements`, in order, over the connected tokio socket `socket`, with default options.
@@ -147,34 +181,7 @@ pub async fn send_with<S: AsyncSocket>(
     elements: &[Element],
     options: &SendOptions,
 ) -> Result<SendReport, SendError> {
-    use crate::express::{self, Attempt};
-    use crate::sys::SocketKind;
-    use crate::transfer::SysKernel;
-
-    let kind = if socket.shape().0 {
-        SocketKind::Datagram
-    } else {
-        SocketKind::Stream
-    };
-    if options.file_io != crate::FileIo::Offload {
-        let sock = socket.as_fd();
-        match express::try_send(&mut SysKernel, sock, elements, options, Some(kind)) {
-            Attempt::Sent(report) => return Ok(report),
-            Attempt::Partial { bytes, calls } => {
-                let base = express::progress_at(elements, bytes);
-                let rest = base.remaining(elements);
-                let r = async {
-                    let transfer = drive::start(socket, &rest, options).await?;
-                    drive::drive(socket, transfer, options, None, false).await
-                };
-                return express::rebase(base, calls, r.await);
-            }
-            Attempt::Failed(e) => return Err(e),
-            Attempt::NotEligible | Attempt::Fallback => {}
-        }
-    }
-    let transfer = drive::start(socket, elements, options).await?;
-    drive::drive(socket, transfer, options, None, true).await
+    drive::run(socket, Known::Nothing, elements, options, None).await
 }
 
 /// [`send_with`], publishing its progress to `progress` after every kernel call: for a progress
@@ -218,6 +225,5 @@ pub async fn send_observed<S: AsyncSocket>(
     options: &SendOptions,
     progress: &ProgressHandle,
 ) -> Result<SendReport, SendError> {
-    let transfer = drive::start(socket, elements, options).await?;
-    drive::drive(socket, transfer, options, Some(progress), true).await
+    drive::run(socket, Known::Nothing, elements, options, Some(progress)).await
 }

@@ -91,7 +91,7 @@ impl Transfer {
         file_reads: bool,
     ) -> Result<(), Stop> {
         self.layout(pending, self.cursor, end, bytes, coalesce);
-        if self.burst {
+        if self.policy.burst {
             let mut at = end;
             while pending.msgs.len() < tuning::BURST_DATAGRAMS {
                 let Some(Batch::Gather {
@@ -100,7 +100,7 @@ impl Transfer {
                     copied,
                     coalesce,
                     ..
-                }) = plan::next_batch(&self.plan, at, &self.limits)
+                }) = plan::next_batch(&self.plan, at, &self.policy.limits)
                 else {
                     break;
                 };
@@ -160,7 +160,7 @@ impl Transfer {
             let stop = if at.seg == end.seg { end.off } else { seg.len };
             let len = (stop - at.off) as usize;
             if len > 0 {
-                let copy = coalesce || plan::copies(&self.plan[at.seg], &self.limits);
+                let copy = coalesce || plan::copies(&self.plan[at.seg], &self.policy.limits);
                 pending.parts.push(Part {
                     seg: at.seg,
                     off: at.off,
@@ -176,8 +176,8 @@ impl Transfer {
                 off: 0,
             };
         }
-        if self.scratch.len() < scratch_len {
-            self.scratch.resize(scratch_len, 0);
+        if self.scratch.capacity() < scratch_len {
+            self.scratch.grow_to(scratch_len);
         }
         for part in &pending.parts[first..] {
             if let (Some(dst), Source::Memory(b)) =

@@ -7,12 +7,15 @@
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, BorrowedFd};
 
+use std::time::{Duration, Instant};
+
+use crate::buffer::PageBuf;
 use crate::error::{ErrorKind, SendError};
-use crate::options::{Engine, FileIo, SendOptions};
-use crate::plan::{self, Batch, Cursor, Limits, PlanSeg, SegKind};
+use crate::options::{FileIo, SendOptions};
+use crate::plan::{self, Batch, Cursor, PlanSeg, Policy, SegKind, SocketShape, Wanted};
 use crate::report::{KernelCalls, Progress, SendReport};
 use crate::resolve::{Origin, Resolved, Source};
-use crate::sys::{self, Message, SocketInfo, SocketKind};
+use crate::sys::{self, Message};
 use crate::tuning;
 
 mod burst;
@@ -111,30 +114,77 @@ pub(crate) enum Stop {
 pub(crate) struct Transfer {
     res: Resolved,
     plan: Vec<PlanSeg>,
-    limits: Limits,
-    socket: SocketInfo,
+    policy: Policy,
     cursor: Cursor,
     bytes_sent: u64,
     datagrams: u64,
     calls: KernelCalls,
-    scratch: Vec<u8>,
+    /// Copies of file bytes and small buffers (page-aligned, at most `SCRATCH_CAP` but for
+    /// datagram bursts).
+    scratch: PageBuf,
     pending: Option<Pending>,
     /// The vectors of the last finished gather, reused by the next one.
     spare: Pending,
-    /// Datagram sockets: several datagrams per `sendmmsg` (not in the portable engine).
-    burst: bool,
-    /// UDP: datagrams of equal size go out as one GSO message.
-    gso: bool,
-    /// Files are read on another thread (`read_next`); `step` reads none.
-    offload: bool,
     /// The part indices of one file read, reused (see `read_files`).
     run_buf: Vec<usize>,
+    /// Files are read on another thread (`read_next`); `step` reads none.
+    offload: bool,
+    socket: SocketRuntime,
+    deadline: Deadline,
+    /// Path files open now.
+    open_paths: usize,
+}
+
+/// What the send learns about its socket while it runs.
+#[derive(Debug, Default)]
+struct SocketRuntime {
     /// Whether the socket is non-blocking, once an `EAGAIN` made it matter.
     nonblocking: Option<bool>,
-    cork_wanted: bool,
     corked: bool,
-    open_paths: usize,
-    open_budget: usize,
+}
+
+/// The send's time limits ([`SendOptions::timeout`], [`SendOptions::stall_timeout`], or the
+/// socket's own `SO_SNDTIMEO`).
+#[derive(Debug)]
+struct Deadline {
+    /// The whole send ends by then.
+    end: Option<Instant>,
+    /// No progress for this long ends the send.
+    stall: Option<Duration>,
+    /// When the kernel last accepted bytes (or the send started).
+    last_progress: Instant,
+}
+
+impl Deadline {
+    fn new(options: &SendOptions) -> Self {
+        let now = Instant::now();
+        Deadline {
+            end: options.timeout.map(|t| now + t),
+            stall: options.stall_timeout,
+            last_progress: now,
+        }
+    }
+
+    /// How long a wait for the socket may last (`None`: no limit).
+    fn wait_limit(&self) -> Option<Duration> {
+        let now = Instant::now();
+        let total = self.end.map(|e| e.saturating_duration_since(now));
+        let stall = self
+            .stall
+            .map(|s| (self.last_progress + s).saturating_duration_since(now));
+        match (total, stall) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn why(&self) -> String {
+        match (self.end, self.stall) {
+            (Some(end), _) if Instant::now() >= end => "the send's timeout passed".into(),
+            (_, Some(stall)) => format!("no progress for {stall:?}"),
+            _ => "the send's timeout passed".into(),
+        }
+    }
 }
 
 fn is_retry_zero_copy(err: &io::Error) -> bool {
@@ -145,12 +195,13 @@ fn is_retry_zero_copy(err: &io::Error) -> bool {
 }
 
 thread_local! {
-    /// The scratch buffer of the last finished send on this thread, for the next one: a fresh
-    /// 256 KiB buffer per send would be fresh pages (faults, zeroing) every time.
-    static SPARE_SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    /// The scratch buffer of the last finished send on this thread, for the next one (at most
+    /// `THREAD_KEEP` bytes are kept): a fresh buffer per send would be fresh pages (faults,
+    /// zeroing) every time.
+    static SPARE_SCRATCH: std::cell::Cell<PageBuf> = const { std::cell::Cell::new(PageBuf::new()) };
 }
 
-fn take_scratch() -> Vec<u8> {
+fn take_scratch() -> PageBuf {
     SPARE_SCRATCH
         .try_with(std::cell::Cell::take)
         .unwrap_or_default()
@@ -158,8 +209,8 @@ fn take_scratch() -> Vec<u8> {
 
 impl Drop for Transfer {
     fn drop(&mut self) {
-        // Keep buffers up to the portable engine's size; a huge datagram's buffer goes.
-        if self.scratch.capacity() <= tuning::PORTABLE_BUFFER {
+        // Keep small buffers for the next send on this thread; large ones go.
+        if self.scratch.capacity() <= tuning::THREAD_KEEP {
             let scratch = std::mem::take(&mut self.scratch);
             // `try_with`: a transfer dropped while its thread exits finds no spare slot.
             let _ = SPARE_SCRATCH.try_with(|spare| {
@@ -175,72 +226,24 @@ impl Drop for Transfer {
 }
 
 impl Transfer {
-    pub(crate) fn new(res: Resolved, socket: SocketInfo, options: &SendOptions) -> Self {
-        let datagram = socket.kind == SocketKind::Datagram;
-        let sendfile_ok = tuning::sendfile_available();
-        // Offloaded reads copy every file range (a `sendfile` would read the disk on the
-        // runtime thread).
-        let offload = options.file_io == FileIo::Offload;
-        let copy_threshold = match options.engine {
-            Engine::Portable => u64::MAX,
-            _ if offload => u64::MAX,
-            _ if !sendfile_ok => u64::MAX,
-            Engine::ZeroCopy => 0,
-            Engine::Auto => tuning::COPY_THRESHOLD,
-        };
-        let max_call = options.send_size.map_or(tuning::MAX_SENDFILE, |n| {
-            (n.get() as u64).min(tuning::MAX_SENDFILE)
-        });
-        // Bulk ranges to a loopback TCP peer are copied (see `LOOPBACK_COPY_MIN`).
-        let loopback_bulk = options.engine == Engine::Auto && socket.is_tcp && socket.loopback;
-        let mut bulk_copied = false;
-        let plan: Vec<PlanSeg> = res
-            .segments
-            .iter()
-            .map(|s| PlanSeg {
-                len: s.len,
-                kind: match s.source {
-                    Source::Memory(_) => SegKind::Memory,
-                    Source::File { .. } => {
-                        let copy = loopback_bulk && s.len >= tuning::LOOPBACK_COPY_MIN;
-                        bulk_copied |= copy;
-                        SegKind::File { zero_copy: !copy }
-                    }
-                },
-                end_of_packet: s.end_of_packet,
-            })
-            .collect();
-        let mut limits = Limits {
-            copy_threshold,
-            scratch_cap: match options.engine {
-                _ if offload || bulk_copied => tuning::PORTABLE_BUFFER,
-                Engine::Portable => tuning::PORTABLE_BUFFER,
-                _ => tuning::SCRATCH_CAP,
-            },
-            max_iov: sys::IOV_MAX,
-            max_call,
-            datagram,
-            stop_at_eop: false,
-            small_copy: tuning::SMALL_COPY,
-        };
-        // Cork a TCP socket when a file range goes out with sendfile next to other data, so that
-        // headers, file and trailer share segments.
-        // ... to a remote peer: over loopback segments are not wire packets, so corking would
-        // only cost two system calls per send (measured slower there).
-        let cork_wanted = socket.is_tcp
-            && !socket.loopback
-            && plan.iter().filter(|s| s.len > 0).count() > 1
-            && plan.iter().any(|s| plan::uses_sendfile(s, &limits));
-        limits.stop_at_eop = cork_wanted;
-        let open_paths = res.files.iter().filter(|f| f.fd.is_some()).count();
+    /// A transfer of `res` to a socket of this shape, under the policy the planner decides.
+    /// Makes no system call but for `FileIo::Readahead`'s hints.
+    pub(crate) fn new(
+        res: Resolved,
+        socket: SocketShape,
+        wanted: Wanted,
+        options: &SendOptions,
+    ) -> Self {
+        let plan = plan_segments(&res);
+        let policy = plan::policy(socket, wanted, &plan);
         if options.file_io == FileIo::Readahead {
             read_ahead(&res);
         }
+        let open_paths = res.files.iter().filter(|f| f.fd.is_some()).count();
         Transfer {
             res,
             plan,
-            limits,
-            socket,
+            policy,
             cursor: Cursor::default(),
             bytes_sent: 0,
             datagrams: 0,
@@ -248,19 +251,23 @@ impl Transfer {
             scratch: take_scratch(),
             pending: None,
             spare: Pending::default(),
-            burst: datagram && options.engine != Engine::Portable,
-            gso: socket.udp_gso && options.engine != Engine::Portable,
-            offload,
             run_buf: Vec::new(),
-            nonblocking: None,
-            cork_wanted,
-            corked: false,
+            offload: options.file_io == FileIo::Offload,
+            socket: SocketRuntime::default(),
+            deadline: Deadline::new(options),
             open_paths,
-            open_budget: crate::resolve::open_budget(),
         }
     }
 
-    /// How far the send got.
+    /// Moves past the first `bytes` of the list, already sent (by the express path) with
+    /// `calls`.
+    pub(crate) fn skip_sent(&mut self, bytes: u64, calls: KernelCalls) {
+        self.cursor = plan::advance(&self.plan, self.cursor, bytes);
+        self.bytes_sent = bytes;
+        self.calls = calls;
+    }
+
+/// How far the send got.
     pub(crate) fn progress(&self) -> Progress {
         let (elements_completed, offset_in_element) = match self.res.segments.get(self.cursor.seg) {
             Some(s) => (s.element, self.cursor.off),
@@ -293,7 +300,7 @@ impl Transfer {
     pub(crate) fn next_reads_file(&self) -> bool {
         self.pending.is_none()
             && matches!(
-                plan::next_batch(&self.plan, self.cursor, &self.limits),
+                plan::next_batch(&self.plan, self.cursor, &self.policy.limits),
                 Some(Batch::Gather { start, end, .. }) if self.reads_file(start, end)
             )
     }
@@ -312,7 +319,7 @@ impl Transfer {
         if self.pending.is_some() {
             return Ok(());
         }
-        match plan::next_batch(&self.plan, self.cursor, &self.limits) {
+        match plan::next_batch(&self.plan, self.cursor, &self.policy.limits) {
             Some(Batch::Gather {
                 end,
                 bytes,
@@ -325,7 +332,16 @@ impl Transfer {
 
     /// Makes the next call. See [`Step`] and [`Stop`].
     pub(crate) fn step(&mut self, k: &mut impl Kernel, sock: BorrowedFd<'_>) -> Result<Step, Stop> {
+        if self.deadline.end.is_some_and(|end| Instant::now() >= end) {
+            let e = self.timed_out();
+            self.uncork(k, sock);
+            return Err(Stop::Failed(e));
+        }
+        let before = self.bytes_sent;
         let r = self.step_inner(k, sock);
+        if self.bytes_sent > before && self.deadline.stall.is_some() {
+            self.deadline.last_progress = Instant::now();
+        }
         match r {
             Ok(Step::Done) | Err(Stop::Failed(_)) => self.uncork(k, sock),
             _ => {}
@@ -333,24 +349,51 @@ impl Transfer {
         r
     }
 
+    /// How long a front end may wait for the socket before the send times out (`None`: no
+    /// limit).
+    pub(crate) fn wait_limit(&self) -> Option<Duration> {
+        self.deadline.wait_limit()
+    }
+
+    /// The error of a send whose time ran out, with its progress.
+    pub(crate) fn timed_out(&self) -> SendError {
+        SendError::new(ErrorKind::TimedOut)
+            .with_detail(self.deadline.why())
+            .with_source(io::Error::from(io::ErrorKind::TimedOut))
+            .with_progress(self.progress())
+    }
+
+    /// Ends a send that stopped while waiting (`error` already built): uncorks the socket.
+    pub(crate) fn abandon(&mut self, k: &mut impl Kernel, sock: BorrowedFd<'_>, error: SendError) -> SendError {
+        self.uncork(k, sock);
+        error
+    }
+
+    /// The error of a failed wait for the socket, with progress.
+    pub(crate) fn wait_failed(&self, e: io::Error) -> SendError {
+        SendError::new(ErrorKind::Socket)
+            .with_source(e)
+            .with_progress(self.progress())
+    }
+
     /// Leaves the socket as the send found it (uncorked). Called on completion and failure;
     /// an async caller that drops a send midway calls it too.
     pub(crate) fn uncork(&mut self, k: &mut impl Kernel, sock: BorrowedFd<'_>) {
-        if self.corked {
+        if self.socket.corked {
             // Best effort: a socket that cannot be uncorked has failed already.
             let _ = k.set_cork(sock, false);
-            self.corked = false;
+            self.socket.corked = false;
             self.calls.cork_toggles += 1;
         }
     }
 
     fn step_inner(&mut self, k: &mut impl Kernel, sock: BorrowedFd<'_>) -> Result<Step, Stop> {
         if self.pending.is_none() {
-            let Some(batch) = plan::next_batch(&self.plan, self.cursor, &self.limits) else {
+            let Some(batch) = plan::next_batch(&self.plan, self.cursor, &self.policy.limits) else {
                 return Ok(Step::Done);
             };
-            if self.cork_wanted && !self.corked && k.set_cork(sock, true).is_ok() {
-                self.corked = true;
+            if self.policy.cork && !self.socket.corked && k.set_cork(sock, true).is_ok() {
+                self.socket.corked = true;
                 self.calls.cork_toggles += 1;
             }
             match batch {
@@ -366,7 +409,7 @@ impl Transfer {
             }
         }
         let pending = self.pending.as_ref().expect("a pending gather");
-        if self.limits.datagram {
+        if self.policy.limits.datagram {
             return self.write_datagrams(k, sock);
         }
         if pending.msgs[0].bytes == 0 {
@@ -410,7 +453,6 @@ impl Transfer {
                 if e.raw_os_error() == Some(libc::ENOSYS) {
                     tuning::disable_sendfile();
                 }
-                self.res.files[slot].zero_copy = false;
                 self.calls.fallback_files += 1;
                 for (p, s) in self.plan.iter_mut().zip(&self.res.segments) {
                     if matches!(s.source, Source::File { slot: sl, .. } if sl == slot) {
@@ -431,9 +473,10 @@ impl Transfer {
             io::ErrorKind::Interrupted => Ok(Step::Progressed),
             io::ErrorKind::WouldBlock => {
                 // Asked once, at the first EAGAIN (most sends never see one).
-                let nonblocking = *self
-                    .nonblocking
-                    .get_or_insert_with(|| sys::is_nonblocking(sock).unwrap_or(true));
+                let nonblocking = match self.socket.nonblocking {
+                    Some(nb) => nb,
+                    None => self.learn_blocking_mode(sock),
+                };
                 if nonblocking {
                     Err(Stop::WouldBlock)
                 } else {
@@ -485,27 +528,49 @@ impl Transfer {
     /// On a corked stream, an end-of-packet element just sent is pushed out now.
     fn push_if_end_of_packet(&mut self, k: &mut impl Kernel, sock: BorrowedFd<'_>, end: Cursor) {
         let crossed = end.seg > 0 && self.plan[end.seg - 1].end_of_packet;
-        if self.corked && crossed && end.seg < self.plan.len() {
+        if self.socket.corked && crossed && end.seg < self.plan.len() {
             self.uncork(k, sock); // the next step corks again
         }
     }
 
-    /// Opens a path file closed after the checks, and makes sure it is still the same file.
+    /// Asks whether the socket is non-blocking, and if so, takes its `SO_SNDTIMEO` as the stall
+    /// limit when the options set none (so a non-blocking socket honours its send timeout as a
+    /// blocking one does).
+    fn learn_blocking_mode(&mut self, sock: BorrowedFd<'_>) -> bool {
+        let nonblocking = sys::is_nonblocking(sock).unwrap_or(true);
+        self.socket.nonblocking = Some(nonblocking);
+        if nonblocking && self.deadline.stall.is_none() {
+            if let Ok(Some(t)) = sys::send_timeout(sock) {
+                self.deadline.stall = Some(t);
+                self.deadline.last_progress = Instant::now();
+            }
+        }
+        nonblocking
+    }
+
+    /// Opens a path file closed after the checks, and makes sure it is still the file the checks
+    /// saw: same device and inode, length, and modification and change times to the nanosecond
+    /// (ext4 reuses a freed inode number at once, so a file deleted and re-created can have the
+    /// old one).
     fn ensure_open(&mut self, slot: usize, seg: usize) -> Result<(), Stop> {
         let f = &self.res.files[slot];
         let path = match &f.origin {
             Origin::Path(path) if f.fd.is_none() => path.clone(),
             _ => return Ok(()),
         };
-        if self.open_paths >= self.open_budget {
-            // Close every other path file; they are reopened when needed.
-            for (i, other) in self.res.files.iter_mut().enumerate() {
-                if i != slot && other.fd.take().is_some() {
-                    self.open_paths -= 1;
-                }
-            }
+        if self.open_paths >= self.res.open_budget {
+            self.close_other_files(slot);
         }
-        let fd = match sys::open_read(&path) {
+        let opened = match sys::open_read(&path) {
+            Err(e) if sys::is_out_of_descriptors(&e) => {
+                // Descriptors ran short (others of the process hold them): give back this
+                // send's other files and try once more.
+                self.close_other_files(slot);
+                sys::open_read(&path)
+            }
+            r => r,
+        };
+        let fd = match opened {
             Ok(fd) => fd,
             Err(e) => {
                 let kind = match e.raw_os_error() {
@@ -517,14 +582,43 @@ impl Transfer {
         };
         let now = sys::fstat(fd.as_fd())
             .map_err(|e| self.fail(ErrorKind::FileOpen, Some(seg), Some(e)))?;
-        let f = &self.res.files[slot];
-        if (now.dev, now.ino) != (f.stat.dev, f.stat.ino) {
-            return Err(self.fail(ErrorKind::FileChanged, Some(seg), None));
+        if now.id != self.res.files[slot].stat.id {
+            let err = self.fail(ErrorKind::FileChanged, Some(seg), None);
+            return Err(match err {
+                Stop::Failed(e) => Stop::Failed(e.with_detail(
+                    "the file was replaced or modified since the checks".into(),
+                )),
+                other => other,
+            });
         }
         self.res.files[slot].fd = Some(fd);
         self.open_paths += 1;
         Ok(())
     }
+
+    /// Closes every open path file but `keep`; they are reopened (and re-checked) when needed.
+    fn close_other_files(&mut self, keep: usize) {
+        for (i, other) in self.res.files.iter_mut().enumerate() {
+            if i != keep && other.fd.take().is_some() {
+                self.open_paths -= 1;
+            }
+        }
+    }
+}
+
+/// The planner's view of the resolved segments.
+fn plan_segments(res: &Resolved) -> Vec<PlanSeg> {
+    res.segments
+        .iter()
+        .map(|s| PlanSeg {
+            len: s.len,
+            kind: match s.source {
+                Source::Memory(_) => SegKind::Memory,
+                Source::File { .. } => SegKind::File { zero_copy: true },
+            },
+            end_of_packet: s.end_of_packet,
+        })
+        .collect()
 }
 
 /// Asks the kernel to start reading every file range of the list (files open now) into the page

@@ -16,20 +16,23 @@ pub enum Front {
     CurrentThread,
     /// `sendpackets::tokio` on a multi-thread runtime with two workers.
     MultiThread,
+    /// A `sendpackets::tokio::Connection` made for the send, on a multi-thread runtime.
+    AsyncConnection,
 }
 
-pub const FRONTS: [Front; 4] = [
+pub const FRONTS: [Front; 5] = [
     Front::Blocking,
     Front::Connection,
     Front::CurrentThread,
     Front::MultiThread,
+    Front::AsyncConnection,
 ];
 
 /// A runtime of `front`'s flavour (not for `Blocking`).
 pub fn runtime(front: Front) -> tokio::runtime::Runtime {
     let mut b = match front {
         Front::CurrentThread => tokio::runtime::Builder::new_current_thread(),
-        Front::MultiThread => {
+        Front::MultiThread | Front::AsyncConnection => {
             let mut b = tokio::runtime::Builder::new_multi_thread();
             b.worker_threads(2);
             b
@@ -91,6 +94,33 @@ impl TokioSocket {
             TokioSocket::UnixDgram(s) => one(s, list, opts, progress).await,
         }
     }
+
+    /// Sends through a `sendpackets::tokio::Connection` made of this socket.
+    pub async fn send_connection(
+        self,
+        list: &[Element],
+        opts: &SendOptions,
+        progress: Option<&ProgressHandle>,
+    ) -> Result<SendReport, SendError> {
+        async fn one<S: sendpackets::tokio::AsyncSocket>(
+            s: S,
+            list: &[Element],
+            opts: &SendOptions,
+            progress: Option<&ProgressHandle>,
+        ) -> Result<SendReport, SendError> {
+            let mut conn = sendpackets::tokio::Connection::new(s)?;
+            match progress {
+                Some(p) => conn.send_observed(list, opts, p).await,
+                None => conn.send_with(list, opts).await,
+            }
+        }
+        match self {
+            TokioSocket::Tcp(s) => one(s, list, opts, progress).await,
+            TokioSocket::Unix(s) => one(s, list, opts, progress).await,
+            TokioSocket::Udp(s) => one(s, list, opts, progress).await,
+            TokioSocket::UnixDgram(s) => one(s, list, opts, progress).await,
+        }
+    }
 }
 
 impl AsFd for TokioSocket {
@@ -135,7 +165,7 @@ pub fn send_observed_via(
         };
     }
     if front == Front::Connection {
-        let conn = sendpackets::Connection::new(sock)?;
+        let mut conn = sendpackets::Connection::new(sock)?;
         return match progress {
             Some(p) => conn.send_observed(list, opts, p),
             None => conn.send_with(list, opts),
@@ -146,7 +176,11 @@ pub fn send_observed_via(
         .contains(rustix::fs::OFlags::NONBLOCK);
     let result = block_on(front, async {
         let s = TokioSocket::from_fd(sock);
-        s.send(list, opts, progress).await
+        if front == Front::AsyncConnection {
+            s.send_connection(list, opts, progress).await
+        } else {
+            s.send(list, opts, progress).await
+        }
     });
     socket2::SockRef::from(&sock)
         .set_nonblocking(was_nonblocking)
