@@ -574,22 +574,27 @@ fn open_file_cache_serves_the_opened_file_for_its_validity() {
 }
 
 #[test]
-fn large_responses_on_both_kernel_paths() {
+fn large_responses_and_ranges_of_them() {
     let s = site();
     let big = pattern(3 << 20, 11);
     std::fs::write(s.root.join("big.bin"), &big).unwrap();
-    for large in ["zero-copy", "auto"] {
-        let srv = Server::start(&s.root, &["--large", large]);
+    for args in [
+        &[][..],
+        &["--open-file-cache", "60"][..],
+        &["--zero-copy-from", "1"][..],
+    ] {
+        let srv = Server::start(&s.root, args);
         let mut c = Raw::connect(srv.addr);
         for (range, start, end) in [
             (None, 0, big.len()),
             (Some("bytes=1000-2000999"), 1000, 2_001_000),
             (Some("bytes=-70000"), big.len() - 70_000, big.len()),
+            (Some("bytes=5-14"), 5, 15),
         ] {
             let extra = range.map(|r| format!("Range: {r}\r\n")).unwrap_or_default();
             c.send(format!("GET /big.bin HTTP/1.1\r\nHost: t\r\n{extra}\r\n").as_bytes());
             let r = c.response(false);
-            assert!(r.body == big[start..end], "{large} {range:?}");
+            assert!(r.body == big[start..end], "{args:?} {range:?}");
         }
     }
 }

@@ -25,6 +25,10 @@ const STALL_TIMEOUT_SECS: &str = "30";
 /// Default grace period after SIGINT/SIGTERM for responses in flight.
 const GRACE_SECS: &str = "5";
 
+/// Default `--zero-copy-from`: the library's express limit (64 KiB, `sendpackets` `tuning.rs`),
+/// so the library decides wherever it would read the file into memory.
+const ZERO_COPY_FROM: &str = "64K";
+
 /// Default most connections served at once; when reached, the server stops accepting until
 /// one closes (the others wait in the listen backlog). nginx's default `worker_connections` is
 /// 512 per worker.
@@ -99,23 +103,15 @@ pub(crate) struct ServeArgs {
     /// Default: every request opens its file.
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub(crate) open_file_cache: Option<Duration>,
-    /// Kernel paths of responses larger than 64 KiB: 'zero-copy' sends their file range with
-    /// sendfile whatever the peer; 'auto' leaves the choice to the library (which copies large
-    /// ranges to loopback peers).
-    #[arg(long, value_enum, default_value = "zero-copy")]
-    pub(crate) large: LargeArg,
+    /// Bodies of at least this many bytes (K, M suffixes) always go out with sendfile; smaller
+    /// ones take the library's choice (up to 64 KiB in all: read into memory and sent with one
+    /// call).
+    #[arg(long, value_name = "BYTES", default_value = ZERO_COPY_FROM,
+          value_parser = crate::spec::parse_size)]
+    pub(crate) zero_copy_from: u64,
     /// Print one line per request on stdout.
     #[arg(long)]
     pub(crate) log: bool,
-}
-
-/// `--large`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum LargeArg {
-    /// sendfile for the file range of every response above 64 KiB.
-    ZeroCopy,
-    /// The library's own choice.
-    Auto,
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {

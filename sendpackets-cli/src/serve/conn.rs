@@ -16,7 +16,7 @@ use super::args::{LINGER_BYTES, LINGER_TIME, MAX_HEAD};
 use super::path::{self, Refused};
 use super::range::{self, RangeAnswer};
 use super::request::{self, Method, Parsed, Refusal, Request};
-use super::respond::{self, Body, OpenFailure, Opened, Paths, Root, SendFailure, ServedFile};
+use super::respond::{Body, OpenFailure, Opened, Peer, Root, SendFailure, ServedFile};
 use super::response::{Head, Status};
 
 /// What every connection shares.
@@ -32,8 +32,8 @@ pub(crate) struct Context {
     pub(crate) idle_timeout: Duration,
     /// Time a response may make no progress.
     pub(crate) stall_timeout: Duration,
-    /// Kernel paths of large responses.
-    pub(crate) paths: Paths,
+    /// Bodies of at least this many bytes are sent with `sendfile` only.
+    pub(crate) zero_copy_from: u64,
 }
 
 /// The fate of the connection after a response.
@@ -46,11 +46,14 @@ enum Next {
 /// Serves one connection until it closes. Never panics on input; every wait is bounded by the
 /// idle or the stall timeout.
 pub(crate) async fn serve(
-    mut stream: TcpStream,
-    peer: SocketAddr,
+    stream: TcpStream,
+    addr: SocketAddr,
     ctx: &Context,
     mut stop: watch::Receiver<bool>,
 ) {
+    let Ok(mut peer) = Peer::new(stream, ctx.stall_timeout, ctx.zero_copy_from) else {
+        return; // gone before the first request
+    };
     let mut buf = vec![0u8; MAX_HEAD];
     let mut filled = 0usize;
     let mut deadline = Instant::now() + ctx.idle_timeout;
@@ -59,10 +62,10 @@ pub(crate) async fn serve(
             Parsed::Complete(req) => {
                 let used = req.head_len;
                 let unread = req.has_body || filled > used;
-                let next = answer(&stream, peer, ctx, &req).await;
+                let next = answer(&mut peer, addr, ctx, &req).await;
                 if next == Next::Close {
                     if unread {
-                        linger(stream).await;
+                        linger(peer.into_stream()).await;
                     }
                     return;
                 }
@@ -76,8 +79,8 @@ pub(crate) async fn serve(
                     Refusal::Malformed => Status::BadRequest,
                     Refusal::TooLarge => Status::HeadersTooLarge,
                 };
-                refuse(&stream, peer, ctx, status).await;
-                linger(stream).await;
+                refuse(&mut peer, addr, ctx, status).await;
+                linger(peer.into_stream()).await;
                 return;
             }
             Parsed::Partial => {}
@@ -87,14 +90,14 @@ pub(crate) async fn serve(
         }
         // `parse` refuses a partial head that fills the buffer, so there is room to read.
         tokio::select! {
-            r = stream.read(&mut buf[filled..]) => match r {
+            r = peer.stream_mut().read(&mut buf[filled..]) => match r {
                 Ok(0) | Err(_) => return,
                 Ok(n) => filled += n,
             },
             () = tokio::time::sleep_until(deadline) => {
                 if filled > 0 {
-                    refuse(&stream, peer, ctx, Status::RequestTimeout).await;
-                    linger(stream).await;
+                    refuse(&mut peer, addr, ctx, Status::RequestTimeout).await;
+                    linger(peer.into_stream()).await;
                 }
                 return;
             }
@@ -123,19 +126,12 @@ async fn linger(mut stream: TcpStream) {
 }
 
 /// Answers a refused or timed-out head, then the caller closes.
-async fn refuse(stream: &TcpStream, peer: SocketAddr, ctx: &Context, status: Status) {
+async fn refuse(peer: &mut Peer, addr: SocketAddr, ctx: &Context, status: Status) {
     let (head, body) = error_head(status, true, Next::Close, 1);
-    let sent = respond::send(
-        stream,
-        with_body(head, body),
-        None,
-        ctx.stall_timeout,
-        ctx.paths,
-    )
-    .await;
+    let sent = peer.send(with_body(head, body), None).await;
     if ctx.log {
         log_line(
-            peer,
+            addr,
             None,
             status,
             body.len() as u64 + 1,
@@ -169,7 +165,7 @@ fn with_body(mut head: Vec<u8>, body: &str) -> Vec<u8> {
 }
 
 /// Answers one complete request.
-async fn answer(stream: &TcpStream, peer: SocketAddr, ctx: &Context, req: &Request<'_>) -> Next {
+async fn answer(peer: &mut Peer, addr: SocketAddr, ctx: &Context, req: &Request<'_>) -> Next {
     let keep = if req.keep_alive {
         Next::KeepOpen
     } else {
@@ -203,10 +199,10 @@ async fn answer(stream: &TcpStream, peer: SocketAddr, ctx: &Context, req: &Reque
         start: *start,
         end: *end,
     });
-    let sent = respond::send(stream, head, body, ctx.stall_timeout, ctx.paths).await;
+    let sent = peer.send(head, body).await;
     if ctx.log {
         let bytes = sent.as_ref().map_or(0, |n| n.saturating_sub(head_len));
-        log_line(peer, Some(req), status, bytes, sent.as_ref().err());
+        log_line(addr, Some(req), status, bytes, sent.as_ref().err());
     }
     if sent.is_err() { Next::Close } else { next }
 }

@@ -66,10 +66,7 @@ pub(crate) fn run(args: &ServeArgs) -> Code {
         log: args.log,
         idle_timeout: args.idle_timeout,
         stall_timeout: args.stall_timeout,
-        paths: match args.large {
-            args::LargeArg::ZeroCopy => respond::Paths::ZeroCopyLarge,
-            args::LargeArg::Auto => respond::Paths::Auto,
-        },
+        zero_copy_from: args.zero_copy_from,
     };
     let code = runtime.block_on(serve(args, Arc::new(ctx)));
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));

@@ -9,20 +9,15 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
-use sendpackets::{Element, Engine, FileHandle, ProgressHandle, SendError, SendOptions};
+use sendpackets::tokio::Connection;
+use sendpackets::{Element, Engine, ErrorKind, FileHandle, SendError, SendOptions};
 use tokio::net::TcpStream;
 
 use super::range::Validators;
-
-/// Responses up to this many bytes (head + body) take the library's express path (one read,
-/// one send), which `send_observed` would skip: they are sent under one plain timeout of the
-/// stall length. The library's express limit is 64 KiB (`sendpackets/src/tuning.rs`).
-const EXPRESS_MAX: u64 = 64 << 10;
 
 /// Most paths the open-file cache holds; when full it is emptied (a bound, not a policy: the
 /// benchmark's working set is a handful of files; nginx's `open_file_cache max` has no
@@ -219,18 +214,6 @@ pub(crate) struct Body<'a> {
     pub(crate) end: u64,
 }
 
-/// Which kernel paths responses use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Paths {
-    /// The library's choice (`Engine::Auto`) for every response.
-    Auto,
-    /// `Engine::ZeroCopy` for responses above [`EXPRESS_MAX`] (smaller ones keep the express
-    /// path). The library copies ranges of 1 MiB and more to a loopback peer instead of using
-    /// `sendfile`, which it measured cheaper for sender and receiver together; a server pays
-    /// only its own side, where `sendfile` skips the copy.
-    ZeroCopyLarge,
-}
-
 /// Why a response did not go out whole. The connection is closed either way.
 #[derive(Debug)]
 pub(crate) enum SendFailure {
@@ -240,69 +223,84 @@ pub(crate) enum SendFailure {
     Send(SendError),
 }
 
-/// Sends `head` then the body's range, in one library call. Returns the bytes sent.
-///
-/// # Errors
-///
-/// [`SendFailure`].
-///
-/// # Cancel safety
-///
-/// Not cancel safe (as the library's send): dropping the future leaves part of the response
-/// sent; the caller then closes the connection.
-pub(crate) async fn send(
-    stream: &TcpStream,
-    head: Vec<u8>,
-    body: Option<Body<'_>>,
-    stall: Duration,
-    paths: Paths,
-) -> Result<u64, SendFailure> {
-    let mut total = head.len() as u64;
-    let head = Element::memory(head);
-    let (one, two);
-    let list: &[Element] = match body.filter(|b| b.end > b.start) {
-        Some(b) => {
-            total += b.end - b.start;
-            let file = Element::shared_handle(b.file.handle.clone(), b.start..b.end);
-            two = [head, file];
-            &two
-        }
-        None => {
-            one = [head];
-            &one
-        }
-    };
-    if total <= EXPRESS_MAX {
-        let opts = SendOptions::new();
-        return match tokio::time::timeout(stall, sendpackets::tokio::send_with(stream, list, &opts))
-            .await
-        {
-            Ok(Ok(report)) => Ok(report.bytes_sent),
-            Ok(Err(e)) => Err(SendFailure::Send(e)),
-            Err(_) => Err(SendFailure::Stalled),
-        };
+/// An accepted connection as the library knows it: checked once (connected TCP), then every
+/// response is one send on it, with the stall timeout in the options.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    conn: Connection<TcpStream>,
+    opts: SendOptions,
+    /// Bodies of at least this many bytes go with [`Engine::ZeroCopy`] (`sendfile`, never a
+    /// copy into the process), the others with the library's choice.
+    zero_copy_from: u64,
+    zero_copy: SendOptions,
+}
+
+impl Peer {
+    /// Takes an accepted stream; `stall`: the most time a response may go without progress.
+    ///
+    /// # Errors
+    ///
+    /// The library's check of the socket (not connected: the client already left).
+    pub(crate) fn new(
+        stream: TcpStream,
+        stall: Duration,
+        zero_copy_from: u64,
+    ) -> Result<Peer, SendError> {
+        let opts = SendOptions::new().stall_timeout(stall);
+        Ok(Peer {
+            conn: Connection::new(stream)?,
+            zero_copy: opts.clone().engine(Engine::ZeroCopy),
+            opts,
+            zero_copy_from,
+        })
     }
-    // Larger: watch the progress, and give up after a whole stall period without any.
-    let opts = match paths {
-        Paths::Auto => SendOptions::new(),
-        Paths::ZeroCopyLarge => SendOptions::new().engine(Engine::ZeroCopy),
-    };
-    let progress = ProgressHandle::new();
-    let mut sending = pin!(sendpackets::tokio::send_observed(
-        stream, list, &opts, &progress
-    ));
-    let mut seen = 0;
-    loop {
-        match tokio::time::timeout(stall, sending.as_mut()).await {
-            Ok(Ok(report)) => return Ok(report.bytes_sent),
-            Ok(Err(e)) => return Err(SendFailure::Send(e)),
-            Err(_) => {
-                let now = progress.get().bytes_sent;
-                if now == seen {
-                    return Err(SendFailure::Stalled);
+
+    /// The stream, for reading requests.
+    pub(crate) fn stream_mut(&mut self) -> &mut TcpStream {
+        self.conn.get_mut()
+    }
+
+    /// The stream back, for the lingering close.
+    pub(crate) fn into_stream(self) -> TcpStream {
+        self.conn.into_inner()
+    }
+
+    /// Sends `head` then the body's range, in one library call. Returns the bytes sent.
+    ///
+    /// # Errors
+    ///
+    /// [`SendFailure`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe (as the library's send): dropping the future leaves part of the
+    /// response sent; the caller then closes the connection.
+    pub(crate) async fn send(
+        &mut self,
+        head: Vec<u8>,
+        body: Option<Body<'_>>,
+    ) -> Result<u64, SendFailure> {
+        let head = Element::memory(head);
+        let (one, two);
+        let mut opts = &self.opts;
+        let list: &[Element] = match body.filter(|b| b.end > b.start) {
+            Some(b) => {
+                if b.end - b.start >= self.zero_copy_from {
+                    opts = &self.zero_copy;
                 }
-                seen = now;
+                let file = Element::shared_handle(b.file.handle.clone(), b.start..b.end);
+                two = [head, file];
+                &two
             }
+            None => {
+                one = [head];
+                &one
+            }
+        };
+        match self.conn.send_with(list, opts).await {
+            Ok(report) => Ok(report.bytes_sent),
+            Err(e) if e.kind() == ErrorKind::TimedOut => Err(SendFailure::Stalled),
+            Err(e) => Err(SendFailure::Send(e)),
         }
     }
 }
