@@ -444,8 +444,11 @@ fn aborted_download_leaves_no_descriptor_open() {
     let big = pattern(64 << 20, 3);
     std::fs::write(s.root.join("big.bin"), &big).unwrap();
     let srv = Server::start(&s.root, &["--stall-timeout", "2"]);
-    // Settle: one request served so lazily opened descriptors exist before counting.
+    // Settle: requests served so lazily opened descriptors exist before counting (the file
+    // the server keeps checked and open is among them).
     let mut warm = Raw::connect(srv.addr);
+    warm.send(b"HEAD /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(warm.response(true).status, 200);
     warm.send(b"GET /small.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     assert_eq!(warm.response(false).status, 200);
     assert!(warm.closed());
@@ -568,9 +571,11 @@ fn open_file_cache_serves_the_opened_file_for_its_validity() {
     assert_eq!(cached.body, b"hello, world\n");
     assert_eq!(cached.header("etag"), first.header("etag"));
     drop(srv);
-    // Without the cache every request opens the file.
+    // Without the cache every request opens the file, and sees a change made in place.
     let srv = Server::start(&s.root, &[]);
     assert_eq!(get(&srv).body, b"replaced, longer\n");
+    std::fs::write(s.root.join("small.txt"), "in place\n").unwrap();
+    assert_eq!(get(&srv).body, b"in place\n");
 }
 
 #[test]

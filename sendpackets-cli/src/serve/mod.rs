@@ -114,6 +114,16 @@ async fn serve(args: &ServeArgs, ctx: Arc<Context>) -> Code {
         }
     }
 
+    let sweeper = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(respond::CHECKED_IDLE);
+            loop {
+                every.tick().await;
+                ctx.root.sweep();
+            }
+        })
+    };
     let slots = Arc::new(Semaphore::new(args.max_connections as usize));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -156,6 +166,7 @@ async fn serve(args: &ServeArgs, ctx: Arc<Context>) -> Code {
     };
 
     drop(listener);
+    sweeper.abort();
     let _ = stop_tx.send(true);
     let in_flight = tasks.len();
     let finished = tokio::time::timeout(args.grace, async {

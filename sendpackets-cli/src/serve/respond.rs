@@ -24,12 +24,82 @@ use super::range::Validators;
 /// default and is typically set to 1,000–10,000).
 const CACHE_MAX: usize = 4096;
 
+/// Most files [`Checked`] keeps.
+const CHECKED_MAX: usize = 1024;
+
+/// A checked file unused this long is let go by [`Root::sweep`] (so a deleted file's space is
+/// freed within two of these after its last request).
+pub(crate) const CHECKED_IDLE: Duration = Duration::from_secs(10);
+
 /// The served directory, opened once.
 #[derive(Debug)]
 pub(crate) struct Root {
     dir: OwnedFd,
     follow_symlinks: bool,
     cache: Option<FileCache>,
+    checked: Checked,
+}
+
+/// Files already opened and checked, by identity (device, inode) and version (length,
+/// modification and change times). Every request still opens and `fstat`s its file; when the
+/// result is a file already known in the same version, the known one is sent instead (it is
+/// the same inode, unchanged), so the library does not check a fresh descriptor again and the
+/// header values are not formatted again. Not a cache of contents or names: a changed or
+/// replaced file is a new version at once.
+#[derive(Debug, Default)]
+struct Checked {
+    map: Mutex<HashMap<FileKey, CheckedFile>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct FileKey {
+    dev: u64,
+    ino: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Version {
+    len: u64,
+    mtime: (i64, u64),
+    ctime: (i64, u64),
+}
+
+#[derive(Debug)]
+struct CheckedFile {
+    file: Arc<ServedFile>,
+    version: Version,
+    used: Instant,
+}
+
+impl Checked {
+    fn get(&self, key: FileKey, version: Version, content_type: &str) -> Option<Arc<ServedFile>> {
+        let mut map = self.map.lock().ok()?;
+        let e = map.get_mut(&key)?;
+        if e.version != version || e.file.content_type != content_type {
+            return None;
+        }
+        e.used = Instant::now();
+        Some(e.file.clone())
+    }
+
+    fn insert(&self, key: FileKey, version: Version, file: Arc<ServedFile>) {
+        let Ok(mut map) = self.map.lock() else { return };
+        let now = Instant::now();
+        if map.len() >= CHECKED_MAX && !map.contains_key(&key) {
+            map.retain(|_, e| now.duration_since(e.used) < CHECKED_IDLE);
+            if map.len() >= CHECKED_MAX {
+                map.clear();
+            }
+        }
+        map.insert(
+            key,
+            CheckedFile {
+                file,
+                version,
+                used: now,
+            },
+        );
+    }
 }
 
 /// Open files kept for a validity period, as nginx's `open_file_cache`: within it a path is
@@ -106,7 +176,22 @@ impl Root {
                 valid,
                 map: Mutex::new(HashMap::new()),
             }),
+            checked: Checked::default(),
         })
+    }
+
+    /// Lets go of checked files unused for [`CHECKED_IDLE`] and of expired cache entries
+    /// (called every [`CHECKED_IDLE`]).
+    pub(crate) fn sweep(&self) {
+        let now = Instant::now();
+        if let Ok(mut map) = self.checked.map.lock() {
+            map.retain(|_, e| now.duration_since(e.used) < CHECKED_IDLE);
+        }
+        if let Some(cache) = &self.cache {
+            if let Ok(mut map) = cache.map.lock() {
+                map.retain(|_, c| now.duration_since(c.at) < cache.valid);
+            }
+        }
     }
 
     /// [`open`](Self::open), through the open-file cache when there is one. Failures are not
@@ -168,19 +253,34 @@ impl Root {
         let st = rustix::fs::fstat(&fd).map_err(|e| OpenFailure::Other(e.into()))?;
         match FileType::from_raw_mode(st.st_mode) {
             FileType::RegularFile => {
+                let len = u64::try_from(st.st_size).unwrap_or(0);
+                let key = FileKey {
+                    dev: st.st_dev,
+                    ino: st.st_ino,
+                };
+                let version = Version {
+                    len,
+                    mtime: (st.st_mtime, st.st_mtime_nsec as u64),
+                    ctime: (st.st_ctime, st.st_ctime_nsec as u64),
+                };
+                let content_type = mime_guess::from_path(relative)
+                    .first_raw()
+                    .unwrap_or("application/octet-stream");
+                if let Some(known) = self.checked.get(key, version, content_type) {
+                    return Ok(Opened::File(known)); // `fd` is closed: the known one is sent
+                }
                 let modified = std::time::UNIX_EPOCH
                     + Duration::from_secs(u64::try_from(st.st_mtime).unwrap_or(0));
-                let len = u64::try_from(st.st_size).unwrap_or(0);
                 let validators = Validators::new(len, modified);
-                Ok(Opened::File(Arc::new(ServedFile {
+                let file = Arc::new(ServedFile {
                     handle: FileHandle::new(fd),
                     validators,
                     etag: validators.etag(),
                     last_modified: validators.last_modified(),
-                    content_type: mime_guess::from_path(relative)
-                        .first_raw()
-                        .unwrap_or("application/octet-stream"),
-                })))
+                    content_type,
+                });
+                self.checked.insert(key, version, file.clone());
+                Ok(Opened::File(file))
             }
             FileType::Directory => Ok(Opened::Directory),
             _ => Err(OpenFailure::Forbidden),
