@@ -603,3 +603,55 @@ fn large_responses_and_ranges_of_them() {
         }
     }
 }
+
+#[test]
+fn connections_beyond_the_limit_wait_for_a_free_slot() {
+    let s = site();
+    let srv = Server::start(&s.root, &["--max-connections", "2"]);
+    let mut a = Raw::connect(srv.addr);
+    let mut b = Raw::connect(srv.addr);
+    for c in [&mut a, &mut b] {
+        c.send(b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(c.response(false).status, 200);
+    }
+    // The third is accepted by the kernel (backlog) but not served while two are open.
+    let mut third = Raw::connect(srv.addr);
+    third
+        .reader
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    third.send(b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut byte = [0u8; 1];
+    let waited = third.reader.get_mut().read(&mut byte);
+    assert!(waited.is_err(), "served beyond the limit: {waited:?}");
+    // One closes: the third is served.
+    drop(a);
+    third
+        .reader
+        .get_ref()
+        .set_read_timeout(Some(serve_util::READ_LIMIT))
+        .unwrap();
+    let r = third.response(false);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"hello, world\n"[..]));
+}
+
+#[test]
+fn sigterm_cuts_a_stuck_response_after_the_grace_period() {
+    let s = site();
+    std::fs::write(s.root.join("big.bin"), pattern(64 << 20, 5)).unwrap();
+    let srv = Server::start(&s.root, &["--grace", "1"]);
+    // A client that asks for 64 MiB and reads nothing: the response cannot finish.
+    let mut stuck = TcpStream::connect(srv.addr).unwrap();
+    stuck
+        .write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    stuck
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut first = [0u8; 9];
+    stuck.read_exact(&mut first).unwrap(); // the response has started
+    assert_eq!(&first, b"HTTP/1.1 ");
+    let status = srv.terminate();
+    assert!(status.success(), "{status:?}");
+}
