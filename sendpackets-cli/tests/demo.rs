@@ -83,7 +83,11 @@ fn the_comparison_is_repeated_not_a_single_shot() {
     assert_ne!(orders[0], orders[1]);
     for name in ["sendpackets", "read_write_loop"] {
         let c = &cmp[name];
-        assert_eq!(c["bytes_per_sec"].as_array().unwrap().len() as u64, rounds, "{c}");
+        assert_eq!(
+            c["bytes_per_sec"].as_array().unwrap().len() as u64,
+            rounds,
+            "{c}"
+        );
         let (min, med, max) = (
             c["bytes_per_sec_min"].as_f64().unwrap(),
             c["bytes_per_sec_median"].as_f64().unwrap(),

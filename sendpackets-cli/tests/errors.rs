@@ -245,7 +245,8 @@ fn a_file_failure_after_bytes_went_out_exits_5() {
         }
     };
     conn.set_nonblocking(false).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     // The first bytes arrived, so the checks are done. Loopback buffers hold a few MB; the last
     // file starts about 30 MB in. Make it unopenable: a symbolic link to itself (ELOOP).
     let mut head = [0u8; 4096];

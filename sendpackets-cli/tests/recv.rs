@@ -59,10 +59,7 @@ fn unix_datagrams_larger_than_128_kib_arrive_whole() {
     // The largest datagram the command itself sends on a default socket: SO_SNDBUF - 32.
     let recv = Recv::start(&gram, &["--json", "--datagrams", "2"]);
     let big = pattern(212_960, 11);
-    let out = run_with_stdin(
-        bin().args(["send", &gram, "-", "eop", "text:tail"]),
-        &big,
-    );
+    let out = run_with_stdin(bin().args(["send", &gram, "-", "eop", "text:tail"]), &big);
     assert!(out.status.success(), "{}", stderr(&out));
     let got = recv.json();
     let mut expected = big.clone();
@@ -144,8 +141,16 @@ fn sigterm_and_sigint_remove_the_socket_file_and_the_partial_output() {
         assert!(sock.exists());
         recv.signal(signal);
         let done = recv.finish();
-        assert_eq!(done.status.signal(), Some(number), "{scheme}: {:?}", done.status);
-        assert!(!sock.exists(), "{scheme}: the socket file is left after SIG{signal}");
+        assert_eq!(
+            done.status.signal(),
+            Some(number),
+            "{scheme}: {:?}",
+            done.status
+        );
+        assert!(
+            !sock.exists(),
+            "{scheme}: the socket file is left after SIG{signal}"
+        );
         assert_eq!(std::fs::read_to_string(&keep).unwrap(), "precious");
         assert_eq!(names(dir.path()), ["keep.txt"], "{scheme}");
 
@@ -164,7 +169,12 @@ fn a_stale_socket_is_replaced_and_anything_else_is_left_alone() {
     let listen = format!("unix://{}", sock.display());
     // A socket file nothing listens on: bound, then closed without removing the file.
     drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
-    assert!(std::fs::symlink_metadata(&sock).unwrap().file_type().is_socket());
+    assert!(
+        std::fs::symlink_metadata(&sock)
+            .unwrap()
+            .file_type()
+            .is_socket()
+    );
     let recv = Recv::start(&listen, &["--json"]);
     let out = run(bin().args(["send", &listen, "text:over a stale path"]));
     assert!(out.status.success(), "{}", stderr(&out));
@@ -254,7 +264,11 @@ fn expect_bytes_detects_a_stream_cut_short() {
     assert_eq!(py.status.signal(), Some(9));
     let done = recv.finish();
     assert_eq!(code(&done), 6);
-    assert!(stderr(&done).contains("more than 299999 bytes"), "{}", stderr(&done));
+    assert!(
+        stderr(&done).contains("more than 299999 bytes"),
+        "{}",
+        stderr(&done)
+    );
 }
 
 #[test]
@@ -283,7 +297,10 @@ fn expect_sha256_checks_the_digest() {
     let done = recv.finish();
     assert_eq!(code(&done), 6);
     let msg = stderr(&done);
-    assert!(msg.contains(&good) && msg.contains(&sha256(b"exact bytez")), "{msg}");
+    assert!(
+        msg.contains(&good) && msg.contains(&sha256(b"exact bytez")),
+        "{msg}"
+    );
     assert_eq!(std::fs::read_to_string(&keep).unwrap(), "precious");
 
     let bad = run(bin().args(["recv", "0", "--expect-sha256", "abc"]));
@@ -329,5 +346,8 @@ fn udp_receive_locks_to_the_first_peer() {
     assert!(done.status.success());
     let text = stdout(&done);
     assert!(text.contains("received 6 bytes"), "{text}");
-    assert!(text.contains("ignored 1 datagram from other peers"), "{text}");
+    assert!(
+        text.contains("ignored 1 datagram from other peers"),
+        "{text}"
+    );
 }
