@@ -69,9 +69,12 @@ Examples:
 
 const DEMO_HELP: &str = "\
 Builds its own data in a temporary directory (removed on exit), starts loopback receivers,
-sends HTTP-like responses, one bulk file and a UDP datagram burst, checks every received byte
-with SHA-256 against digests computed from the generated data, and prints a table with the
-same bulk transfer done by a plain read/write loop for comparison.";
+sends HTTP-like responses, a UDP datagram burst, and one bulk file, and checks every received
+byte with SHA-256 against digests computed from the generated data.
+The bulk file goes 5 times with sendpackets and 5 times with a plain read/write loop,
+interleaved, alternating which goes first; the table shows the median throughput with its
+min-max and the sending thread's CPU time per GB (steadier on a busy machine). A few rounds
+on one machine are no benchmark: 'cargo run --release -p sendpackets-bench' is.";
 
 /// Send files and buffers over a socket as fast as the kernel allows.
 #[derive(Debug, Parser)]
