@@ -268,7 +268,7 @@ fn demo(size_mib: u64, chatty: bool) -> Result<Outcome, Failure> {
         read_write_loop: Vec::with_capacity(ROUNDS),
     };
     let mut sp_calls = KernelCalls::default();
-    let mut loop_calls = (0u64, 0u64);
+    let mut loop_calls = LoopCalls::default();
     for round in 0..ROUNDS {
         let first = if round % 2 == 0 {
             Contender::Sendpackets
@@ -291,16 +291,16 @@ fn demo(size_mib: u64, chatty: bool) -> Result<Outcome, Failure> {
             ));
             match who {
                 Contender::Sendpackets => {
-                    let (r, calls, b) = bulk_file(&bulk, buf)?;
-                    buf = b;
-                    sp_calls = calls;
-                    comparison.sendpackets.push(r);
+                    let t = bulk_file(&bulk, buf)?;
+                    buf = t.buf;
+                    sp_calls = t.calls;
+                    comparison.sendpackets.push(t.round);
                 }
                 Contender::ReadWriteLoop => {
-                    let (r, calls, b) = read_write_loop(&bulk, buf)?;
-                    buf = b;
-                    loop_calls = calls;
-                    comparison.read_write_loop.push(r);
+                    let t = read_write_loop(&bulk, buf)?;
+                    buf = t.buf;
+                    loop_calls = t.calls;
+                    comparison.read_write_loop.push(t.round);
                 }
             }
         }
@@ -319,8 +319,8 @@ fn demo(size_mib: u64, chatty: bool) -> Result<Outcome, Failure> {
         Row::of_rounds(
             "read/write loop, same bulk",
             &bulk.expected,
-            format!("read {}, write {}", loop_calls.0, loop_calls.1),
-            json!({ "read": loop_calls.0, "write": loop_calls.1 }),
+            format!("read {}, write {}", loop_calls.reads, loop_calls.writes),
+            json!({ "read": loop_calls.reads, "write": loop_calls.writes }),
             comparison.read_write_loop.clone(),
         ),
     ];
@@ -619,8 +619,22 @@ fn http_responses(pages: &[Page]) -> Result<Row, Failure> {
     })
 }
 
+/// A timed bulk transfer, the calls it made, and the receive buffer for the next one.
+struct Timed<C> {
+    round: Round,
+    calls: C,
+    buf: Vec<u8>,
+}
+
+/// The calls of the read/write loop.
+#[derive(Debug, Clone, Copy, Default)]
+struct LoopCalls {
+    reads: u64,
+    writes: u64,
+}
+
 /// One timed bulk transfer with `sendpackets`: header + file + trailer, one `send_with`.
-fn bulk_file(bulk: &Bulk, buf: Vec<u8>) -> Result<(Round, KernelCalls, Vec<u8>), Failure> {
+fn bulk_file(bulk: &Bulk, buf: Vec<u8>) -> Result<Timed<KernelCalls>, Failure> {
     let (client, server) = tcp_pair()?;
     let receiver = buffering_receiver(server, buf);
     let list = [
@@ -645,12 +659,15 @@ fn bulk_file(bulk: &Bulk, buf: Vec<u8>) -> Result<(Round, KernelCalls, Vec<u8>),
         sender_cpu,
         received: got.sha256,
     };
-    Ok((round, report.calls, buf))
+    Ok(Timed {
+        round,
+        calls: report.calls,
+        buf,
+    })
 }
 
 /// The same bulk transfer with a plain loop: read 64 KiB from the file, write it to the socket.
-/// Returns the round, and the read and write calls it made.
-fn read_write_loop(bulk: &Bulk, buf: Vec<u8>) -> Result<(Round, (u64, u64), Vec<u8>), Failure> {
+fn read_write_loop(bulk: &Bulk, buf: Vec<u8>) -> Result<Timed<LoopCalls>, Failure> {
     let (mut client, server) = tcp_pair()?;
     let receiver = buffering_receiver(server, buf);
     let mut reads = 0u64;
@@ -692,7 +709,11 @@ fn read_write_loop(bulk: &Bulk, buf: Vec<u8>) -> Result<(Round, (u64, u64), Vec<
         sender_cpu,
         received: got.sha256,
     };
-    Ok((round, (reads, writes), buf))
+    Ok(Timed {
+        round,
+        calls: LoopCalls { reads, writes },
+        buf,
+    })
 }
 
 fn datagram_burst(page: &Page) -> Result<Row, Failure> {

@@ -275,6 +275,28 @@ fn out_exists(shown: &str) -> Failure {
     .note("pass --force to replace it, or choose another file")
 }
 
+/// What the socket part of a receive found, before the checks.
+struct Took {
+    listen: String,
+    peer: Option<String>,
+    datagrams: Option<u64>,
+    ignored: Option<u64>,
+    /// When the connection was accepted or the first datagram arrived.
+    start: Instant,
+}
+
+impl Took {
+    fn stream(listen: String, peer: Option<String>, start: Instant) -> Took {
+        Took {
+            listen,
+            peer,
+            datagrams: None,
+            ignored: None,
+            start,
+        }
+    }
+}
+
 /// Counts, hashes and forwards what arrives, and enforces `--expect-bytes` as it goes.
 struct Tally {
     sink: Sink,
@@ -355,7 +377,7 @@ fn recv(args: &RecvArgs) -> Result<Received, Failure> {
             eprintln!("listening on {addr}");
         }
     };
-    let (peer, datagrams, ignored, listen, start) = match (&ep.kind, &ep.addr) {
+    let took = match (&ep.kind, &ep.addr) {
         (Kind::Tcp, _) => {
             let addr = *resolve(ep)?.first().ok_or_else(|| no_address(ep))?;
             let listener = TcpListener::bind(addr).map_err(bind_failure)?;
@@ -369,7 +391,7 @@ fn recv(args: &RecvArgs) -> Result<Received, Failure> {
             )?;
             let start = Instant::now();
             read_stream(stream, args.idle_timeout, &mut tally)?;
-            (Some(peer.to_string()), None, None, listen, start)
+            Took::stream(listen, Some(peer.to_string()), start)
         }
         (Kind::Unix, Addr::Path(path)) => {
             make_way_for_socket(ep, path)?;
@@ -383,7 +405,7 @@ fn recv(args: &RecvArgs) -> Result<Received, Failure> {
             )?;
             let start = Instant::now();
             read_stream(stream, args.idle_timeout, &mut tally)?;
-            (None, None, None, ep.to_string(), start)
+            Took::stream(ep.to_string(), None, start)
         }
         (Kind::Udp, _) => {
             let addr = *resolve(ep)?.first().ok_or_else(|| no_address(ep))?;
@@ -398,8 +420,13 @@ fn recv(args: &RecvArgs) -> Result<Received, Failure> {
                 |t| sock.set_read_timeout(t),
                 |buf| recv_udp(&sock, buf),
             )?;
-            let peer = got.peer.map(|p| p.to_string());
-            (peer, Some(got.count), Some(got.ignored), listen, got.start)
+            Took {
+                listen,
+                peer: got.peer.map(|p| p.to_string()),
+                datagrams: Some(got.count),
+                ignored: Some(got.ignored),
+                start: got.start,
+            }
         }
         (Kind::UnixGram, Addr::Path(path)) => {
             make_way_for_socket(ep, path)?;
@@ -413,7 +440,13 @@ fn recv(args: &RecvArgs) -> Result<Received, Failure> {
                 |t| sock.set_read_timeout(t),
                 |buf| recv_unix_datagram(&sock, buf),
             )?;
-            (None, Some(got.count), None, ep.to_string(), got.start)
+            Took {
+                listen: ep.to_string(),
+                peer: None,
+                datagrams: Some(got.count),
+                ignored: None,
+                start: got.start,
+            }
         }
         _ => {
             return Err(Failure::new(
@@ -423,7 +456,7 @@ fn recv(args: &RecvArgs) -> Result<Received, Failure> {
             ));
         }
     };
-    let elapsed = start.elapsed();
+    let elapsed = took.start.elapsed();
     let sha256 = output::hex(&tally.hasher.finalize());
     check_expected(args, tally.bytes, &sha256)?;
     match tally.sink {
@@ -432,11 +465,11 @@ fn recv(args: &RecvArgs) -> Result<Received, Failure> {
         Sink::File(f) => f.commit(tally.bytes)?,
     }
     Ok(Received {
-        listen,
-        peer,
+        listen: took.listen,
+        peer: took.peer,
         bytes: tally.bytes,
-        datagrams,
-        ignored,
+        datagrams: took.datagrams,
+        ignored: took.ignored,
         sha256,
         elapsed,
     })
@@ -642,8 +675,8 @@ struct Datagram {
 }
 
 /// Receives one UDP datagram into `buf` (64 KiB holds any UDP payload).
-fn recv_udp(sock: &UdpSocket, buf: &mut Vec<u8>) -> io::Result<Datagram> {
-    let (len, full_len, from) = rustix::net::recvfrom(sock, &mut buf[..], RecvFlags::TRUNC)?;
+fn recv_udp(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Datagram> {
+    let (len, full_len, from) = rustix::net::recvfrom(sock, buf, RecvFlags::TRUNC)?;
     Ok(Datagram {
         len,
         full_len,
