@@ -53,7 +53,7 @@ What arrives:
   failed receive, or one ended by SIGINT/SIGTERM, removes the temporary file and leaves FILE
   as it was (or absent), so a retry is not refused.
   An existing FILE is refused unless --force; with --force a symbolic link stays and its target
-  is replaced.
+  is replaced, and a FILE that is not a regular file (a FIFO, /dev/null) is written in place.
 
 Unix socket paths:
   recv removes its socket file when it ends, also on SIGINT and SIGTERM (it then dies of that

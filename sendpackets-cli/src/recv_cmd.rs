@@ -117,8 +117,11 @@ enum Sink {
     Discard,
     /// `--out -`.
     Stdout(BufWriter<io::Stdout>),
-    /// `--out FILE`.
+    /// `--out FILE`, a regular file (new or replaced).
     File(OutFile),
+    /// `--out FILE --force` where FILE is a FIFO, a device or a socket: written in place,
+    /// since such a file cannot be replaced by renaming (and must not be: `/dev/null`).
+    InPlace(BufWriter<fs::File>),
 }
 
 impl Sink {
@@ -127,6 +130,7 @@ impl Sink {
             Sink::Discard => Ok(()),
             Sink::Stdout(w) => w.write_all(data),
             Sink::File(f) => f.temp.write_all(data),
+            Sink::InPlace(w) => w.write_all(data),
         }
     }
 }
@@ -152,8 +156,9 @@ struct OutFile {
 }
 
 impl OutFile {
-    /// Opens the temporary file for `path`; an existing `path` is refused without `force`.
-    fn create(path: &Path, force: bool) -> Result<OutFile, Failure> {
+    /// Opens the temporary file for `path`, or `path` itself when it exists and is not a
+    /// regular file (with `force`); an existing `path` is refused without `force`.
+    fn create(path: &Path, force: bool) -> Result<Sink, Failure> {
         let shown = path.display().to_string();
         let failed = |e: &io::Error| {
             Failure::new(
@@ -190,6 +195,13 @@ impl OutFile {
                     format!("--out {shown}: is a directory"),
                 ));
             }
+            Ok(m) if !m.is_file() => {
+                let file = fs::OpenOptions::new()
+                    .write(true)
+                    .open(&dest)
+                    .map_err(|e| failed(&e))?;
+                return Ok(Sink::InPlace(BufWriter::with_capacity(STREAM_BUFFER, file)));
+            }
             Ok(m) => Some(m.permissions()),
             Err(_) => None,
         };
@@ -206,13 +218,13 @@ impl OutFile {
         if let Some(p) = current {
             temp.as_file().set_permissions(p).map_err(|e| failed(&e))?;
         }
-        Ok(OutFile {
+        Ok(Sink::File(OutFile {
             temp: BufWriter::with_capacity(STREAM_BUFFER, temp),
             dest,
             replace: force,
             shown,
             on_signal,
-        })
+        }))
     }
 
     /// Flushes and syncs the temporary file and renames it over the destination.
@@ -346,7 +358,7 @@ fn recv(args: &RecvArgs) -> Result<Received, Failure> {
         })?;
     }
     let sink = match (&args.out, out_file) {
-        (_, Some(path)) => Sink::File(OutFile::create(path, args.force)?),
+        (_, Some(path)) => OutFile::create(path, args.force)?,
         (Some(_), None) => Sink::Stdout(BufWriter::with_capacity(STREAM_BUFFER, io::stdout())),
         (None, _) => Sink::Discard,
     };
@@ -462,6 +474,7 @@ fn recv(args: &RecvArgs) -> Result<Received, Failure> {
     match tally.sink {
         Sink::Discard => {}
         Sink::Stdout(mut w) => w.flush().map_err(|e| write_failure(&e, tally.bytes))?,
+        Sink::InPlace(mut w) => w.flush().map_err(|e| write_failure(&e, tally.bytes))?,
         Sink::File(f) => f.commit(tally.bytes)?,
     }
     Ok(Received {

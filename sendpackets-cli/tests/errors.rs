@@ -220,6 +220,11 @@ fn a_file_failure_after_bytes_went_out_exits_5() {
         std::fs::write(name, pattern(FILE_LEN, i as u8)).unwrap();
     }
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // A fixed, small receive buffer (inherited by the accepted socket) turns off autotuning,
+    // so what can be in flight before the swap below is bounded by the sender's buffer.
+    socket2::SockRef::from(&listener)
+        .set_recv_buffer_size(64 << 10)
+        .unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     // With 32 descriptors the files cannot all stay open: the last ones are reopened by path
     // when the send reaches them, long after the first bytes went out.
@@ -247,8 +252,8 @@ fn a_file_failure_after_bytes_went_out_exits_5() {
     conn.set_nonblocking(false).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
-    // The first bytes arrived, so the checks are done. Loopback buffers hold a few MB; the last
-    // file starts about 30 MB in. Make it unopenable: a symbolic link to itself (ELOOP).
+    // The first bytes arrived, so the checks are done. At most the sender's buffer (4 MiB by
+    // default) and our 64 KiB are in flight; the last file starts about 30 MB in. Make it unopenable: a symbolic link to itself (ELOOP).
     let mut head = [0u8; 4096];
     conn.read_exact(&mut head).unwrap();
     assert_eq!(&head[..5], b"start");

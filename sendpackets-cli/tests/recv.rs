@@ -351,3 +351,33 @@ fn udp_receive_locks_to_the_first_peer() {
         "{text}"
     );
 }
+
+#[test]
+fn an_out_that_is_not_a_regular_file_is_written_in_place() {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    // Held open for reading and writing, so recv's open does not wait for a reader and the
+    // bytes stay in the pipe until read below.
+    let mut reader = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let recv = Recv::start("0", &["--out", fifo.to_str().unwrap(), "--force"]);
+    let out = run(bin().args(["send", &recv.addr, "text:through the pipe"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let done = recv.finish();
+    assert!(done.status.success(), "{}", stderr(&done));
+    let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+    assert!(kind.is_fifo(), "--out replaced the FIFO with {kind:?}");
+    let mut got = [0u8; 64];
+    let n = reader.read(&mut got).unwrap();
+    assert_eq!(&got[..n], b"through the pipe");
+    assert_eq!(names(dir.path()), ["pipe"]);
+}
