@@ -499,9 +499,7 @@ fn check_expected(args: &RecvArgs, bytes: u64, sha256: &str) -> Result<(), Failu
         return Err(Failure::new(
             Code::Verify,
             "short",
-            format!(
-                "received {bytes} bytes, expected {n} (--expect-bytes): the sender stopped early"
-            ),
+            format!("received {bytes} bytes, expected {n} (--expect-bytes): fewer arrived"),
         )
         .note(format!("sha256 of what arrived: {sha256}{kept}")));
     }
@@ -837,4 +835,110 @@ fn write_failure(e: &io::Error, bytes: u64) -> Failure {
         format!("writing the output failed: {}", output::io_message(e)),
     )
     .note(format!("{bytes} bytes were received"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> RecvArgs {
+        let mut argv = vec!["sendpackets", "recv", "udp://0"];
+        argv.extend_from_slice(extra);
+        match crate::cli::Cli::parse_from(argv).command {
+            crate::cli::Command::Recv(a) => a,
+            _ => unreachable!("parsed a recv command line"),
+        }
+    }
+
+    fn tally() -> Tally {
+        Tally {
+            sink: Sink::Discard,
+            hasher: Sha256::new(),
+            bytes: 0,
+            expect_bytes: None,
+        }
+    }
+
+    /// One datagram a fake socket hands out.
+    struct Scripted {
+        data: &'static [u8],
+        full_len: usize,
+        from: Option<SocketAddr>,
+    }
+
+    fn dgram(data: &'static [u8], full_len: usize, from: Option<SocketAddr>) -> Scripted {
+        Scripted {
+            data,
+            full_len,
+            from,
+        }
+    }
+
+    /// A fake socket: hands out `script` in order, then times out.
+    fn scripted(script: Vec<Scripted>) -> impl FnMut(&mut Vec<u8>) -> io::Result<Datagram> {
+        let mut script = script.into_iter();
+        move |buf| match script.next() {
+            Some(d) => {
+                buf[..d.data.len()].copy_from_slice(d.data);
+                Ok(Datagram {
+                    len: d.data.len(),
+                    full_len: d.full_len,
+                    from: d.from,
+                })
+            }
+            None => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    #[test]
+    fn a_truncated_datagram_is_an_error() {
+        let a = args(&[]);
+        let mut t = tally();
+        let recv = scripted(vec![dgram(b"whole", 5, None), dgram(b"cut", 70_000, None)]);
+        let err = read_datagrams(&a, &mut t, |_| Ok(()), recv)
+            .err()
+            .expect("truncation must fail");
+        assert_eq!(err.code, Code::Transfer);
+        assert_eq!(&*err.kind, "truncated_datagram");
+        assert!(
+            err.message.contains("3 of its 70000 bytes"),
+            "{}",
+            err.message
+        );
+        assert_eq!(t.bytes, 5, "the truncated datagram was not counted");
+    }
+
+    #[test]
+    fn datagrams_lock_to_the_first_peer() {
+        let a = args(&["--datagrams", "2"]);
+        let mut t = tally();
+        let first: SocketAddr = "127.0.0.1:1000".parse().unwrap();
+        let other: SocketAddr = "127.0.0.1:2000".parse().unwrap();
+        let recv = scripted(vec![
+            dgram(b"one", 3, Some(first)),
+            dgram(b"xx", 2, Some(other)),
+            dgram(b"two", 3, Some(first)),
+            dgram(b"late", 4, Some(first)),
+        ]);
+        let got = read_datagrams(&a, &mut t, |_| Ok(()), recv).unwrap();
+        assert_eq!(got.count, 2);
+        assert_eq!(got.ignored, 1);
+        assert_eq!(got.peer, Some(first));
+        assert_eq!(t.bytes, 6);
+    }
+
+    #[test]
+    fn expect_bytes_stops_at_the_first_extra_byte() {
+        let a = args(&[]);
+        let mut t = tally();
+        t.expect_bytes = Some(4);
+        let recv = scripted(vec![dgram(b"abc", 3, None), dgram(b"de", 2, None)]);
+        let err = read_datagrams(&a, &mut t, |_| Ok(()), recv)
+            .err()
+            .expect("too many bytes must fail");
+        assert_eq!(err.code, Code::Verify);
+        assert_eq!(&*err.kind, "long");
+        assert_eq!(t.bytes, 3);
+    }
 }
