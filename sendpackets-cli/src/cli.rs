@@ -39,16 +39,42 @@ The address actually listened on is printed on stderr as 'listening on ADDRESS'.
 A stream receive ends when the peer closes; a datagram receive ends after --datagrams N, or
 when no datagram came for --idle-timeout seconds.
 
+What arrives:
+  Datagrams arrive whole, whatever their size; one that the kernel truncated anyway is an
+  error (exit 5), never silently shortened.
+  udp:// locks to the first peer: datagrams from any other address are not counted, hashed or
+  written, and the summary (text and JSON 'ignored_datagrams') says how many were ignored.
+  --expect-bytes N and --expect-sha256 HEX state what must arrive; anything else (a stream
+  cut short by a killed sender, extra bytes, other bytes) exits 6. Without them a short stream
+  cannot be told from a whole one.
+
+--out FILE:
+  The bytes go to a temporary file beside FILE, renamed over FILE only when recv exits 0. A
+  failed receive, or one ended by SIGINT/SIGTERM, removes the temporary file and leaves FILE
+  as it was (or absent), so a retry is not refused.
+  An existing FILE is refused unless --force; with --force a symbolic link stays and its target
+  is replaced, and a FILE that is not a regular file (a FIFO, /dev/null) is written in place.
+
+Unix socket paths:
+  recv removes its socket file when it ends, also on SIGINT and SIGTERM (it then dies of that
+  signal: a shell shows 130 or 143). A socket file nothing
+  listens on (left by a killed program) is replaced; a live socket, or anything at the path
+  that is not a socket, is an error (exit 4) and is never removed.
+
 Examples:
   sendpackets recv 9000 --out copy.bin       then, in another terminal:
   sendpackets send 127.0.0.1:9000 original.bin
-  sha256sum original.bin                      and compare with the sha256 recv printed";
+  sha256sum original.bin                      and compare with the sha256 recv printed
+  sendpackets recv 9000 --expect-sha256 \"$(sha256sum original.bin | cut -d' ' -f1)\"";
 
 const DEMO_HELP: &str = "\
 Builds its own data in a temporary directory (removed on exit), starts loopback receivers,
-sends HTTP-like responses, one bulk file and a UDP datagram burst, checks every received byte
-with SHA-256 against digests computed from the generated data, and prints a table with the
-same bulk transfer done by a plain read/write loop for comparison.";
+sends HTTP-like responses, a UDP datagram burst, and one bulk file, and checks every received
+byte with SHA-256 against digests computed from the generated data.
+The bulk file goes 5 times with sendpackets and 5 times with a plain read/write loop,
+interleaved, alternating which goes first; the table shows the median throughput with its
+min-max and the sending thread's CPU time per GB (steadier on a busy machine). A few rounds
+on one machine are no benchmark: 'cargo run --release -p sendpackets-bench' is.";
 
 /// Send files and buffers over a socket as fast as the kernel allows.
 #[derive(Debug, Parser)]
@@ -137,9 +163,16 @@ pub(crate) struct RecvArgs {
     /// Write what arrives to FILE ('-' for stdout); without it the bytes are only counted.
     #[arg(long, short, value_name = "FILE")]
     pub(crate) out: Option<PathBuf>,
-    /// Overwrite --out if it exists.
+    /// Replace --out if it exists (only when the receive succeeds; a symlink's target is
+    /// replaced).
     #[arg(long)]
     pub(crate) force: bool,
+    /// Fail (exit 6) unless exactly this many bytes arrive (K, M, G suffixes).
+    #[arg(long, value_name = "N", value_parser = parse_size)]
+    pub(crate) expect_bytes: Option<u64>,
+    /// Fail (exit 6) unless the SHA-256 of what arrives is HEX (64 hex digits).
+    #[arg(long, value_name = "HEX", value_parser = parse_sha256)]
+    pub(crate) expect_sha256: Option<String>,
     /// Datagrams: stop when none came for this long (default 2). Streams: fail when no byte
     /// came for this long (default: wait).
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
@@ -169,6 +202,14 @@ pub(crate) struct DemoArgs {
 
 fn parse_size(s: &str) -> Result<u64, String> {
     crate::spec::parse_size(s)
+}
+
+fn parse_sha256(s: &str) -> Result<String, String> {
+    if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(format!("'{s}' is not a SHA-256 digest (64 hex digits)"))
+    }
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -219,5 +260,13 @@ mod tests {
         assert_eq!(parse_secs("0.5").unwrap(), Duration::from_millis(500));
         assert!(parse_secs("0").is_err());
         assert!(parse_secs("nan").is_err());
+    }
+
+    #[test]
+    fn sha256_digests() {
+        let upper = "AB".repeat(32);
+        assert_eq!(parse_sha256(&upper).unwrap(), "ab".repeat(32));
+        assert!(parse_sha256("abc").is_err());
+        assert!(parse_sha256(&"g".repeat(64)).is_err());
     }
 }

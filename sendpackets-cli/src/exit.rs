@@ -1,14 +1,21 @@
 //! Exit codes, and the failure every command returns.
 //!
+//! The rule for `send`: the code follows whether bytes went out. A failure before the first byte
+//! reached the kernel is 3 (input) or 4 (connection), whatever went wrong; a failure after at
+//! least one byte is 5, whatever went wrong, because the peer may hold part of the list.
+//!
 //! | code | meaning                                                                     |
 //! |------|-----------------------------------------------------------------------------|
 //! | 0    | success                                                                     |
 //! | 1    | an unexpected internal failure                                              |
 //! | 2    | usage: bad option, bad TARGET, bad ELEMENT syntax                           |
-//! | 3    | input: missing file, bad range, glob without match, datagram too large, `--out` exists |
-//! | 4    | connection: cannot resolve, connect, bind or accept; socket not connected   |
-//! | 5    | during the send or receive: the socket or a file failed after the start; bytes may have gone out |
-//! | 6    | verification: received bytes differ from what was sent (`demo`)            |
+//! | 3    | input, nothing sent: missing or unreadable file, bad range, glob without match, datagram too large; `recv`: `--out` exists or cannot be created |
+//! | 4    | connection, nothing sent: cannot resolve, connect, bind or accept; the socket failed before the first byte; `recv`: socket path in use or not a socket, nothing arrived within `--wait` |
+//! | 5    | during the transfer: `send` failed after at least one byte went out (the message says how many); `recv` failed after the connection or first datagram (read error, idle timeout, truncated datagram, writing `--out`) |
+//! | 6    | verification: `recv` got other bytes than `--expect-bytes`/`--expect-sha256` say; `demo` received bytes that differ from what it sent |
+//! | 128+N | `recv` ended by signal N (SIGINT 130, SIGTERM 143), after removing its socket file and partial output |
+//!
+//! `recv` replaces `--out` only when it exits 0: every other code leaves the file as it was.
 
 use std::process::ExitCode;
 
@@ -47,20 +54,21 @@ impl Code {
         }
     }
 
-    /// The code a library error maps to.
-    pub(crate) fn of_send_error(kind: ErrorKind) -> Code {
+    /// The code a failed send exits with. It follows whether bytes went out: any failure after
+    /// at least one byte reached the kernel is [`Code::Transfer`], whatever its kind, since the
+    /// peer may hold part of the list; before that, a socket problem is [`Code::Connect`] and
+    /// everything else (files, ranges, datagram sizes, a file that cannot be read while it is
+    /// checked) is [`Code::Input`].
+    pub(crate) fn of_send_error(kind: ErrorKind, bytes_sent: u64) -> Code {
+        if bytes_sent > 0 {
+            return Code::Transfer;
+        }
         match kind {
-            ErrorKind::NotConnected | ErrorKind::UnsupportedSocket => Code::Connect,
-            ErrorKind::EmptyPath
-            | ErrorKind::FileNotFound
-            | ErrorKind::DirectoryNotFound
-            | ErrorKind::IsADirectory
-            | ErrorKind::NotARegularFile
-            | ErrorKind::PermissionDenied
-            | ErrorKind::RangeOutOfBounds
-            | ErrorKind::MessageTooLarge
-            | ErrorKind::FileOpen => Code::Input,
-            _ => Code::Transfer,
+            ErrorKind::NotConnected
+            | ErrorKind::UnsupportedSocket
+            | ErrorKind::TimedOut
+            | ErrorKind::Socket => Code::Connect,
+            _ => Code::Input,
         }
     }
 }
@@ -77,10 +85,18 @@ Exit codes:
   0  success
   1  unexpected internal failure
   2  usage: bad option, TARGET or ELEMENT syntax
-  3  input: missing file, bad range, glob without a match, datagram too large, --out exists
-  4  connection: cannot resolve, connect, bind or accept
-  5  failure during the transfer (the message says how many bytes went out)
-  6  verification failed: received bytes differ from the expected bytes (demo)";
+  3  input, nothing sent: missing or unreadable file, bad range, glob without a match,
+     datagram too large; recv: --out exists or cannot be created
+  4  connection, nothing sent: cannot resolve, connect, bind or accept; the socket failed
+     before the first byte; recv: socket path in use or not a socket, nothing within --wait
+  5  failure during the transfer: send failed after bytes went out (the message says how
+     many); recv failed after the connection or first datagram (read error, idle timeout,
+     truncated datagram, writing --out)
+  6  verification failed: recv got other bytes than --expect-bytes/--expect-sha256 say;
+     demo received bytes that differ from the generated data
+  130/143  recv ended by SIGINT/SIGTERM (its socket file and partial output removed)
+send: 3 and 4 mean nothing was sent; 5 means at least one byte went out.
+recv replaces --out only on exit 0; on any other code the file is left as it was.";
 
 /// A failed command: exit code, what to say, and what JSON output carries.
 #[derive(Debug, Clone)]
@@ -163,8 +179,20 @@ mod tests {
         for (i, a) in all.iter().enumerate() {
             assert_eq!(*a as usize, i);
         }
-        assert_eq!(Code::of_send_error(ErrorKind::FileNotFound), Code::Input);
-        assert_eq!(Code::of_send_error(ErrorKind::NotConnected), Code::Connect);
-        assert_eq!(Code::of_send_error(ErrorKind::Socket), Code::Transfer);
+    }
+
+    #[test]
+    fn send_codes_follow_bytes_sent() {
+        assert_eq!(Code::of_send_error(ErrorKind::FileNotFound, 0), Code::Input);
+        assert_eq!(Code::of_send_error(ErrorKind::FileRead, 0), Code::Input);
+        assert_eq!(
+            Code::of_send_error(ErrorKind::NotConnected, 0),
+            Code::Connect
+        );
+        assert_eq!(Code::of_send_error(ErrorKind::Socket, 0), Code::Connect);
+        assert_eq!(Code::of_send_error(ErrorKind::TimedOut, 0), Code::Connect);
+        for kind in [ErrorKind::FileOpen, ErrorKind::Socket, ErrorKind::FileRead] {
+            assert_eq!(Code::of_send_error(kind, 1), Code::Transfer);
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The `sendpackets` command: send files and buffers over a socket, receive and check them, and
 //! a self-checking demo. Run `sendpackets --help`.
 
+mod cleanup;
 mod cli;
 mod demo;
 mod exit;

@@ -156,7 +156,8 @@ fn planned_bytes(elements: &[Element]) -> Option<u64> {
 
 /// Turns a library error into a failure that names the ELEMENT argument and the cause.
 fn failure(e: &SendError, origins: &[Origin], planned: Option<u64>) -> Failure {
-    let code = Code::of_send_error(e.kind());
+    let p = e.progress();
+    let code = Code::of_send_error(e.kind(), p.bytes_sent);
     let origin = e.element().and_then(|i| origins.get(i));
     let cause = cause(e);
     let message = match origin {
@@ -166,9 +167,8 @@ fn failure(e: &SendError, origins: &[Origin], planned: Option<u64>) -> Failure {
     let mut f = Failure::new(code, &snake(&format!("{:?}", e.kind())), message);
     f.element = origin.map(|o| o.arg);
     f.path = e.path().map(|p| p.display().to_string().into());
-    let p = e.progress();
     f.bytes_sent = Some(p.bytes_sent);
-    if code == Code::Transfer || p.bytes_sent > 0 {
+    if p.bytes_sent > 0 {
         let of = planned.map(|t| format!(" of {t}")).unwrap_or_default();
         let at = origins
             .get(p.elements_completed)

@@ -68,3 +68,41 @@ fn demo_cleans_up_its_temporary_directory() {
     assert!(out.status.success());
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn the_comparison_is_repeated_not_a_single_shot() {
+    let out = run(bin().args(["demo", "--size", "8", "--json"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = json(&out);
+    let cmp = &v["comparison"];
+    let rounds = cmp["rounds"].as_u64().unwrap();
+    assert!(rounds >= 5, "{cmp}");
+    // The order alternates: each contender goes first in some rounds.
+    let orders = cmp["order"].as_array().unwrap();
+    assert_eq!(orders.len() as u64, rounds);
+    assert_ne!(orders[0], orders[1]);
+    for name in ["sendpackets", "read_write_loop"] {
+        let c = &cmp[name];
+        assert_eq!(
+            c["bytes_per_sec"].as_array().unwrap().len() as u64,
+            rounds,
+            "{c}"
+        );
+        let (min, med, max) = (
+            c["bytes_per_sec_min"].as_f64().unwrap(),
+            c["bytes_per_sec_median"].as_f64().unwrap(),
+            c["bytes_per_sec_max"].as_f64().unwrap(),
+        );
+        assert!(min <= med && med <= max, "{c}");
+        assert!(c["sender_cpu_seconds_per_gb_median"].as_f64().unwrap() >= 0.0);
+        assert_eq!(c["rounds_verified"].as_u64().unwrap(), rounds, "{c}");
+    }
+
+    let out = run(bin().args(["demo", "--size", "8"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(!text.contains("speedup"), "{text}");
+    for needle in ["median", "min-max", "CPU", "sendpackets-bench"] {
+        assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+    }
+}

@@ -191,3 +191,85 @@ fn mid_send_failure_exits_5_and_says_how_much_went_out() {
     );
     assert!(msg.contains("bytes were sent before the error"), "{msg}");
 }
+
+#[test]
+fn a_check_time_read_failure_exits_3() {
+    // A listener that is never accepted from: the connect completes through the backlog.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let out = run(bin().args(["send", &addr, "text:hi", "/proc/self/mem", "--json"]));
+    assert_eq!(code(&out), 3, "{}", util::stdout(&out));
+    let v = json(&out);
+    assert_eq!(v["error"]["category"], "input");
+    assert_eq!(v["error"]["element"], 2);
+    assert_eq!(v["bytes_sent"], 0);
+    assert!(v["notes"].to_string().contains("nothing was sent"), "{v}");
+    drop(listener);
+}
+
+#[test]
+fn a_file_failure_after_bytes_went_out_exits_5() {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+
+    const FILES: usize = 100;
+    const FILE_LEN: usize = 300_000;
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..FILES {
+        let name = dir.path().join(format!("f{i:03}.bin"));
+        std::fs::write(name, pattern(FILE_LEN, i as u8)).unwrap();
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // A fixed, small receive buffer (inherited by the accepted socket) turns off autotuning,
+    // so what can be in flight before the swap below is bounded by the sender's buffer.
+    socket2::SockRef::from(&listener)
+        .set_recv_buffer_size(64 << 10)
+        .unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    // With 32 descriptors the files cannot all stay open: the last ones are reopened by path
+    // when the send reaches them, long after the first bytes went out.
+    let child = std::process::Command::new("sh")
+        .current_dir(dir.path())
+        .args(["-c", r#"ulimit -n 32 && exec "$0" "$@""#])
+        .arg(env!("CARGO_BIN_EXE_sendpackets"))
+        .args(["send", &addr, "text:start", "f*.bin", "--json"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut conn = loop {
+        match listener.accept() {
+            Ok((c, _)) => break c,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("no connection from the sender: {e}"),
+        }
+    };
+    conn.set_nonblocking(false).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    // The first bytes arrived, so the checks are done. At most the sender's buffer (4 MiB by
+    // default) and our 64 KiB are in flight; the last file starts about 30 MB in. Make it unopenable: a symbolic link to itself (ELOOP).
+    let mut head = [0u8; 4096];
+    conn.read_exact(&mut head).unwrap();
+    assert_eq!(&head[..5], b"start");
+    let last = dir.path().join(format!("f{:03}.bin", FILES - 1));
+    std::fs::remove_file(&last).unwrap();
+    std::os::unix::fs::symlink(last.file_name().unwrap(), &last).unwrap();
+    let mut rest = Vec::new();
+    conn.read_to_end(&mut rest).unwrap();
+    let received = (head.len() + rest.len()) as u64;
+
+    let out = util::finish(child, util::LIMIT);
+    assert_eq!(code(&out), 5, "{}{}", util::stdout(&out), stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["error"]["category"], "transfer");
+    assert_eq!(v["error"]["path"], format!("f{:03}.bin", FILES - 1));
+    let expected = (5 + (FILES - 1) * FILE_LEN) as u64;
+    assert_eq!(v["bytes_sent"], expected, "{v}");
+    assert_eq!(received, expected);
+}

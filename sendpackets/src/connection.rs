@@ -21,7 +21,18 @@ use crate::transfer::SysKernel;
 /// range checks, the paths, the errors and their progress) is the same.
 ///
 /// Sends take `&mut self`: one send at a time, so two sends can never interleave their bytes on
-/// the socket. For tokio sockets, use [`sendpackets::tokio::Connection`](crate::tokio::Connection).
+/// the socket. Sharing a `Connection` between threads to send from both does not compile:
+///
+/// ```compile_fail
+/// use std::sync::Arc;
+/// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+/// let conn = Arc::new(sendpackets::Connection::new(a).unwrap());
+/// let other = Arc::clone(&conn);
+/// std::thread::spawn(move || other.send(&[sendpackets::Element::memory("x")]));
+/// conn.send(&[sendpackets::Element::memory("y")]); // error: `conn` is not mutable
+/// ```
+///
+/// For tokio sockets, use [`sendpackets::tokio::Connection`](crate::tokio::Connection).
 ///
 /// The answers stay true for the life of a connected socket. After a send with
 /// [`TransmitFlags::DISCONNECT`](crate::TransmitFlags::DISCONNECT) the connection is over:
@@ -117,14 +128,7 @@ impl<S: AsFd> Connection<S> {
         options: &SendOptions,
     ) -> Result<SendReport, SendError> {
         let known = Known::State(&self.state);
-        blocking::run(
-            &mut SysKernel,
-            self.socket.as_fd(),
-            known,
-            elements,
-            options,
-            None,
-        )
+        blocking::run(&mut SysKernel, self.socket.as_fd(), known, elements, options, None)
     }
 
     /// [`send_with`](Self::send_with), publishing its progress to `progress` after every
@@ -145,14 +149,7 @@ impl<S: AsFd> Connection<S> {
     ) -> Result<SendReport, SendError> {
         let known = Known::State(&self.state);
         let sock = self.socket.as_fd();
-        blocking::run(
-            &mut SysKernel,
-            sock,
-            known,
-            elements,
-            options,
-            Some(progress),
-        )
+        blocking::run(&mut SysKernel, sock, known, elements, options, Some(progress))
     }
 
     /// The socket.

@@ -138,15 +138,15 @@ impl<R: RangeBounds<u64>> From<R> for FileRange {
             Bound::Excluded(&s) => s.saturating_add(1),
             Bound::Unbounded => 0,
         };
-        let end = match range.end_bound() {
-            Bound::Included(&e) => Some(e.saturating_add(1)),
-            Bound::Excluded(&e) => Some(e),
+        // Counted from the offset, so `a..=u64::MAX` is `u64::MAX - a + 1` bytes (no end
+        // bound past u64::MAX is needed); an empty or reversed range is 0 bytes.
+        let len = match range.end_bound() {
+            Bound::Included(&e) if e >= offset => Some((e - offset).saturating_add(1)),
+            Bound::Included(_) => Some(0),
+            Bound::Excluded(&e) => Some(e.saturating_sub(offset)),
             Bound::Unbounded => None,
         };
-        FileRange {
-            offset,
-            len: end.map(|e| e.saturating_sub(offset)),
-        }
+        FileRange { offset, len }
     }
 }
 
@@ -367,6 +367,15 @@ impl Element {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inclusive_range_to_the_last_offset_is_whole() {
+        // 3..=u64::MAX holds u64::MAX - 2 offsets.
+        assert_eq!(FileRange::from(3..=u64::MAX).len, Some(u64::MAX - 2));
+        assert_eq!(FileRange::from(0..=u64::MAX).len, Some(u64::MAX)); // saturates: 2^64 bytes
+        assert_eq!(FileRange::from(5..=4).len, Some(0));
+        assert_eq!(FileRange::from(5..=5).len, Some(1));
+    }
 
     #[test]
     fn range_spellings() {

@@ -238,3 +238,28 @@ fn outside_a_runtime_it_panics_before_sending_anything() {
     assert!(got.is_empty(), "nothing was sent");
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
+
+#[test]
+fn a_pending_operation_calls_back_once_when_the_runtime_shuts_down() {
+    // Issue 11, item 7: the callback was never called if the runtime shut down while the
+    // operation was pending ("exactly once" promised).
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (args, rx) = counted_args(&calls);
+    let rt = util::front::runtime(Front::MultiThread);
+    let (a, _b) = rt.block_on(async { unix_pair() }); // nobody reads `_b`
+    let mut args = args;
+    args.elements = vec![Element::memory(vec![3u8; 64 << 20])];
+    let started = rt.block_on(async { send_packets_async(&a, args) });
+    let Ok(Started::Pending(progress)) = started else {
+        panic!("a 64 MiB send to a peer that does not read goes pending")
+    };
+    drop(rt); // shuts the runtime down with the operation pending
+    let args = rx.recv_timeout(util::PATIENCE).expect("the callback was called");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let err = args.error().expect("the operation failed");
+    assert_eq!(err.kind(), ErrorKind::Socket);
+    assert!(err.to_string().contains("runtime shut down"), "{err}");
+    assert_eq!(err.progress(), progress.get());
+    assert_eq!(args.bytes_transferred(), err.progress().bytes_sent);
+    assert!(rx.recv_timeout(Duration::from_millis(200)).is_err(), "called once");
+}

@@ -253,6 +253,8 @@ fn too_large_sends_nothing() {
         let err = util::send_via(front, pair.sender(), &list, &opts).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::MessageTooLarge, "{front:?} {kind:?}");
         assert_eq!(err.element(), Some(2));
+        // The file element that overflowed it is named with its path (issue 11, item 8).
+        assert_eq!(err.path(), Some(big.as_path()), "{front:?} {kind:?}");
         assert_eq!(err.raw_os_error(), Some(libc::EMSGSIZE));
         assert!(err.to_string().contains(&limit.to_string()), "{err}");
         assert_eq!(err.progress().bytes_sent, 0);

@@ -152,6 +152,76 @@ fn many_distinct_files_under_rlimit_nofile_256() {
         assert!((2..=8003).contains(&done), "{done}");
         assert_eq!(err.progress().offset_in_element, 0);
         assert!(got[..] == util::model(&list[..done]).unwrap()[..]);
+        // Issue 11, item 1: a file deleted and re-created with new bytes of the same length
+        // (ext4 hands the freed inode number straight back) is not the file the checks saw:
+        // `FileChanged` with exact progress, never the new bytes on the wire.
+        files.make("f4000.txt", 10 + 4000 % 50, (4000 % 251) as u8); // back from above
+        // In order: the send passes its checks and its first bytes arrive; the file is
+        // replaced; only then does the receiver read (and the send reach the file).
+        let (started_tx, started) = std::sync::mpsc::channel::<()>();
+        let (replaced_tx, replaced) = std::sync::mpsc::channel::<()>();
+        let (sender, handle) = util::stream_pair_with(Kind::Unix, move |end| {
+            let util::ReceiverEnd::Unix(mut end) = end else {
+                unreachable!()
+            };
+            let mut one = [0u8; 1];
+            rustix::net::recv(&end, &mut one, rustix::net::RecvFlags::PEEK)?;
+            let _ = started_tx.send(());
+            let _ = replaced.recv_timeout(util::PATIENCE);
+            let mut got = Vec::new();
+            std::io::Read::read_to_end(&mut end, &mut got)?;
+            Ok(got)
+        });
+        let victim = paths[4100].clone();
+        let old_len = std::fs::metadata(&victim).unwrap().len() as usize;
+        let recreate = std::thread::spawn({
+            let victim = victim.clone();
+            move || {
+                started.recv_timeout(util::PATIENCE).unwrap();
+                std::fs::remove_file(&victim).unwrap();
+                std::fs::write(&victim, vec![b'N'; old_len]).unwrap();
+                replaced_tx.send(()).unwrap();
+            }
+        });
+        let err = sendpackets::send(&sender, &list).unwrap_err();
+        drop(sender);
+        recreate.join().unwrap();
+        let got = handle.join().unwrap().unwrap();
+        assert_eq!(err.kind(), ErrorKind::FileChanged, "{err}");
+        assert_eq!(err.path(), Some(victim.as_path()));
+        assert_eq!(err.progress().bytes_sent, got.len() as u64);
+        let done = err.progress().elements_completed;
+        assert!(got[..] == util::model(&list[..done]).unwrap()[..]);
+        assert!(!got.windows(old_len.max(8)).any(|w| w.iter().all(|&b| b == b'N')));
+
+        // Issue 11, item 2: descriptors run short mid-send (another part of the process took
+        // all but two): the send gives back its own files and retries, and completes.
+        let list: Vec<Element> = list[..2 + 2 * 3000].to_vec();
+        let expected = util::model(&list).unwrap();
+        let (sender, handle) = util::stream_pair_with(Kind::Unix, |mut end| {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let mut got = Vec::new();
+            std::io::Read::read_to_end(&mut end, &mut got)?;
+            Ok(got)
+        });
+        let hoarder = std::thread::spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let mut hoard = Vec::new();
+            while let Ok(f) = std::fs::File::open("/dev/null") {
+                hoard.push(f);
+                assert!(hoard.len() < 100_000);
+            }
+            hoard.truncate(hoard.len().saturating_sub(2));
+            hoard
+        });
+        let r = sendpackets::send(&sender, &list);
+        drop(sender);
+        let hoard = hoarder.join().unwrap();
+        let got = handle.join().unwrap().unwrap();
+        drop(hoard);
+        let report = r.unwrap_or_else(|e| panic!("with 2 free descriptors: {e}"));
+        assert_eq!(report.bytes_sent, expected.len() as u64);
+        assert!(got == expected);
     }));
     // SAFETY: `lim` is the limit read above.
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);

@@ -126,6 +126,21 @@ impl Recv {
         }
     }
 
+    /// The process id of the running recv.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends `signal` (`TERM`, `INT`, ...) to the running recv with the `kill` command.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
     /// Waits for recv to end; returns its output (stderr without the first line).
     pub fn finish(mut self) -> Output {
         let mut out = finish(self.child.take().expect("running"), LIMIT);

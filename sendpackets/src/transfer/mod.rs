@@ -267,7 +267,7 @@ impl Transfer {
         self.calls = calls;
     }
 
-    /// How far the send got.
+/// How far the send got.
     pub(crate) fn progress(&self) -> Progress {
         let (elements_completed, offset_in_element) = match self.res.segments.get(self.cursor.seg) {
             Some(s) => (s.element, self.cursor.off),
@@ -364,12 +364,7 @@ impl Transfer {
     }
 
     /// Ends a send that stopped while waiting (`error` already built): uncorks the socket.
-    pub(crate) fn abandon(
-        &mut self,
-        k: &mut impl Kernel,
-        sock: BorrowedFd<'_>,
-        error: SendError,
-    ) -> SendError {
+    pub(crate) fn abandon(&mut self, k: &mut impl Kernel, sock: BorrowedFd<'_>, error: SendError) -> SendError {
         self.uncork(k, sock);
         error
     }
@@ -590,9 +585,9 @@ impl Transfer {
         if now.id != self.res.files[slot].stat.id {
             let err = self.fail(ErrorKind::FileChanged, Some(seg), None);
             return Err(match err {
-                Stop::Failed(e) => Stop::Failed(
-                    e.with_detail("the file was replaced or modified since the checks".into()),
-                ),
+                Stop::Failed(e) => Stop::Failed(e.with_detail(
+                    "the file was replaced or modified since the checks".into(),
+                )),
                 other => other,
             });
         }

@@ -76,7 +76,7 @@ impl Receiver {
     }
 }
 
-fn read_all(mut r: impl Read) -> io::Result<Vec<u8>> {
+pub fn read_all(mut r: impl Read) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
     r.read_to_end(&mut out)?;
     Ok(out)
