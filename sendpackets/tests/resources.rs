@@ -32,12 +32,9 @@ fn no_descriptor_leaks() {
     ];
     // Warm up (lazy statics, thread-locals) before counting.
     let _ = util::roundtrip(Kind::Unix, Engine::Auto, &cases[5]);
-    let _ = util::roundtrip_via(
-        util::Front::MultiThread,
-        Kind::Unix,
-        &cases[5],
-        &SendOptions::new(),
-    );
+    for &front in util::front::RUNTIMES {
+        let _ = util::roundtrip_via(front, Kind::Unix, &cases[5], &SendOptions::new());
+    }
     let before = util::open_fds();
     for (front, engine) in util::FRONTS
         .into_iter()
@@ -110,9 +107,7 @@ fn many_distinct_files_under_rlimit_nofile_256() {
         let runs = util::ENGINES
             .map(|e| (util::Front::Blocking, e))
             .into_iter()
-            .chain(
-                [util::Front::CurrentThread, util::Front::MultiThread].map(|f| (f, Engine::Auto)),
-            );
+            .chain(util::front::RUNTIMES.iter().map(|&f| (f, Engine::Auto)));
         for (front, engine) in runs {
             let opts = SendOptions::new().engine(engine);
             let (r, got) = util::roundtrip_via(front, Kind::Unix, &list, &opts);
@@ -192,7 +187,10 @@ fn many_distinct_files_under_rlimit_nofile_256() {
         assert_eq!(err.progress().bytes_sent, got.len() as u64);
         let done = err.progress().elements_completed;
         assert!(got[..] == util::model(&list[..done]).unwrap()[..]);
-        assert!(!got.windows(old_len.max(8)).any(|w| w.iter().all(|&b| b == b'N')));
+        assert!(
+            !got.windows(old_len.max(8))
+                .any(|w| w.iter().all(|&b| b == b'N'))
+        );
 
         // Issue 11, item 2: descriptors run short mid-send (another part of the process took
         // all but two): the send gives back its own files and retries, and completes.
