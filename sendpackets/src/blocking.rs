@@ -198,7 +198,14 @@ pub(crate) fn send_using(
     elements: &[Element],
     options: &SendOptions,
 ) -> Result<SendReport, SendError> {
-    run(kernel, socket.as_fd(), Known::Nothing, elements, options, None)
+    run(
+        kernel,
+        socket.as_fd(),
+        Known::Nothing,
+        elements,
+        options,
+        None,
+    )
 }
 
 /// The blocking front end: start, then step and `poll` until done.

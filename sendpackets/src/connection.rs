@@ -128,7 +128,14 @@ impl<S: AsFd> Connection<S> {
         options: &SendOptions,
     ) -> Result<SendReport, SendError> {
         let known = Known::State(&self.state);
-        blocking::run(&mut SysKernel, self.socket.as_fd(), known, elements, options, None)
+        blocking::run(
+            &mut SysKernel,
+            self.socket.as_fd(),
+            known,
+            elements,
+            options,
+            None,
+        )
     }
 
     /// [`send_with`](Self::send_with), publishing its progress to `progress` after every
@@ -149,7 +156,14 @@ impl<S: AsFd> Connection<S> {
     ) -> Result<SendReport, SendError> {
         let known = Known::State(&self.state);
         let sock = self.socket.as_fd();
-        blocking::run(&mut SysKernel, sock, known, elements, options, Some(progress))
+        blocking::run(
+            &mut SysKernel,
+            sock,
+            known,
+            elements,
+            options,
+            Some(progress),
+        )
     }
 
     /// The socket.

@@ -181,7 +181,12 @@ fn attempt(
 
 /// Copies every element's bytes into `buf`; false if a file could not be read whole (the
 /// checks explain why).
-fn fill(k: &mut impl Kernel, elements: &[Element], buf: &mut [u8], calls: &mut KernelCalls) -> bool {
+fn fill(
+    k: &mut impl Kernel,
+    elements: &[Element],
+    buf: &mut [u8],
+    calls: &mut KernelCalls,
+) -> bool {
     let mut at = 0;
     for e in elements {
         let ok = match &e.payload {

@@ -131,6 +131,9 @@ mod tuning;
 
 #[cfg(test)]
 mod tests;
+// The unit tests share the integration tests' model, which names the crate `sendpackets`.
+#[cfg(test)]
+extern crate self as sendpackets;
 
 pub use blocking::{send, send_observed, send_reusing, send_with};
 pub use connection::Connection;

@@ -84,8 +84,7 @@ impl OpenFile {
             return Err(named(ErrorKind::EmptyPath));
         }
         let fd = sys::open_read(path).map_err(|e| resolve::open_error(e, 0, path).unindexed())?;
-        let stat = sys::fstat(fd.as_fd())
-            .map_err(|e| named(ErrorKind::FileOpen).with_source(e))?;
+        let stat = sys::fstat(fd.as_fd()).map_err(|e| named(ErrorKind::FileOpen).with_source(e))?;
         if stat.directory {
             return Err(named(ErrorKind::IsADirectory));
         }
@@ -253,7 +252,10 @@ impl FileCache {
         match &opened {
             Ok(file) => {
                 if !map.contains_key(path) && map.len() >= self.capacity {
-                    let oldest = map.iter().min_by_key(|(_, e)| e.used).map(|(p, _)| p.clone());
+                    let oldest = map
+                        .iter()
+                        .min_by_key(|(_, e)| e.used)
+                        .map(|(p, _)| p.clone());
                     if let Some(p) = oldest {
                         map.remove(&p);
                     }

@@ -62,6 +62,7 @@ pub(crate) enum Known<'a> {
     /// Nothing: ask.
     Nothing,
     /// The socket's type says (tokio's socket types).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     Hint(KindHint),
     /// A [`Connection`](crate::Connection) asked when it was made.
     State(&'a SocketState),
@@ -121,8 +122,9 @@ pub(crate) fn start(
                     Known::Hint(h) => h.kind,
                     // Sent, but of an unknown kind: a stream is the only kind that takes any
                     // bytes of a socket we could not ask (none in practice).
-                    Known::Nothing => sys::socket_facts(sock, None)
-                        .map_or(SocketKind::Stream, |f| f.kind),
+                    Known::Nothing => {
+                        sys::socket_facts(sock, None).map_or(SocketKind::Stream, |f| f.kind)
+                    }
                 };
                 return Ok(Start::Finished(SendReport {
                     bytes_sent: bytes,

@@ -2,8 +2,8 @@
 
 use std::fmt;
 use std::num::NonZeroUsize;
-use std::time::Duration;
 use std::ops::{BitOr, BitOrAssign};
+use std::time::Duration;
 
 /// Which kernel paths a send may use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

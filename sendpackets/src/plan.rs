@@ -203,7 +203,9 @@ pub(crate) fn next_batch(segs: &[PlanSeg], at: Cursor, lim: &Limits) -> Option<B
             // Small buffers stop at a smaller total: copying them all before the first byte
             // goes out would leave the socket idle (a big buffer for file ranges pays).
             let cap = match seg.kind {
-                SegKind::Memory if !lim.datagram => scratch_cap.min(crate::tuning::SMALL_COPY_GATHER),
+                SegKind::Memory if !lim.datagram => {
+                    scratch_cap.min(crate::tuning::SMALL_COPY_GATHER)
+                }
                 _ => scratch_cap,
             };
             take = take.min(cap.saturating_sub(copied));

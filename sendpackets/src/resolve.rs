@@ -132,9 +132,12 @@ fn read_pseudo(
     loop {
         if len == buf.len() {
             if buf.len() >= tuning::MAX_PSEUDO_FILE {
-                return Err(file_error(ErrorKind::NotARegularFile, element, path).with_detail(
-                    format!("pseudo file larger than {} bytes", tuning::MAX_PSEUDO_FILE),
-                ));
+                return Err(
+                    file_error(ErrorKind::NotARegularFile, element, path).with_detail(format!(
+                        "pseudo file larger than {} bytes",
+                        tuning::MAX_PSEUDO_FILE
+                    )),
+                );
             }
             buf.resize(buf.len() * 2, 0);
         }

@@ -81,6 +81,7 @@ pub(crate) const OPEN_BUDGET_MAX: u64 = 1024;
 
 /// How many kernel calls `send_packets_async` makes on the caller's thread before it hands the
 /// rest to a task (as .NET completes a send synchronously when it can).
+#[cfg(feature = "tokio")]
 pub(crate) const COMPLETION_SYNC_STEPS: usize = 64;
 
 static SENDFILE_MISSING: AtomicBool = AtomicBool::new(false);

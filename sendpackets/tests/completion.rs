@@ -3,6 +3,8 @@
 //! with exactly one callback, reuse of one arguments object, and which errors come from the
 //! start call and which arrive as the result.
 
+#![cfg(feature = "tokio")]
+
 mod util;
 
 use std::io::Read;
@@ -254,12 +256,17 @@ fn a_pending_operation_calls_back_once_when_the_runtime_shuts_down() {
         panic!("a 64 MiB send to a peer that does not read goes pending")
     };
     drop(rt); // shuts the runtime down with the operation pending
-    let args = rx.recv_timeout(util::PATIENCE).expect("the callback was called");
+    let args = rx
+        .recv_timeout(util::PATIENCE)
+        .expect("the callback was called");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     let err = args.error().expect("the operation failed");
     assert_eq!(err.kind(), ErrorKind::Socket);
     assert!(err.to_string().contains("runtime shut down"), "{err}");
     assert_eq!(err.progress(), progress.get());
     assert_eq!(args.bytes_transferred(), err.progress().bytes_sent);
-    assert!(rx.recv_timeout(Duration::from_millis(200)).is_err(), "called once");
+    assert!(
+        rx.recv_timeout(Duration::from_millis(200)).is_err(),
+        "called once"
+    );
 }

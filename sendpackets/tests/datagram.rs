@@ -125,34 +125,16 @@ fn big_receive_buffer(rx: &UdpSocket) {
     }
 }
 
-/// What each datagram of `list` must hold.
-fn model_datagrams(list: &[Element]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut cur: Option<Vec<u8>> = None;
-    for e in list {
-        let bytes = util::model(std::slice::from_ref(e)).unwrap();
-        if !bytes.is_empty() || e.end_of_packet {
-            cur.get_or_insert_with(Vec::new).extend_from_slice(&bytes);
-        }
-        if e.end_of_packet {
-            out.push(cur.take().unwrap_or_default());
-        }
-    }
-    if let Some(c) = cur.filter(|c| !c.is_empty()) {
-        out.push(c);
-    }
-    out
-}
-
 fn assert_datagrams(list: &[Element]) {
-    let expected = model_datagrams(list);
+    let expected = util::model_datagrams(list).unwrap();
     // Every front end; on the async ones, file reads offloaded too.
     let runs = util::FRONTS
         .into_iter()
         .map(|f| (f, sendpackets::FileIo::Inline))
         .chain(
-            [util::Front::CurrentThread, util::Front::MultiThread]
-                .map(|f| (f, sendpackets::FileIo::Offload)),
+            util::front::RUNTIMES
+                .iter()
+                .map(|&f| (f, sendpackets::FileIo::Offload)),
         );
     for (front, kind, file_io) in runs.flat_map(|(f, io)| KINDS.map(move |k| (f, k, io))) {
         let pair = Pair::new(kind);

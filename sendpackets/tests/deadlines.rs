@@ -6,7 +6,9 @@ mod util;
 use std::time::Duration;
 
 use sendpackets::{Element, ErrorKind, SendOptions};
-use util::{Front, Kind};
+#[cfg(feature = "tokio")]
+use util::Front;
+use util::Kind;
 
 /// More than any socket buffer holds.
 const BIG: usize = 32 << 20;
@@ -44,7 +46,9 @@ fn stall_timeout_ends_a_stalled_send_with_exact_progress_on_every_front() {
             let (sender, receiver) = stalled_pair(kind);
             // The blocking fronts see the socket's own mode: make it non-blocking so that the
             // limit bounds every wait exactly.
-            socket2::SockRef::from(&sender).set_nonblocking(true).unwrap();
+            socket2::SockRef::from(&sender)
+                .set_nonblocking(true)
+                .unwrap();
             let opts = SendOptions::new().stall_timeout(Duration::from_millis(100));
             let progress = sendpackets::ProgressHandle::new();
             let err = util::within_patience({
@@ -74,7 +78,9 @@ fn total_timeout_ends_a_send_that_runs_too_long_on_every_front() {
     let list = [Element::memory(vec![1u8; BIG])];
     for front in util::FRONTS {
         let (sender, receiver) = stalled_pair(Kind::Unix);
-        socket2::SockRef::from(&sender).set_nonblocking(true).unwrap();
+        socket2::SockRef::from(&sender)
+            .set_nonblocking(true)
+            .unwrap();
         let opts = SendOptions::new().timeout(Duration::from_millis(100));
         let err = util::within_patience({
             let list = list.clone();
@@ -99,7 +105,8 @@ fn a_non_blocking_socket_honours_its_own_send_timeout() {
         let util::Sender::Unix(s) = &sender else {
             unreachable!()
         };
-        s.set_write_timeout(Some(Duration::from_millis(100))).unwrap();
+        s.set_write_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         s.set_nonblocking(nonblocking).unwrap();
         let err = util::within_patience(move || {
             let r = sendpackets::send(&sender, &[Element::memory(vec![2u8; BIG])]);
@@ -107,11 +114,16 @@ fn a_non_blocking_socket_honours_its_own_send_timeout() {
             r
         })
         .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::TimedOut, "non-blocking {nonblocking}");
+        assert_eq!(
+            err.kind(),
+            ErrorKind::TimedOut,
+            "non-blocking {nonblocking}"
+        );
         assert_eq!(receiver.bytes().len() as u64, err.progress().bytes_sent);
     }
 }
 
+#[cfg(feature = "tokio")]
 #[test]
 fn the_blocking_api_refuses_a_tokio_socket_inside_a_runtime() {
     // Issue 10, item 2: the blocking API took a tokio TcpStream (it is AsFd) and then blocked

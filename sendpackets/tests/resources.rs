@@ -32,12 +32,9 @@ fn no_descriptor_leaks() {
     ];
     // Warm up (lazy statics, thread-locals) before counting.
     let _ = util::roundtrip(Kind::Unix, Engine::Auto, &cases[5]);
-    let _ = util::roundtrip_via(
-        util::Front::MultiThread,
-        Kind::Unix,
-        &cases[5],
-        &SendOptions::new(),
-    );
+    for &front in util::front::RUNTIMES {
+        let _ = util::roundtrip_via(front, Kind::Unix, &cases[5], &SendOptions::new());
+    }
     let before = util::open_fds();
     for (front, engine) in util::FRONTS
         .into_iter()
@@ -110,9 +107,7 @@ fn many_distinct_files_under_rlimit_nofile_256() {
         let runs = util::ENGINES
             .map(|e| (util::Front::Blocking, e))
             .into_iter()
-            .chain(
-                [util::Front::CurrentThread, util::Front::MultiThread].map(|f| (f, Engine::Auto)),
-            );
+            .chain(util::front::RUNTIMES.iter().map(|&f| (f, Engine::Auto)));
         for (front, engine) in runs {
             let opts = SendOptions::new().engine(engine);
             let (r, got) = util::roundtrip_via(front, Kind::Unix, &list, &opts);
@@ -122,12 +117,7 @@ fn many_distinct_files_under_rlimit_nofile_256() {
         }
         // A file removed between the checks and its use: a clean error naming it. The receiver
         // waits before reading, so the send is blocked on the first 4 MiB while the file goes.
-        let (sender, handle) = util::stream_pair_with(Kind::Unix, |mut end| {
-            std::thread::sleep(std::time::Duration::from_millis(300));
-            let mut got = Vec::new();
-            std::io::Read::read_to_end(&mut end, &mut got)?;
-            Ok(got)
-        });
+        let (sender, handle, started, release) = gated_pair();
         let victim = paths[4000].clone();
         let mut list = list.clone();
         // 4 MiB of memory (blocks until the receiver reads), then a range sent with sendfile:
@@ -136,8 +126,9 @@ fn many_distinct_files_under_rlimit_nofile_256() {
         list.insert(0, Element::file(&spacer, ..));
         list.insert(0, Element::memory(vec![0u8; 4 << 20]));
         let remover = std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            started.recv_timeout(util::PATIENCE).unwrap();
             std::fs::remove_file(victim).unwrap();
+            release.send(()).unwrap();
         });
         let err = sendpackets::send(&sender, &list).unwrap_err();
         drop(sender);
@@ -156,22 +147,7 @@ fn many_distinct_files_under_rlimit_nofile_256() {
         // (ext4 hands the freed inode number straight back) is not the file the checks saw:
         // `FileChanged` with exact progress, never the new bytes on the wire.
         files.make("f4000.txt", 10 + 4000 % 50, (4000 % 251) as u8); // back from above
-        // In order: the send passes its checks and its first bytes arrive; the file is
-        // replaced; only then does the receiver read (and the send reach the file).
-        let (started_tx, started) = std::sync::mpsc::channel::<()>();
-        let (replaced_tx, replaced) = std::sync::mpsc::channel::<()>();
-        let (sender, handle) = util::stream_pair_with(Kind::Unix, move |end| {
-            let util::ReceiverEnd::Unix(mut end) = end else {
-                unreachable!()
-            };
-            let mut one = [0u8; 1];
-            rustix::net::recv(&end, &mut one, rustix::net::RecvFlags::PEEK)?;
-            let _ = started_tx.send(());
-            let _ = replaced.recv_timeout(util::PATIENCE);
-            let mut got = Vec::new();
-            std::io::Read::read_to_end(&mut end, &mut got)?;
-            Ok(got)
-        });
+        let (sender, handle, started, replaced_tx) = gated_pair();
         let victim = paths[4100].clone();
         let old_len = std::fs::metadata(&victim).unwrap().len() as usize;
         let recreate = std::thread::spawn({
@@ -192,26 +168,25 @@ fn many_distinct_files_under_rlimit_nofile_256() {
         assert_eq!(err.progress().bytes_sent, got.len() as u64);
         let done = err.progress().elements_completed;
         assert!(got[..] == util::model(&list[..done]).unwrap()[..]);
-        assert!(!got.windows(old_len.max(8)).any(|w| w.iter().all(|&b| b == b'N')));
+        assert!(
+            !got.windows(old_len.max(8))
+                .any(|w| w.iter().all(|&b| b == b'N'))
+        );
 
         // Issue 11, item 2: descriptors run short mid-send (another part of the process took
         // all but two): the send gives back its own files and retries, and completes.
         let list: Vec<Element> = list[..2 + 2 * 3000].to_vec();
         let expected = util::model(&list).unwrap();
-        let (sender, handle) = util::stream_pair_with(Kind::Unix, |mut end| {
-            std::thread::sleep(std::time::Duration::from_millis(300));
-            let mut got = Vec::new();
-            std::io::Read::read_to_end(&mut end, &mut got)?;
-            Ok(got)
-        });
-        let hoarder = std::thread::spawn(|| {
-            std::thread::sleep(std::time::Duration::from_millis(50));
+        let (sender, handle, started, release) = gated_pair();
+        let hoarder = std::thread::spawn(move || {
+            started.recv_timeout(util::PATIENCE).unwrap();
             let mut hoard = Vec::new();
             while let Ok(f) = std::fs::File::open("/dev/null") {
                 hoard.push(f);
                 assert!(hoard.len() < 100_000);
             }
             hoard.truncate(hoard.len().saturating_sub(2));
+            release.send(()).unwrap();
             hoard
         });
         let r = sendpackets::send(&sender, &list);
@@ -228,4 +203,31 @@ fn many_distinct_files_under_rlimit_nofile_256() {
     if let Err(p) = result {
         std::panic::resume_unwind(p);
     }
+}
+
+/// A Unix stream pair whose receiver, in order: waits for the send's first bytes, says so on
+/// `started`, waits for `release`, then reads to the end. Between the two, the send has passed
+/// its checks and is blocked on a full socket: the moment to change files under it.
+#[allow(clippy::type_complexity)]
+fn gated_pair() -> (
+    util::Sender,
+    std::thread::JoinHandle<std::io::Result<Vec<u8>>>,
+    std::sync::mpsc::Receiver<()>,
+    std::sync::mpsc::Sender<()>,
+) {
+    let (started_tx, started) = std::sync::mpsc::channel::<()>();
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let (sender, handle) = util::stream_pair_with(Kind::Unix, move |end| {
+        let util::ReceiverEnd::Unix(mut end) = end else {
+            unreachable!()
+        };
+        let mut one = [0u8; 1];
+        rustix::net::recv(&end, &mut one, rustix::net::RecvFlags::PEEK)?;
+        let _ = started_tx.send(());
+        let _ = gate.recv_timeout(util::PATIENCE);
+        let mut got = Vec::new();
+        std::io::Read::read_to_end(&mut end, &mut got)?;
+        Ok(got)
+    });
+    (sender, handle, started, release)
 }

@@ -1,6 +1,8 @@
 //! What only the async front end has: many sends at once on one runtime, and a send future
 //! dropped midway.
 
+#![cfg(feature = "tokio")]
+
 mod util;
 
 use std::time::Duration;

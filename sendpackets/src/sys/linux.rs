@@ -68,7 +68,8 @@ fn getsockopt_int(sock: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int) -
     let mut v: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: `v` and `len` are valid for writes and describe an int-sized buffer.
-    let r = unsafe { libc::getsockopt(sock.as_raw_fd(), level, name, (&raw mut v).cast(), &mut len) };
+    let r =
+        unsafe { libc::getsockopt(sock.as_raw_fd(), level, name, (&raw mut v).cast(), &mut len) };
     (r == 0).then_some(v)
 }
 

@@ -34,8 +34,7 @@ mod imp;
 mod imp;
 
 pub(crate) use imp::{
-    on_pseudo_fs, replace_with_fresh_socket, sendfile, sendmmsg, set_tcp_cork,
-    udp_gso_max_segment,
+    on_pseudo_fs, replace_with_fresh_socket, sendfile, sendmmsg, set_tcp_cork, udp_gso_max_segment,
 };
 
 /// The largest iovec one call takes (`IOV_MAX`).

@@ -10,9 +10,13 @@ use std::os::unix::net::UnixStream;
 use proptest::prelude::*;
 
 use crate::blocking::send_using;
+
+/// The model of the integration tests (`tests/util/model.rs`), one definition for both.
+#[path = "../../tests/util/model.rs"]
+mod shared;
 use crate::sys::Message;
 use crate::transfer::{Kernel, SysKernel};
-use crate::{Element, Engine, ErrorKind, Payload, SendError, SendOptions, SendReport};
+use crate::{Element, Engine, ErrorKind, SendError, SendOptions, SendReport};
 
 /// What the fault kernel does to calls.
 #[derive(Clone, Debug, Default)]
@@ -194,24 +198,6 @@ impl Kernel for FaultKernel {
     }
 }
 
-/// What `list` must put on the wire: each file read directly.
-fn model(list: &[Element]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for e in list {
-        match &e.payload {
-            Payload::Memory(b) => out.extend_from_slice(b),
-            Payload::Path { path, range } => {
-                let data = std::fs::read(path).unwrap();
-                let start = range.offset as usize;
-                let end = range.len.map_or(data.len(), |l| start + l as usize);
-                out.extend_from_slice(&data[start..end]);
-            }
-            Payload::Handle { .. } => unreachable!("not generated here"),
-        }
-    }
-    out
-}
-
 /// Sends over a non-blocking Unix stream through `kernel`; returns the result and the bytes the
 /// receiver got.
 fn run(
@@ -275,7 +261,7 @@ const ALL_ENGINES: [Engine; 3] = [Engine::Auto, Engine::ZeroCopy, Engine::Portab
 fn short_writes_eintr_and_eagain_lose_nothing() {
     let f = fixture();
     let list = mixed_list(&f);
-    let expected = model(&list);
+    let expected = shared::model(&list).unwrap();
     let plans = [
         Faults {
             short: Some(1),
@@ -318,7 +304,7 @@ fn short_writes_eintr_and_eagain_lose_nothing() {
 fn refused_sendfile_falls_back_to_reading() {
     let f = fixture();
     let list = mixed_list(&f);
-    let expected = model(&list);
+    let expected = shared::model(&list).unwrap();
     for errno in [libc::EINVAL, libc::EOPNOTSUPP] {
         let mut k = FaultKernel::new(Faults {
             sendfile_errno: Some(errno),
@@ -349,7 +335,7 @@ fn read_error_names_the_element_and_keeps_progress() {
     assert_eq!(err.progress().bytes_sent, got.len() as u64);
     let e = err.element().unwrap();
     assert!(list[e].path().is_some(), "the failing element is a file");
-    assert!(got[..] == model(&list)[..got.len()]);
+    assert!(got[..] == shared::model(&list).unwrap()[..got.len()]);
 }
 
 fn arb_list(f: &Fixture) -> impl Strategy<Value = Vec<Element>> + use<> {
@@ -399,7 +385,7 @@ fn random_lists_under_random_faults_match_the_model() {
         .run(
             &strategy,
             |(list, engine, send_size, short, eintr, eagain)| {
-                let expected = model(&list);
+                let expected = shared::model(&list).unwrap();
                 let mut k = FaultKernel::new(Faults {
                     short,
                     eintr_every: eintr,
@@ -415,24 +401,6 @@ fn random_lists_under_random_faults_match_the_model() {
             },
         )
         .unwrap();
-}
-
-/// What each datagram of `list` must hold (elements up to an end-of-packet mark; trailing
-/// elements form a last datagram if they hold bytes).
-fn model_datagrams(list: &[Element]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut cur: Option<Vec<u8>> = None;
-    for e in list {
-        let bytes = model(std::slice::from_ref(e));
-        if !bytes.is_empty() || e.end_of_packet {
-            cur.get_or_insert_with(Vec::new).extend_from_slice(&bytes);
-        }
-        if e.end_of_packet {
-            out.push(cur.take().unwrap_or_default());
-        }
-    }
-    out.extend(cur.filter(|c| !c.is_empty()));
-    out
 }
 
 /// Sends over a non-blocking datagram socket (`udp`: loopback UDP, else a Unix datagram pair)
@@ -454,7 +422,7 @@ fn run_datagrams(
         (tx.into(), rx.into())
     };
     rustix::net::sockopt::set_socket_recv_buffer_size(&rx, 8 << 20).unwrap();
-    let expected = model_datagrams(list).len();
+    let expected = shared::model_datagrams(list).unwrap().len();
     let reader = std::thread::spawn(move || {
         let mut got = Vec::new();
         let mut buf = vec![0u8; 1 << 17];
@@ -514,7 +482,7 @@ fn random_datagrams_under_random_faults_match_the_model() {
         .run(
             &strategy,
             |(list, engine, udp, partial_batch, eintr, eagain)| {
-                let expected = model_datagrams(&list);
+                let expected = shared::model_datagrams(&list).unwrap();
                 let mut k = FaultKernel::new(Faults {
                     partial_batch,
                     eintr_every: eintr,
@@ -545,7 +513,7 @@ fn refused_gso_falls_back_to_one_datagram_per_message() {
         });
         let (r, got) = run_datagrams(&mut k, &list, &SendOptions::new(), true);
         let report = r.unwrap();
-        assert_eq!(got, model_datagrams(&list));
+        assert_eq!(got, shared::model_datagrams(&list).unwrap());
         assert_eq!(report.calls.udp_gso_messages, 0);
         assert!(
             report.calls.gather_writes < 200,
@@ -570,7 +538,7 @@ fn a_burst_walking_a_file_reads_it_with_one_call() {
         let mut k = FaultKernel::new(Faults::default());
         let (r, got) = run_datagrams(&mut k, &list, &SendOptions::new(), udp);
         let report = r.unwrap();
-        assert_eq!(got, model_datagrams(&list));
+        assert_eq!(got, shared::model_datagrams(&list).unwrap());
         assert_eq!(report.calls.file_reads, 1, "one preadv for the burst");
     }
 }
@@ -596,12 +564,7 @@ fn a_read_failure_mid_burst_sends_the_datagrams_before_it() {
     assert_eq!(err.progress().datagrams_sent, 5);
     assert_eq!(err.progress().elements_completed, 5);
     assert_eq!(err.progress().bytes_sent, 5 * 500);
-    assert_eq!(got, model_datagrams(&list)[..5].to_vec());
-}
-
-/// Whether `TCP_CORK` is set on `s`.
-fn cork_on(s: &std::net::TcpStream) -> bool {
-    rustix::net::sockopt::tcp_cork(s).unwrap()
+    assert_eq!(got, shared::model_datagrams(&list).unwrap()[..5].to_vec());
 }
 
 #[test]
@@ -625,7 +588,7 @@ fn tcp_is_corked_and_uncorked() {
     let report = crate::send(&client, &list).unwrap();
     assert!(report.calls.sendfile > 0);
     assert!(report.calls.cork_toggles >= 2 && report.calls.cork_toggles % 2 == 0);
-    assert!(!cork_on(&client), "left uncorked");
+    assert!(!shared::cork_on(&client), "left uncorked");
     // A failure midway (a file that vanished at its reopen is not possible here; a missing
     // later path fails the checks): corking never starts before the checks pass.
     let err = crate::send(
@@ -633,10 +596,10 @@ fn tcp_is_corked_and_uncorked() {
         &[Element::memory("x"), Element::file("/no/such", ..)],
     );
     assert!(err.is_err());
-    assert!(!cork_on(&client));
+    assert!(!shared::cork_on(&client));
     drop(client);
     let got = reader.join().unwrap().unwrap();
-    assert!(got == model(&list));
+    assert!(got == shared::model(&list).unwrap());
 }
 
 #[cfg(feature = "tokio")]
@@ -673,5 +636,8 @@ fn dropping_a_corked_async_send_uncorks() {
         c.into_std().unwrap()
     });
     assert!(progress.get().bytes_sent > 0);
-    assert!(!cork_on(&client), "the dropped send uncorked the socket");
+    assert!(
+        !shared::cork_on(&client),
+        "the dropped send uncorked the socket"
+    );
 }

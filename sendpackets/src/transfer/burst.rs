@@ -54,7 +54,12 @@ impl Transfer {
 
     /// Groups the prepared datagrams into kernel messages (one only without bursts), filling
     /// `iov` with their buffers.
-    fn group<'a>(&'a self, msgs: &[Msg], parts: &[super::gather::Part], iov: &mut Vec<IoSlice<'a>>) -> Vec<Group> {
+    fn group<'a>(
+        &'a self,
+        msgs: &[Msg],
+        parts: &[super::gather::Part],
+        iov: &mut Vec<IoSlice<'a>>,
+    ) -> Vec<Group> {
         let mut groups = Vec::new();
         let mut i = 0;
         while i < msgs.len() {

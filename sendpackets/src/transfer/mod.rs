@@ -267,7 +267,7 @@ impl Transfer {
         self.calls = calls;
     }
 
-/// How far the send got.
+    /// How far the send got.
     pub(crate) fn progress(&self) -> Progress {
         let (elements_completed, offset_in_element) = match self.res.segments.get(self.cursor.seg) {
             Some(s) => (s.element, self.cursor.off),
@@ -295,6 +295,7 @@ impl Transfer {
         self.calls.waits += 1;
     }
 
+    #[cfg(feature = "tokio")]
     /// Whether the next step starts by reading file bytes into memory (and no socket call has
     /// to come first).
     pub(crate) fn next_reads_file(&self) -> bool {
@@ -313,6 +314,7 @@ impl Transfer {
             .any(|s| s.len > 0 && matches!(s.kind, SegKind::File { .. }))
     }
 
+    #[cfg(feature = "tokio")]
     /// Reads the next gather's file bytes into memory without touching the socket, so that a
     /// caller can do the reading on another thread; the next [`step`](Self::step) writes them.
     pub(crate) fn read_next(&mut self, k: &mut impl Kernel) -> Result<(), Stop> {
@@ -364,7 +366,12 @@ impl Transfer {
     }
 
     /// Ends a send that stopped while waiting (`error` already built): uncorks the socket.
-    pub(crate) fn abandon(&mut self, k: &mut impl Kernel, sock: BorrowedFd<'_>, error: SendError) -> SendError {
+    pub(crate) fn abandon(
+        &mut self,
+        k: &mut impl Kernel,
+        sock: BorrowedFd<'_>,
+        error: SendError,
+    ) -> SendError {
         self.uncork(k, sock);
         error
     }
@@ -585,9 +592,9 @@ impl Transfer {
         if now.id != self.res.files[slot].stat.id {
             let err = self.fail(ErrorKind::FileChanged, Some(seg), None);
             return Err(match err {
-                Stop::Failed(e) => Stop::Failed(e.with_detail(
-                    "the file was replaced or modified since the checks".into(),
-                )),
+                Stop::Failed(e) => Stop::Failed(
+                    e.with_detail("the file was replaced or modified since the checks".into()),
+                ),
                 other => other,
             });
         }

@@ -2,7 +2,9 @@
 //! flavours. One function sends through any of them, so every case is written once.
 
 use std::future::Future;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::AsFd;
+#[cfg(feature = "tokio")]
+use std::os::fd::{BorrowedFd, OwnedFd};
 
 use sendpackets::{Element, ProgressHandle, SendError, SendOptions, SendReport};
 
@@ -20,6 +22,7 @@ pub enum Front {
     AsyncConnection,
 }
 
+#[cfg(feature = "tokio")]
 pub const FRONTS: [Front; 5] = [
     Front::Blocking,
     Front::Connection,
@@ -27,6 +30,16 @@ pub const FRONTS: [Front; 5] = [
     Front::MultiThread,
     Front::AsyncConnection,
 ];
+
+/// The tokio fronts on both runtime flavours (none without the `tokio` feature).
+#[cfg(feature = "tokio")]
+pub const RUNTIMES: &[Front] = &[Front::CurrentThread, Front::MultiThread];
+#[cfg(not(feature = "tokio"))]
+pub const RUNTIMES: &[Front] = &[];
+
+/// Without the `tokio` feature, the blocking fronts only.
+#[cfg(not(feature = "tokio"))]
+pub const FRONTS: [Front; 2] = [Front::Blocking, Front::Connection];
 
 /// A runtime of `front`'s flavour (not for `Blocking`).
 pub fn runtime(front: Front) -> tokio::runtime::Runtime {
@@ -42,6 +55,7 @@ pub fn runtime(front: Front) -> tokio::runtime::Runtime {
     b.enable_all().build().expect("tokio runtime")
 }
 
+#[cfg(feature = "tokio")]
 /// A tokio socket made from a duplicate of a connected (or not) socket descriptor.
 pub enum TokioSocket {
     Tcp(tokio::net::TcpStream),
@@ -50,6 +64,7 @@ pub enum TokioSocket {
     UnixDgram(tokio::net::UnixDatagram),
 }
 
+#[cfg(feature = "tokio")]
 impl TokioSocket {
     /// Must run inside a runtime. The descriptor is duplicated and made non-blocking (which the
     /// original shares: the caller restores it).
@@ -123,6 +138,7 @@ impl TokioSocket {
     }
 }
 
+#[cfg(feature = "tokio")]
 impl AsFd for TokioSocket {
     fn as_fd(&self) -> BorrowedFd<'_> {
         match self {
@@ -171,6 +187,21 @@ pub fn send_observed_via(
             None => conn.send_with(list, opts),
         };
     }
+    #[cfg(feature = "tokio")]
+    return send_tokio(front, sock, list, opts, progress);
+    #[cfg(not(feature = "tokio"))]
+    unreachable!("{front:?} needs the tokio feature");
+}
+
+/// Sends through a tokio front, leaving the socket's blocking mode as it was.
+#[cfg(feature = "tokio")]
+fn send_tokio(
+    front: Front,
+    sock: BorrowedFd<'_>,
+    list: &[Element],
+    opts: &SendOptions,
+    progress: Option<&ProgressHandle>,
+) -> Result<SendReport, SendError> {
     let was_nonblocking = rustix::fs::fcntl_getfl(sock)
         .unwrap()
         .contains(rustix::fs::OFlags::NONBLOCK);

@@ -4,6 +4,10 @@
 
 pub mod cases;
 pub mod front;
+pub mod model;
+
+#[allow(unused_imports)]
+pub use model::{cork_on, model, model_datagrams};
 
 #[allow(unused_imports)]
 pub use front::{FRONTS, Front, send_observed_via, send_via};
@@ -12,15 +16,12 @@ use std::fs;
 use std::io::{self, Read};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::FileExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use sendpackets::{
-    Element, Engine, FileIo, FileRange, Payload, SendError, SendOptions, SendReport,
-};
+use sendpackets::{Element, Engine, FileIo, SendError, SendOptions, SendReport};
 
 /// No test waits longer than this for a peer.
 pub const PATIENCE: Duration = Duration::from_secs(60);
@@ -209,36 +210,6 @@ pub fn assert_sends_exactly(list: &[Element]) {
     }
 }
 
-/// What `list` must put on the wire, computed the simple way: read each file directly.
-pub fn model(list: &[Element]) -> io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    for e in list {
-        match &e.payload {
-            Payload::Memory(b) => out.extend_from_slice(b),
-            Payload::Path { path, range } => {
-                let data = fs::read(path)?;
-                out.extend_from_slice(slice(&data, *range)?);
-            }
-            Payload::Handle { file, range } => {
-                let f = fs::File::from(file.as_fd().try_clone_to_owned()?);
-                let len = f.metadata()?.len();
-                let mut data = vec![0u8; len as usize];
-                f.read_exact_at(&mut data, 0)?;
-                out.extend_from_slice(slice(&data, *range)?);
-            }
-            _ => unreachable!("no other payloads"),
-        }
-    }
-    Ok(out)
-}
-
-fn slice(data: &[u8], r: FileRange) -> io::Result<&[u8]> {
-    let start = r.offset as usize;
-    let end = r.len.map_or(data.len(), |l| start + l as usize);
-    data.get(start..end)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "range out of file"))
-}
-
 /// A temporary directory of test files.
 pub struct Files {
     pub dir: tempfile::TempDir,
@@ -294,9 +265,4 @@ pub fn within_patience<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static
 
 pub fn is_under(path: &Path, dir: &Path) -> bool {
     path.starts_with(dir)
-}
-
-/// Whether `TCP_CORK` is set on `s`.
-pub fn cork_on(s: &TcpStream) -> bool {
-    rustix::net::sockopt::tcp_cork(s).expect("getsockopt TCP_CORK")
 }
