@@ -69,6 +69,8 @@ pub(crate) enum Known<'a> {
 }
 
 /// How a send started.
+// Moved once per send, never stored: boxing the transfer would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Start {
     /// Done already (the express path sent everything).
@@ -169,6 +171,7 @@ pub(crate) fn start_here(
 }
 
 /// How [`start_here`] started.
+#[allow(clippy::large_enum_variant)] // as `Start`
 #[derive(Debug)]
 pub(crate) enum Started {
     Finished(SendReport),
