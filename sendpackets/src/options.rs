@@ -71,7 +71,7 @@ pub enum FileIo {
     /// Async sends only (a blocking send treats it as `Inline`): files are opened and read on
     /// tokio's blocking thread pool, into a bounded buffer, and the socket is written from that
     /// buffer on the runtime. No runtime worker ever waits for the disk; the price is a copy
-    /// (no `sendfile`) and a thread hand-off per buffer (up to 1 MiB).
+    /// (no `sendfile`) and a thread hand-off per buffer (up to 128 KiB).
     Offload,
 }
 
