@@ -95,7 +95,7 @@
 //! (up to 1 MiB, or one datagram if larger): large file ranges go out with `sendfile` (no
 //! copy), and the portable engine and [`FileIo::Offload`] copy in 128 KiB chunks. 1,000
 //! concurrent async sends of 8 MiB files peak near 80 MiB RSS with `sendfile` and near
-//! 200 MiB copying (`sendpackets-bench memory`). After a send returns, a
+//! 200 MiB copying (`sendpackets-bench inflight`). After a send returns, a
 //! thread keeps at most two 64 KiB buffers for its next send.
 //!
 //! # Hazards

@@ -37,7 +37,7 @@ pub(crate) const SCRATCH_CAP: usize = 256 * 1024;
 /// This bounds memory per in-flight send where it matters most: 1,000 concurrent 8 MiB async
 /// sends (each with an in-process reader draining into 64 KiB) peaked at 77 MiB RSS with
 /// `sendfile`, 323 MiB with 256 KiB chunks, and 1.1 GB with the 1 MiB chunk used before;
-/// 128 KiB keeps them near 210 MiB, under the 300 MB target (`sendpackets-bench memory`). A
+/// 128 KiB keeps them near 210 MiB, under the 300 MB target (`sendpackets-bench inflight`). A
 /// read/write loop measured 1.85 GB/s with 64 KiB chunks and 2.60 with 1 MiB on loopback TCP
 /// (page-aligned buffers, `limits/README.md`).
 pub(crate) const COPY_CHUNK: usize = 128 * 1024;
