@@ -159,10 +159,19 @@ fn watched() -> &'static Mutex<Armed> {
     &ARMED
 }
 
+/// How many failing cases a test collects before it stops.
+const MAX_FAILURES: usize = 5;
+
 /// Runs the cases of one test: index 0, 1, ... until its share of the running time is spent
-/// (at least `min_cases`), or only the case `SENDPACKETS_SOAK_CASE`. A failing case panics
-/// with the seed, the case and the command that replays it.
-fn soak_loop(test: &str, share: f64, min_cases: u64, mut case: impl FnMut(u64, &CaseLog)) -> u64 {
+/// (at least `min_cases`), or only the case `SENDPACKETS_SOAK_CASE`. A failing case is
+/// reported with the seed, its parameters and the command that replays it, and the run goes
+/// on (up to `MAX_FAILURES`); `Err` holds every report.
+fn soak_loop(
+    test: &str,
+    share: f64,
+    min_cases: u64,
+    mut case: impl FnMut(u64, &CaseLog),
+) -> Result<(), String> {
     let cfg = config();
     let budget = Duration::from_secs_f64(cfg.secs * share);
     eprintln!(
@@ -174,9 +183,10 @@ fn soak_loop(test: &str, share: f64, min_cases: u64, mut case: impl FnMut(u64, &
         Some(c) => c..c + 1,
         None => 0..u64::MAX,
     };
-    let mut ran = 0;
+    let (mut ran, mut failures) = (0, Vec::new());
     for index in indices {
-        if cfg.only_case.is_none() && index >= min_cases && start.elapsed() >= budget {
+        let spent = index >= min_cases && start.elapsed() >= budget;
+        if (cfg.only_case.is_none() && spent) || failures.len() >= MAX_FAILURES {
             break;
         }
         let log = CaseLog::default();
@@ -185,22 +195,50 @@ fn soak_loop(test: &str, share: f64, min_cases: u64, mut case: impl FnMut(u64, &
             Some((Instant::now(), head.clone(), log.clone()));
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| case(index, &log)));
         *watched().lock().unwrap_or_else(|e| e.into_inner()) = None;
+        ran += 1;
         if let Err(payload) = r {
             let msg = payload
                 .downcast_ref::<String>()
                 .map(String::as_str)
                 .or_else(|| payload.downcast_ref::<&str>().copied())
                 .unwrap_or("(panic without a message)");
-            panic!(
-                "\nsoak failure: {head}\n  replay: {}\n  case: {}\n  failure: {msg}\n",
+            let report = format!(
+                "soak failure: {head}\n  replay: {}\n  case: {}\n  failure: {msg}",
                 replay_hint(test, index),
                 log.text()
             );
+            eprintln!("\n{report}\n");
+            failures.push(report);
         }
-        ran += 1;
     }
-    eprintln!("{test}: {ran} cases in {:.1?}", start.elapsed());
-    ran
+    eprintln!(
+        "{test}: {ran} cases in {:.1?}, {} failed",
+        start.elapsed(),
+        failures.len()
+    );
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} of {ran} cases failed (seed {}):\n\n{}\n",
+            failures.len(),
+            cfg.seed,
+            failures.join("\n\n")
+        ))
+    }
+}
+
+/// Fails the test with every failing case, or if a descriptor was left open.
+fn verdict(result: Result<(), String>, fds_before: usize) {
+    if let Err(report) = result {
+        panic!("{report}");
+    }
+    assert_eq!(
+        util::open_fds(),
+        fds_before,
+        "every descriptor the sends opened was closed (seed {})",
+        config().seed
+    );
 }
 
 fn mix(mut z: u64) -> u64 {
@@ -1881,7 +1919,7 @@ fn soak_random_lists() {
     let fds_before = util::open_fds();
     let mut stats = Stats::default();
     let combos = combinations().len() as u64;
-    soak_loop(
+    let result = soak_loop(
         "soak_random_lists",
         SHARE_RANDOM,
         combos.min(20),
@@ -1889,12 +1927,7 @@ fn soak_random_lists() {
     );
     stats.print("soak_random_lists");
     eprintln!("soak_random_lists: {combos} combinations of front end, socket and peer");
-    assert_eq!(
-        util::open_fds(),
-        fds_before,
-        "every descriptor the sends opened was closed (seed {})",
-        config().seed
-    );
+    verdict(result, fds_before);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2166,34 +2199,82 @@ fn churn_during_case(index: u64, log: &CaseLog, stats: &mut Stats) {
          ({queued} bytes at the peer, progress {at:?})"
     );
     check_observed(&a, list.len(), "send");
-    let label = match &a.outcome {
+    let op_name = |c: &Churn| {
+        let op = format!("{c:?}");
+        op.split([' ', '(']).next().unwrap_or_default().to_string()
+    };
+    for (i, c) in &victims {
+        stats.bump(format!("change:{} of a {} file", op_name(c), place(*i)));
+    }
+    // The kind of element `e`: a file kept open or reopened, by path or handle, how changed.
+    let class = |e: usize| match owner.get(e).copied().flatten() {
+        None => "no file".to_string(),
+        Some(file) => {
+            let by = match &list[e].payload {
+                Payload::Path { .. } => "by path",
+                _ => "by handle",
+            };
+            let change = victims.iter().find(|(v, _)| *v == file);
+            let op = change.map_or("unchanged".to_string(), |(_, c)| op_name(c));
+            format!("a {} file {by} ({op})", place(file))
+        }
+    };
+    // What element `e` reads, and what happened to that file.
+    let element = |e: usize| match owner.get(e).copied().flatten() {
+        None => format!("element {e} (memory)"),
+        Some(file) => {
+            let change = victims.iter().find(|(v, _)| *v == file);
+            let by = match &list[e].payload {
+                Payload::Path { .. } => "by path",
+                _ => "by handle",
+            };
+            match change {
+                Some((_, c)) => format!("element {e} (file {file} {by}, {}, {c:?})", place(file)),
+                None => format!("element {e} (file {file} {by}, unchanged)"),
+            }
+        }
+    };
+    match &a.outcome {
         Outcome::Sent(r) => {
             // Never new bytes silently: a complete send carries the files as they were checked.
-            expect_exact(
-                &got,
-                &m.bytes,
-                &m,
-                "a send that reported success (new bytes on the wire?)",
-            );
+            if got != m.bytes {
+                let at = got.iter().zip(&m.bytes).position(|(a, b)| a != b);
+                let at = at.unwrap_or(got.len().min(m.bytes.len()));
+                let e = m.element_at(at as u64);
+                stats.bump(format!("outcome:NEW BYTES on the wire from {}", class(e)));
+                panic!(
+                    "new bytes on the wire, and the send reported success ({} of {} bytes \
+                     received): first difference at byte {at}, in {}",
+                    got.len(),
+                    m.bytes.len(),
+                    element(e)
+                );
+            }
             assert_eq!(r.bytes_sent, m.bytes.len() as u64);
-            "sent the original bytes".to_string()
+            stats.bump("outcome:sent the bytes as checked");
         }
         Outcome::Failed(f) => {
+            let e = f.element.unwrap_or(usize::MAX);
+            stats.bump(format!("outcome:{:?} at {}", f.kind, class(e)));
             assert!(
                 matches!(f.kind, ErrorKind::FileChanged | ErrorKind::FileTruncated),
                 "a changed file gives FileChanged or FileTruncated, not: {}",
                 f.text
             );
-            let e = f.element.expect("the error names its element");
-            let file = owner[e].unwrap_or_else(|| panic!("element {e} is not a file: {}", f.text));
+            let file = owner
+                .get(e)
+                .copied()
+                .flatten()
+                .unwrap_or_else(|| panic!("{} is not a file: {}", element(e), f.text));
             let (_, churn) = victims
                 .iter()
                 .find(|(v, _)| *v == file)
-                .unwrap_or_else(|| panic!("file {file} was not changed: {}", f.text));
+                .unwrap_or_else(|| panic!("{} was not changed: {}", element(e), f.text));
             if f.kind == ErrorKind::FileTruncated {
                 assert!(
                     matches!(churn, Churn::Truncate(_)) || churn.replaces(),
-                    "FileTruncated for {churn:?}: {}",
+                    "FileTruncated for {}: {}",
+                    element(e),
                     f.text
                 );
             }
@@ -2203,17 +2284,20 @@ fn churn_during_case(index: u64, log: &CaseLog, stats: &mut Stats) {
                 got.len() as u64,
                 "the error's progress is what the peer received"
             );
-            expect_prefix(&got, &m, "bytes before the error");
-            format!("{:?} at a {} file", f.kind, place(file))
+            if got[..] != m.bytes[..got.len()] {
+                let at = got.iter().zip(&m.bytes).position(|(a, b)| a != b);
+                let e = m.element_at(at.unwrap_or_default() as u64);
+                stats.bump(format!("outcome:NEW BYTES on the wire from {}", class(e)));
+                panic!(
+                    "new bytes on the wire before the error ({}): first difference at byte \
+                     {at:?}, in {}",
+                    f.text,
+                    element(e)
+                );
+            }
         }
         Outcome::Cancelled(..) => unreachable!("no cancel here"),
-    };
-    for (i, c) in &victims {
-        let op = format!("{c:?}");
-        let op = op.split([' ', '(']).next().unwrap_or_default();
-        stats.bump(format!("change:{op} of a {} file", place(*i)));
     }
-    stats.bump(format!("outcome:{label}"));
     stats.bump(format!("front:{:?}", how.via));
 }
 
@@ -2226,16 +2310,11 @@ fn churn_during_sends() {
     let _ = stall_bytes();
     let fds_before = util::open_fds();
     let mut stats = Stats::default();
-    soak_loop("churn_during_sends", SHARE_CHURN_DURING, 8, |index, log| {
+    let result = soak_loop("churn_during_sends", SHARE_CHURN_DURING, 8, |index, log| {
         churn_during_case(index, log, &mut stats)
     });
     stats.print("churn_during_sends");
-    assert_eq!(
-        util::open_fds(),
-        fds_before,
-        "every descriptor was closed (seed {})",
-        config().seed
-    );
+    verdict(result, fds_before);
 }
 
 fn churn_between_case(index: u64, log: &CaseLog, stats: &mut Stats) {
@@ -2300,14 +2379,14 @@ fn churn_between_sends() {
     let _serial = serial();
     let fds_before = util::open_fds();
     let mut stats = Stats::default();
-    soak_loop(
+    let result = soak_loop(
         "churn_between_sends",
         SHARE_CHURN_BETWEEN,
         4,
         |index, log| churn_between_case(index, log, &mut stats),
     );
     stats.print("churn_between_sends");
-    assert_eq!(util::open_fds(), fds_before, "every descriptor was closed");
+    verdict(result, fds_before);
 }
 
 /// Leaves this process exactly `free` descriptors until dropped: lowers `RLIMIT_NOFILE` and
