@@ -1545,7 +1545,12 @@ fn random_case(index: u64, pool: &Pool, log: &CaseLog, stats: &mut Stats) {
         how,
         sock,
         peer,
-        small: !sock.datagram() && rng.chance(25),
+        small: !sock.datagram()
+            && match peer {
+                Peer::Cancel => true,
+                Peer::Reset => rng.chance(50),
+                _ => rng.chance(25),
+            },
         stall: rng.duration_ms(1, 60),
         reset_after: if sock.datagram() {
             rng.skewed(m.datagrams(&g.list).len() as u64)
@@ -1582,6 +1587,18 @@ fn random_case(index: u64, pool: &Pool, log: &CaseLog, stats: &mut Stats) {
         stream_case(&plan, &g.list, &m, log, stats)
     };
     stats.bump(format!("outcome:{outcome}"));
+}
+
+/// A peer that resets at once may be gone before the send starts: the socket is then no
+/// longer connected, which the send reports first (thrown at start by the completion API),
+/// with nothing sent.
+fn gone_before_start(plan: &Plan, f: &Failure) -> bool {
+    let gone = plan.peer == Peer::Reset && f.kind == ErrorKind::NotConnected;
+    if gone {
+        assert_eq!(f.progress, Progress::default(), "{}", f.text);
+        assert_eq!(f.element, None, "{}", f.text);
+    }
+    gone
 }
 
 /// Sends `list` to a fresh peer that reads everything; returns the attempt and the bytes.
@@ -1654,14 +1671,16 @@ fn stream_case(
         let Outcome::Failed(f) = &a.outcome else {
             panic!("element {bad} is out of range, yet: {:?}", a.outcome)
         };
-        assert_eq!(f.kind, ErrorKind::RangeOutOfBounds, "{}", f.text);
-        assert_eq!(f.element, Some(bad), "{}", f.text);
         assert_eq!(f.progress, Progress::default(), "nothing sent: {}", f.text);
-        assert!(
-            !f.thrown,
-            "a range error is the operation's result, not thrown"
-        );
         assert!(got.is_empty(), "the peer got {} bytes", got.len());
+        if !gone_before_start(plan, f) {
+            assert_eq!(f.kind, ErrorKind::RangeOutOfBounds, "{}", f.text);
+            assert_eq!(f.element, Some(bad), "{}", f.text);
+            assert!(
+                !f.thrown,
+                "a range error is the operation's result, not thrown"
+            );
+        }
         return a.outcome.label();
     }
     match &a.outcome {
@@ -1682,8 +1701,10 @@ fn stream_case(
                 "only a reset peer fails a send: {}",
                 f.text
             );
-            assert_eq!(f.kind, ErrorKind::Socket, "{}", f.text);
-            assert!(!f.thrown);
+            if !gone_before_start(plan, f) {
+                assert_eq!(f.kind, ErrorKind::Socket, "{}", f.text);
+                assert!(!f.thrown);
+            }
             let p = f.progress;
             m.check_progress(&p, "error progress");
             assert!(
@@ -1789,14 +1810,16 @@ fn datagram_case(
         let Outcome::Failed(f) = &a.outcome else {
             panic!("element {bad} is out of range, yet: {:?}", a.outcome)
         };
-        assert_eq!(f.kind, ErrorKind::RangeOutOfBounds, "{}", f.text);
-        assert_eq!(f.element, Some(bad), "{}", f.text);
         assert_eq!(f.progress, Progress::default(), "nothing sent: {}", f.text);
-        assert!(
-            !f.thrown,
-            "a range error is the operation's result, not thrown"
-        );
         assert!(got.is_empty(), "the peer got {} datagrams", got.len());
+        if !gone_before_start(plan, f) {
+            assert_eq!(f.kind, ErrorKind::RangeOutOfBounds, "{}", f.text);
+            assert_eq!(f.element, Some(bad), "{}", f.text);
+            assert!(
+                !f.thrown,
+                "a range error is the operation's result, not thrown"
+            );
+        }
         return a.outcome.label();
     }
     let check_datagram_progress = |p: &Progress, what: &str| {
@@ -1833,7 +1856,10 @@ fn datagram_case(
                 "only a closed peer fails a send: {}",
                 f.text
             );
-            assert_eq!(f.kind, ErrorKind::Socket, "{}", f.text);
+            if !gone_before_start(plan, f) {
+                assert_eq!(f.kind, ErrorKind::Socket, "{}", f.text);
+                assert!(!f.thrown);
+            }
             check_datagram_progress(&f.progress, "error progress");
             let n = f.progress.datagrams_sent as usize;
             assert!(n >= got.len(), "{n} datagrams sent, {} received", got.len());
