@@ -1206,6 +1206,26 @@ impl Gen {
         s
     }
 
+    /// Puts a large element (a big file range or buffer) at a random place.
+    fn add_bulk(&mut self, rng: &mut Rng, pool: &Pool) {
+        let (e, d) = if rng.chance(40) {
+            let n = rng.between(300_000, 2_000_000);
+            (
+                Element::memory(pool.memory(rng, n)),
+                format!("bulk mem({n})"),
+            )
+        } else {
+            let big: Vec<&PoolFile> = pool.files.iter().filter(|f| f.len > 1 << 20).collect();
+            let f = big[rng.below(big.len() as u64) as usize];
+            let o = rng.below(f.len / 2);
+            let (e, how) = file_element(rng, f, FileRange::from(o..));
+            (e, format!("bulk {how}({}, {o}..)", f.name))
+        };
+        let at = rng.upto(self.list.len() as u64) as usize;
+        self.list.insert(at, e);
+        self.desc.insert(at, d);
+    }
+
     /// Puts 1 or 2 elements whose range lies outside their file at random places.
     fn spoil(&mut self, rng: &mut Rng, pool: &Pool) {
         for _ in 0..rng.between(1, 2) {
@@ -1522,11 +1542,16 @@ fn random_case(index: u64, pool: &Pool, log: &CaseLog, stats: &mut Stats) {
     let combos = combinations();
     let (via, sock, peer) = combos[(index % combos.len() as u64) as usize];
     let mut rng = Rng::for_case("soak_random_lists", index);
-    let g = if sock.datagram() {
+    let mut g = if sock.datagram() {
         datagram_list(&mut rng, pool, sock.datagram_limit())
     } else {
         stream_list(&mut rng, pool)
     };
+    if !sock.datagram() && matches!(peer, Peer::Reset | Peer::Cancel) && rng.chance(70) {
+        // Mostly more than the socket buffers hold, so the peer's reset or the cancel
+        // lands midway.
+        g.add_bulk(&mut rng, pool);
+    }
     let m = model_of(&g.list);
     let mut how = How::random(&mut rng, via);
     if rng.chance(12) {
