@@ -5,8 +5,16 @@
 //! Bounded by the wall clock: about 60 s for the whole file by default, longer with
 //! `SENDPACKETS_SOAK_SECS=<seconds>`. The seed comes from `SENDPACKETS_SOAK_SEED` or the clock;
 //! every failure names the seed, the test, the case and its parameters, and the command that
-//! replays that case alone (`SENDPACKETS_SOAK_CASE=<index>`). A case that hangs aborts the
-//! process after printing the same.
+//! replays that case alone (`SENDPACKETS_SOAK_CASE=<index>`). A test goes on after a failing
+//! case and reports up to 5 of them (`SENDPACKETS_SOAK_MAX_FAILURES=<n>`). A case that hangs
+//! aborts the process after printing the same. With `-- --nocapture`, each test prints what it
+//! covered (front ends, sockets, peers, outcomes, resumes, changes to files).
+//!
+//! ```sh
+//! cargo test -p sendpackets --test soak                                  # about a minute
+//! SENDPACKETS_SOAK_SECS=1800 cargo test -p sendpackets --test soak -- --nocapture
+//! SENDPACKETS_SOAK_SEED=123 SENDPACKETS_SOAK_CASE=45 cargo test -p sendpackets --test soak soak_random_lists
+//! ```
 //!
 //! The tests of this file run one at a time (they count this process's descriptors, and one of
 //! them lowers its descriptor limit).
@@ -59,6 +67,7 @@ struct Config {
     seed: u64,
     secs: f64,
     only_case: Option<u64>,
+    max_failures: usize,
 }
 
 fn config() -> &'static Config {
@@ -89,10 +98,15 @@ fn config() -> &'static Config {
             v.parse()
                 .unwrap_or_else(|_| panic!("SENDPACKETS_SOAK_CASE={v}: not a case index"))
         });
+        let max_failures = var("SENDPACKETS_SOAK_MAX_FAILURES").map_or(MAX_FAILURES, |v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("SENDPACKETS_SOAK_MAX_FAILURES={v}: not a number"))
+        });
         Config {
             seed,
             secs,
             only_case,
+            max_failures,
         }
     })
 }
@@ -159,13 +173,13 @@ fn watched() -> &'static Mutex<Armed> {
     &ARMED
 }
 
-/// How many failing cases a test collects before it stops.
+/// How many failing cases a test collects before it stops (`SENDPACKETS_SOAK_MAX_FAILURES`).
 const MAX_FAILURES: usize = 5;
 
 /// Runs the cases of one test: index 0, 1, ... until its share of the running time is spent
 /// (at least `min_cases`), or only the case `SENDPACKETS_SOAK_CASE`. A failing case is
 /// reported with the seed, its parameters and the command that replays it, and the run goes
-/// on (up to `MAX_FAILURES`); `Err` holds every report.
+/// on (up to `Config::max_failures`); `Err` holds every report.
 fn soak_loop(
     test: &str,
     share: f64,
@@ -186,7 +200,7 @@ fn soak_loop(
     let (mut ran, mut failures) = (0, Vec::new());
     for index in indices {
         let spent = index >= min_cases && start.elapsed() >= budget;
-        if (cfg.only_case.is_none() && spent) || failures.len() >= MAX_FAILURES {
+        if (cfg.only_case.is_none() && spent) || failures.len() >= cfg.max_failures {
             break;
         }
         let log = CaseLog::default();
@@ -417,6 +431,8 @@ enum StreamPeer {
     StallThenDrain(Duration),
     /// Reads nothing until told (or until the sender side is gone), then everything.
     WaitForGo(mpsc::Receiver<usize>),
+    /// Reads everything, 16 KiB a millisecond.
+    Slow,
 }
 
 fn receive_stream(mut end: ReceiverEnd, peer: StreamPeer) -> io::Result<Vec<u8>> {
@@ -452,6 +468,17 @@ fn receive_stream(mut end: ReceiverEnd, peer: StreamPeer) -> io::Result<Vec<u8>>
         }
         StreamPeer::WaitForGo(go) => {
             let _ = go.recv_timeout(PATIENCE);
+        }
+        StreamPeer::Slow => {
+            let mut buf = vec![0u8; 16 << 10];
+            loop {
+                let n = end.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(got);
+                }
+                got.extend_from_slice(&buf[..n]);
+                thread::sleep(Duration::from_millis(1));
+            }
         }
     }
     end.read_to_end(&mut got)?;
@@ -2170,23 +2197,52 @@ fn churn_during_case(index: u64, log: &CaseLog, stats: &mut Stats) {
         rng.between(2, 10)
     };
     let files = ChurnFiles::new(&mut rng, n, if many { 5 } else { 30 });
-    let mut list = vec![Element::memory(stall_bytes())];
-    let mut owner = vec![None];
-    files.list(&mut rng, &mut list, &mut owner);
-    let victims = pick_victims(&mut rng, &files);
     let sock = rng.pick(&STREAM_SOCKS);
     let via = rng.pick(&VIAS);
     let mut how = How::random(&mut rng, via);
     how.observe = true;
+    // Held: the files change while the send is held in a first element of 2 MiB, after its
+    // checks and before any file is read. Anywhere: at a random moment of a send to a slow
+    // reader.
+    let anywhere = rng.chance(35);
+    let (mut list, mut owner) = if anywhere {
+        (vec![], vec![])
+    } else {
+        (vec![Element::memory(stall_bytes())], vec![None])
+    };
+    files.list(&mut rng, &mut list, &mut owner);
+    let mut victims = pick_victims(&mut rng, &files);
+    // A page that `sendfile` handed to the socket is read when it goes out: cutting the file
+    // then may zero the tail of that page on the wire (the documented hazard). So at a random
+    // moment, files are cut only when no `sendfile` can be in flight.
+    let async_front = !matches!(via, Via::Blocking | Via::Connection);
+    let no_late_reads =
+        how.opts.engine == Engine::Portable || (async_front && how.opts.file_io == FileIo::Offload);
+    if anywhere && !no_late_reads {
+        for (i, c) in &mut victims {
+            if let Churn::Truncate(_) = c {
+                *c = Churn::Recreate {
+                    len: files.lens[*i],
+                    seed: files.seeds[*i] ^ 0x5a,
+                };
+            }
+        }
+    }
+    let delay = rng.duration_ms(0, 40);
     let budget = open_budget();
     let place = |i: usize| if i < budget { "kept open" } else { "reopened" };
     let m = model_of(&list);
     log.set(format!(
         "{n} files (open budget {budget}), {} elements, {} bytes, over {sock:?} via {}; \
-         changed during the send: {}",
+         changed {}: {}",
         list.len(),
         m.bytes.len(),
         how.describe(),
+        if anywhere {
+            format!("{delay:?} after the first bytes, the peer reading slowly")
+        } else {
+            "while the send is held after its checks".to_string()
+        },
         victims
             .iter()
             .map(|(i, c)| format!(
@@ -2212,7 +2268,12 @@ fn churn_during_case(index: u64, log: &CaseLog, stats: &mut Stats) {
     }
     .expect("dup");
     let (go, go_rx) = mpsc::channel();
-    let reader = thread::spawn(move || receive_stream(end, StreamPeer::WaitForGo(go_rx)));
+    let peer = if anywhere {
+        StreamPeer::Slow
+    } else {
+        StreamPeer::WaitForGo(go_rx)
+    };
+    let reader = thread::spawn(move || receive_stream(end, peer));
     let watch = Watch::default();
     let done = Arc::new(AtomicBool::new(false));
     let churner = {
@@ -2225,12 +2286,17 @@ fn churn_during_case(index: u64, log: &CaseLog, stats: &mut Stats) {
         thread::spawn(move || {
             let deadline = Instant::now() + Duration::from_secs(20);
             let queued = || rustix::io::ioctl_fionread(&peek).unwrap_or(0);
-            while queued() == 0 && !done.load(Ordering::SeqCst) && Instant::now() < deadline {
+            let started = || queued() > 0 || watch.get().is_some_and(|p| p.bytes_sent > 0);
+            while !started() && !done.load(Ordering::SeqCst) && Instant::now() < deadline {
                 thread::sleep(Duration::from_millis(1));
             }
-            // Give a send that is not blocked in a kernel call time to fill the buffers and
-            // wait (so the published progress is the progress at the change).
-            thread::sleep(Duration::from_millis(5));
+            // Held: give a send that is not blocked in a kernel call time to fill the buffers
+            // and wait (so the published progress is the progress at the change).
+            thread::sleep(if anywhere {
+                delay
+            } else {
+                Duration::from_millis(5)
+            });
             for (path, c) in &targets {
                 c.apply(path).expect("changing a file");
             }
@@ -2253,7 +2319,7 @@ fn churn_during_case(index: u64, log: &CaseLog, stats: &mut Stats) {
     log.note(&format!("send: {:?}", a.outcome));
     let at = at.unwrap_or_default();
     assert!(
-        queued > 0 && queued < 1 << 20 && at.elements_completed == 0,
+        anywhere || queued > 0 && queued < 1 << 20 && at.elements_completed == 0,
         "the files changed while the send was held in its first element \
          ({queued} bytes at the peer, progress {at:?})"
     );
@@ -2358,6 +2424,14 @@ fn churn_during_case(index: u64, log: &CaseLog, stats: &mut Stats) {
         Outcome::Cancelled(..) => unreachable!("no cancel here"),
     }
     stats.bump(format!("front:{:?}", how.via));
+    stats.bump(format!(
+        "when:{}",
+        if anywhere {
+            "anywhere"
+        } else {
+            "held after the checks"
+        }
+    ));
 }
 
 /// Files truncated, grown, renamed over, deleted and re-created while a send is held after its
