@@ -549,6 +549,18 @@ fn big_receive_buffer(rx: &UdpSocket) {
     }
 }
 
+/// How many bytes of datagrams (with their overhead) a list for UDP may hold: half of what
+/// the receiver's buffer takes (`SO_RCVBUFFORCE` needs privileges; without them the buffer is
+/// `net.core.rmem_max`), so a receiver that stalls loses nothing.
+fn udp_receive_room() -> u64 {
+    static ROOM: OnceLock<u64> = OnceLock::new();
+    *ROOM.get_or_init(|| {
+        let rx = UdpSocket::bind("127.0.0.1:0").expect("bind loopback");
+        big_receive_buffer(&rx);
+        SockRef::from(&rx).recv_buffer_size().unwrap_or(200_000) as u64 / 2
+    })
+}
+
 /// What the receiving end of a datagram pair does.
 enum DgramPeer {
     /// Reads this many datagrams (then any surplus arriving soon after).
@@ -1448,13 +1460,16 @@ fn exact_element(rng: &mut Rng, pool: &Pool, n: u64) -> (Element, String) {
 
 /// A list for a datagram socket: datagrams up to `limit` bytes, built from several elements,
 /// end-of-packet marks between them, sometimes empty ones and trailing elements.
-fn datagram_list(rng: &mut Rng, pool: &Pool, limit: u64) -> Gen {
+fn datagram_list(rng: &mut Rng, pool: &Pool, limit: u64, room: u64) -> Gen {
     let mut g = Gen::default();
+    // What a datagram costs in the receiver's buffer, roughly: its bytes and its overhead.
+    let cost = |size: u64| size + 2048;
+    let mut spent = 0;
     if rng.chance(10) {
         // Runs of equal-size datagrams (the shape sent in bursts, on UDP with GSO), a shorter
         // and a longer one breaking the run.
         let size = rng.pick(&[200u64, 1000, 1200, 1400, 8000]);
-        let count = rng.between(20, 300);
+        let count = rng.between(20, 300).min(room / cost(size * 2)).max(1);
         g.shape = format!(" ({count} datagrams of {size} bytes, some other sizes)");
         for i in 0..count {
             let size = match rng.below(40) {
@@ -1479,6 +1494,10 @@ fn datagram_list(rng: &mut Rng, pool: &Pool, limit: u64) -> Gen {
                 _ => rng.between(16_000, limit),
             }
             .min(limit);
+            spent += cost(size);
+            if spent > room {
+                break;
+            }
             let parts = rng.between(1, 4);
             let mut filled = 0;
             for p in 0..parts {
@@ -1494,10 +1513,10 @@ fn datagram_list(rng: &mut Rng, pool: &Pool, limit: u64) -> Gen {
             }
         }
         if rng.chance(30) {
-            let mut room = rng.upto(limit.min(20_000));
+            let mut tail = rng.upto(limit.min(20_000).min(room.saturating_sub(spent + cost(0))));
             for _ in 0..rng.between(1, 3) {
-                let n = rng.upto(room);
-                room -= n;
+                let n = rng.upto(tail);
+                tail -= n;
                 let (e, d) = exact_element(rng, pool, n);
                 g.push(e, format!("{d} (after the last mark)"));
             }
@@ -1570,7 +1589,11 @@ fn random_case(index: u64, pool: &Pool, log: &CaseLog, stats: &mut Stats) {
     let (via, sock, peer) = combos[(index % combos.len() as u64) as usize];
     let mut rng = Rng::for_case("soak_random_lists", index);
     let mut g = if sock.datagram() {
-        datagram_list(&mut rng, pool, sock.datagram_limit())
+        let room = match sock {
+            Sock::UnixDgram => u64::MAX, // the sender waits for room
+            _ => udp_receive_room(),
+        };
+        datagram_list(&mut rng, pool, sock.datagram_limit(), room)
     } else {
         stream_list(&mut rng, pool)
     };
