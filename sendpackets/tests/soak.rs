@@ -29,20 +29,18 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once, OnceLock, mpsc};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use sendpackets::tokio::{AsyncSocket, SendPacketsArgs, Started, send_packets_async};
 use sendpackets::{
     Element, Engine, ErrorKind, FileHandle, FileIo, FileRange, Payload, Progress, ProgressHandle,
     SendError, SendOptions, SendReport, TransmitFlags,
 };
 use socket2::{Domain, SockRef, Socket, Type};
 use util::ReceiverEnd;
-use util::front::TokioSocket;
 
 // ---------------------------------------------------------------------------------------------
 // Configuration, seeds, replay, hang watch
@@ -604,12 +602,6 @@ fn receive_dgrams(end: DgramEnd, peer: DgramPeer) -> Vec<Vec<u8>> {
     out
 }
 
-fn nonblocking(sock: BorrowedFd<'_>) -> bool {
-    rustix::fs::fcntl_getfl(sock)
-        .unwrap()
-        .contains(rustix::fs::OFlags::NONBLOCK)
-}
-
 // ---------------------------------------------------------------------------------------------
 // Front ends
 // ---------------------------------------------------------------------------------------------
@@ -629,13 +621,17 @@ enum Via {
     Completion,
 }
 
-const VIAS: [Via; 5] = [
+#[cfg(feature = "tokio")]
+const VIAS: &[Via] = &[
     Via::Blocking,
     Via::Connection,
     Via::CurrentThread,
     Via::MultiThread,
     Via::Completion,
 ];
+/// Without the `tokio` feature, the blocking front ends only.
+#[cfg(not(feature = "tokio"))]
+const VIAS: &[Via] = &[Via::Blocking, Via::Connection];
 
 const ENGINES: [Engine; 3] = [Engine::Auto, Engine::ZeroCopy, Engine::Portable];
 const FILE_IOS: [FileIo; 3] = [FileIo::Inline, FileIo::Readahead, FileIo::Offload];
@@ -747,6 +743,7 @@ impl Failure {
     }
 }
 
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 enum Outcome {
     Sent(SendReport),
     Failed(Failure),
@@ -836,140 +833,199 @@ fn send_through(
             };
             Attempt::finished(r, list, handle.as_ref())
         }
+        #[cfg(feature = "tokio")]
         Via::CurrentThread | Via::MultiThread => {
-            let flavour = if how.via == Via::CurrentThread {
-                util::Front::CurrentThread
-            } else {
-                util::Front::MultiThread
-            };
-            let was_nonblocking = nonblocking(sock);
-            let rt = util::front::runtime(flavour);
-            let r = rt.block_on(async {
-                let s = TokioSocket::from_fd(sock);
-                let send = s.send(list, opts, handle.as_ref());
-                tokio::time::timeout(how.cancel.unwrap_or(PATIENCE), send).await
-            });
-            drop(rt);
-            SockRef::from(&sock)
-                .set_nonblocking(was_nonblocking)
-                .unwrap();
-            match r {
-                Ok(r) => Attempt::finished(r, list, handle.as_ref()),
-                Err(_) if how.cancel.is_some() => {
-                    // The future is gone: the handle says what the kernel accepted.
-                    let p = handle.as_ref().expect("a cancelled send is observed").get();
-                    Attempt {
-                        outcome: Outcome::Cancelled(p, p.remaining(list)),
-                        observed: Some(p),
-                    }
-                }
-                Err(_) => panic!("an async send did not finish within {PATIENCE:?}"),
-            }
+            asynch::send_future(how, sock, list, handle.as_ref())
         }
-        Via::Completion => {
-            let flavour = if how.multi {
-                util::Front::MultiThread
-            } else {
-                util::Front::CurrentThread
-            };
-            let was_nonblocking = nonblocking(sock);
-            let rt = util::front::runtime(flavour);
-            let calls = Arc::new(AtomicUsize::new(0));
-            let (attempt, pending) = rt.block_on(async {
-                match TokioSocket::from_fd(sock) {
-                    TokioSocket::Tcp(s) => {
-                        complete_on(Arc::new(s), list, opts, watch, &calls).await
-                    }
-                    TokioSocket::Unix(s) => {
-                        complete_on(Arc::new(s), list, opts, watch, &calls).await
-                    }
-                    TokioSocket::Udp(s) => {
-                        complete_on(Arc::new(s), list, opts, watch, &calls).await
-                    }
-                    TokioSocket::UnixDgram(s) => {
-                        complete_on(Arc::new(s), list, opts, watch, &calls).await
-                    }
-                }
-            });
-            drop(rt);
-            SockRef::from(&sock)
-                .set_nonblocking(was_nonblocking)
-                .unwrap();
-            assert_eq!(
-                calls.load(Ordering::SeqCst),
-                usize::from(pending),
-                "the completion callback runs exactly once for a pending operation, never for \
-                 one completed during the call (pending: {pending})"
-            );
-            attempt
-        }
+        #[cfg(feature = "tokio")]
+        Via::Completion => asynch::send_completion(how, sock, list, watch),
+        #[cfg(not(feature = "tokio"))]
+        _ => unreachable!("{:?} needs the tokio feature", how.via),
     }
 }
 
-const TOKEN: u64 = 0x50a6;
+/// The tokio front ends: a send future (dropped midway when the case says so) and the
+/// completion API.
+#[cfg(feature = "tokio")]
+mod asynch {
+    use super::*;
+    use crate::util::front::TokioSocket;
+    use sendpackets::tokio::{AsyncSocket, SendPacketsArgs, Started, send_packets_async};
+    use std::sync::atomic::AtomicUsize;
 
-/// One operation of the completion API; returns the attempt and whether it went pending.
-async fn complete_on<S: AsyncSocket + Send + Sync + 'static>(
-    socket: Arc<S>,
-    list: &[Element],
-    opts: &SendOptions,
-    watch: Option<&Watch>,
-    calls: &Arc<AtomicUsize>,
-) -> (Attempt, bool) {
-    let (tx, rx) = mpsc::channel();
-    let tx = Mutex::new(tx);
-    let counter = Arc::clone(calls);
-    let mut args = SendPacketsArgs::new(TOKEN, move |args: SendPacketsArgs<u64>| {
-        counter.fetch_add(1, Ordering::SeqCst);
-        let _ = tx.lock().unwrap().send(args);
-    });
-    args.elements = list.to_vec();
-    args.options = *opts;
-    let handle = args.progress();
-    if let Some(w) = watch {
-        w.offer(&handle);
+    fn nonblocking(sock: BorrowedFd<'_>) -> bool {
+        rustix::fs::fcntl_getfl(sock)
+            .unwrap()
+            .contains(rustix::fs::OFlags::NONBLOCK)
     }
-    let finished = |args: &SendPacketsArgs<u64>| {
-        assert_eq!(args.user_token, TOKEN, "the user token comes back");
-        let result = args.result().expect("a finished operation has its result");
-        let outcome = match result {
-            Ok(r) => Outcome::Sent(*r),
-            Err(e) => Outcome::Failed(Failure::new(e, list, false)),
+
+    /// `sendpackets::tokio::send_with` / `send_observed` on the runtime `how.via` names.
+    pub(super) fn send_future(
+        how: &How,
+        sock: BorrowedFd<'_>,
+        list: &[Element],
+        handle: Option<&ProgressHandle>,
+    ) -> Attempt {
+        let opts = &how.opts;
+        let flavour = if how.via == Via::CurrentThread {
+            util::Front::CurrentThread
+        } else {
+            util::Front::MultiThread
         };
-        let sent = match &outcome {
-            Outcome::Sent(r) => r.bytes_sent,
-            Outcome::Failed(f) => f.progress.bytes_sent,
-            Outcome::Cancelled(..) => unreachable!(),
-        };
-        assert_eq!(args.bytes_transferred(), sent, "bytes_transferred");
-        Attempt {
-            outcome,
-            observed: Some(args.progress().get()),
+        let was_nonblocking = nonblocking(sock);
+        let rt = util::front::runtime(flavour);
+        let r = rt.block_on(async {
+            let s = TokioSocket::from_fd(sock);
+            let send = s.send(list, opts, handle);
+            tokio::time::timeout(how.cancel.unwrap_or(PATIENCE), send).await
+        });
+        drop(rt);
+        SockRef::from(&sock)
+            .set_nonblocking(was_nonblocking)
+            .unwrap();
+        match r {
+            Ok(r) => Attempt::finished(r, list, handle),
+            Err(_) if how.cancel.is_some() => {
+                // The future is gone: the handle says what the kernel accepted.
+                let p = handle.expect("a cancelled send is observed").get();
+                Attempt {
+                    outcome: Outcome::Cancelled(p, p.remaining(list)),
+                    observed: Some(p),
+                }
+            }
+            Err(_) => panic!("an async send did not finish within {PATIENCE:?}"),
         }
-    };
-    match send_packets_async(&socket, args) {
-        Err(e) => {
-            assert_eq!(e.args.user_token, TOKEN, "the arguments come back");
-            let attempt = Attempt {
-                outcome: Outcome::Failed(Failure::new(&e.error, list, true)),
-                observed: Some(handle.get()),
+    }
+
+    /// `sendpackets::tokio::send_packets_async` on the runtime `how.multi` names.
+    pub(super) fn send_completion(
+        how: &How,
+        sock: BorrowedFd<'_>,
+        list: &[Element],
+        watch: Option<&Watch>,
+    ) -> Attempt {
+        let opts = &how.opts;
+        let flavour = if how.multi {
+            util::Front::MultiThread
+        } else {
+            util::Front::CurrentThread
+        };
+        let was_nonblocking = nonblocking(sock);
+        let rt = util::front::runtime(flavour);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (attempt, pending) = rt.block_on(async {
+            match TokioSocket::from_fd(sock) {
+                TokioSocket::Tcp(s) => complete_on(Arc::new(s), list, opts, watch, &calls).await,
+                TokioSocket::Unix(s) => complete_on(Arc::new(s), list, opts, watch, &calls).await,
+                TokioSocket::Udp(s) => complete_on(Arc::new(s), list, opts, watch, &calls).await,
+                TokioSocket::UnixDgram(s) => {
+                    complete_on(Arc::new(s), list, opts, watch, &calls).await
+                }
+            }
+        });
+        drop(rt);
+        SockRef::from(&sock)
+            .set_nonblocking(was_nonblocking)
+            .unwrap();
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            usize::from(pending),
+            "the completion callback runs exactly once for a pending operation, never for \
+             one completed during the call (pending: {pending})"
+        );
+        attempt
+    }
+
+    const TOKEN: u64 = 0x50a6;
+
+    /// One operation of the completion API; returns the attempt and whether it went pending.
+    pub(super) async fn complete_on<S: AsyncSocket + Send + Sync + 'static>(
+        socket: Arc<S>,
+        list: &[Element],
+        opts: &SendOptions,
+        watch: Option<&Watch>,
+        calls: &Arc<AtomicUsize>,
+    ) -> (Attempt, bool) {
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let counter = Arc::clone(calls);
+        let mut args = SendPacketsArgs::new(TOKEN, move |args: SendPacketsArgs<u64>| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let _ = tx.lock().unwrap().send(args);
+        });
+        args.elements = list.to_vec();
+        args.options = *opts;
+        let handle = args.progress();
+        if let Some(w) = watch {
+            w.offer(&handle);
+        }
+        let finished = |args: &SendPacketsArgs<u64>| {
+            assert_eq!(args.user_token, TOKEN, "the user token comes back");
+            let result = args.result().expect("a finished operation has its result");
+            let outcome = match result {
+                Ok(r) => Outcome::Sent(*r),
+                Err(e) => Outcome::Failed(Failure::new(e, list, false)),
             };
-            (attempt, false)
+            let sent = match &outcome {
+                Outcome::Sent(r) => r.bytes_sent,
+                Outcome::Failed(f) => f.progress.bytes_sent,
+                Outcome::Cancelled(..) => unreachable!(),
+            };
+            assert_eq!(args.bytes_transferred(), sent, "bytes_transferred");
+            Attempt {
+                outcome,
+                observed: Some(args.progress().get()),
+            }
+        };
+        match send_packets_async(&socket, args) {
+            Err(e) => {
+                assert_eq!(e.args.user_token, TOKEN, "the arguments come back");
+                let attempt = Attempt {
+                    outcome: Outcome::Failed(Failure::new(&e.error, list, true)),
+                    observed: Some(handle.get()),
+                };
+                (attempt, false)
+            }
+            Ok(Started::Completed(args)) => (finished(&args), false),
+            Ok(Started::Pending(progress)) => {
+                let args = tokio::task::spawn_blocking(move || rx.recv_timeout(PATIENCE))
+                    .await
+                    .expect("waiting for the callback")
+                    .expect("the completion callback came");
+                let attempt = finished(&args);
+                assert_eq!(
+                    Some(progress.get()),
+                    attempt.observed,
+                    "the pending operation's handle and its arguments' agree"
+                );
+                (attempt, true)
+            }
         }
-        Ok(Started::Completed(args)) => (finished(&args), false),
-        Ok(Started::Pending(progress)) => {
-            let args = tokio::task::spawn_blocking(move || rx.recv_timeout(PATIENCE))
-                .await
-                .expect("waiting for the callback")
-                .expect("the completion callback came");
-            let attempt = finished(&args);
-            assert_eq!(
-                Some(progress.get()),
-                attempt.observed,
-                "the pending operation's handle and its arguments' agree"
-            );
-            (attempt, true)
-        }
+    }
+
+    /// A tokio send of `list` on the runtime `via` names, the descriptors squeezed to `free`
+    /// once the runtime and the socket exist.
+    pub(super) fn send_squeezed(
+        via: Via,
+        sock: BorrowedFd<'_>,
+        list: &[Element],
+        opts: &SendOptions,
+        free: usize,
+    ) -> Result<SendReport, SendError> {
+        let flavour = if via == Via::CurrentThread {
+            util::Front::CurrentThread
+        } else {
+            util::Front::MultiThread
+        };
+        let rt = util::front::runtime(flavour);
+        let r = rt.block_on(async {
+            let s = TokioSocket::from_fd(sock);
+            let _squeeze = Squeeze::leave(free);
+            s.send(list, opts, None).await
+        });
+        drop(rt);
+        SockRef::from(&sock).set_nonblocking(false).unwrap();
+        r
     }
 }
 
@@ -1550,7 +1606,7 @@ const PEERS: [Peer; 4] = [Peer::ReadAll, Peer::Reset, Peer::Stall, Peer::Cancel]
 /// `i` takes combination `i % len`, so any run of that many cases covers them all.
 fn combinations() -> Vec<(Via, Sock, Peer)> {
     let mut all = Vec::new();
-    for via in VIAS {
+    for &via in VIAS {
         for sock in SOCKS {
             for peer in PEERS {
                 let async_future = matches!(via, Via::CurrentThread | Via::MultiThread);
@@ -1615,7 +1671,7 @@ fn random_case(index: u64, pool: &Pool, log: &CaseLog, stats: &mut Stats) {
         how.cancel = Some(rng.duration_ms(0, 30));
         how.observe = true;
     }
-    let resume_via = rng.pick(&VIAS);
+    let resume_via = rng.pick(VIAS);
     let plan = Plan {
         how,
         sock,
@@ -2006,7 +2062,7 @@ fn warm_up(pool: &Pool) {
         Element::memory("warm"),
         Element::file(&pool.files[9].path, ..),
     ];
-    for via in VIAS {
+    for &via in VIAS {
         for file_io in FILE_IOS {
             let mut how = How::random(&mut Rng::for_case("warm", 0), via);
             how.opts = how.opts.file_io(file_io);
@@ -2221,7 +2277,7 @@ fn churn_during_case(index: u64, log: &CaseLog, stats: &mut Stats) {
     };
     let files = ChurnFiles::new(&mut rng, n, if many { 5 } else { 30 });
     let sock = rng.pick(&STREAM_SOCKS);
-    let via = rng.pick(&VIAS);
+    let via = rng.pick(VIAS);
     let mut how = How::random(&mut rng, via);
     how.observe = true;
     // Held: the files change while the send is held in a first element of 2 MiB, after its
@@ -2486,7 +2542,7 @@ fn churn_between_case(index: u64, log: &CaseLog, stats: &mut Stats) {
     files.list(&mut rng, &mut list, &mut owner);
     let victims = pick_victims(&mut rng, &files);
     let sock = rng.pick(&STREAM_SOCKS);
-    let (via1, via2) = (rng.pick(&VIAS), rng.pick(&VIAS));
+    let (via1, via2) = (rng.pick(VIAS), rng.pick(VIAS));
     let first = How::random(&mut rng, via1);
     let second = How::random(&mut rng, via2);
     log.set(format!(
@@ -2620,7 +2676,10 @@ fn descriptor_shortage_mid_send() {
         (Via::Connection, Engine::Portable),
         (Via::CurrentThread, Engine::Auto),
         (Via::MultiThread, Engine::ZeroCopy),
-    ] {
+    ]
+    .into_iter()
+    .filter(|(via, _)| VIAS.contains(via))
+    {
         let opts = SendOptions::new().engine(engine);
         let (fd, end) = stream_pair(Sock::Unix, false);
         let reader = thread::spawn(move || receive_stream(end, StreamPeer::ReadAll));
@@ -2636,22 +2695,10 @@ fn descriptor_shortage_mid_send() {
                 let _squeeze = Squeeze::leave(2);
                 conn.send_with(&list, &opts)
             }
-            _ => {
-                let flavour = if via == Via::CurrentThread {
-                    util::Front::CurrentThread
-                } else {
-                    util::Front::MultiThread
-                };
-                let rt = util::front::runtime(flavour);
-                let r = rt.block_on(async {
-                    let s = TokioSocket::from_fd(sock);
-                    let _squeeze = Squeeze::leave(2);
-                    s.send(&list, &opts, None).await
-                });
-                drop(rt);
-                SockRef::from(&sock).set_nonblocking(false).unwrap();
-                r
-            }
+            #[cfg(feature = "tokio")]
+            _ => asynch::send_squeezed(via, sock, &list, &opts, 2),
+            #[cfg(not(feature = "tokio"))]
+            _ => unreachable!(),
         };
         drop(fd);
         let got = reader
