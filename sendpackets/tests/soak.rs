@@ -2158,20 +2158,50 @@ impl Churn {
     }
 }
 
-/// How many path files a send keeps open between its checks and their use (the library's
-/// `resolve::open_budget`): files after that many are reopened by path.
-fn open_budget() -> usize {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is valid for writes.
-    let cur = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
-        lim.rlim_cur
-    } else {
-        1024
-    };
-    (cur / 8).clamp(4, 64) as usize
+/// The soft descriptor limit during the churn test: low enough that a send of ~200 files keeps
+/// only some of them open between its checks and their use (the library keeps a share of the
+/// limit) and reopens the rest by path.
+const CHURN_NOFILE: u64 = 256;
+
+/// Lowers the soft `RLIMIT_NOFILE` until dropped.
+struct LowLimit(libc::rlimit);
+
+impl LowLimit {
+    fn to(soft: u64) -> LowLimit {
+        let mut saved = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `saved` is valid for writes.
+        let r = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut saved) };
+        assert_eq!(r, 0);
+        let low = libc::rlimit {
+            rlim_cur: soft.min(saved.rlim_cur),
+            rlim_max: saved.rlim_max,
+        };
+        // SAFETY: `low` is a valid rlimit.
+        let r = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &low) };
+        assert_eq!(r, 0);
+        LowLimit(saved)
+    }
+}
+
+impl Drop for LowLimit {
+    fn drop(&mut self) {
+        // SAFETY: the limit read before.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &self.0) };
+    }
+}
+
+/// How many descriptors of this process have `path` open.
+fn opened(path: &Path) -> usize {
+    fs::read_dir("/proc/self/fd")
+        .map(|dir| {
+            dir.filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+                .filter(|p| p == path)
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 /// A directory of files for one churn case, some with an open handle too.
@@ -2238,15 +2268,14 @@ impl ChurnFiles {
     }
 }
 
-/// Picks 1 to 3 distinct files to change; with many files, mostly among those past the open
-/// budget (reopened by path during the send).
+/// Picks 1 to 3 distinct files to change; with many files, mostly in the second half (past
+/// what a send keeps open under `CHURN_NOFILE`: reopened by path during the send).
 fn pick_victims(rng: &mut Rng, files: &ChurnFiles) -> Vec<(usize, Churn)> {
     let n = files.paths.len() as u64;
-    let budget = open_budget() as u64;
     let mut victims: Vec<(usize, Churn)> = Vec::new();
     for _ in 0..rng.between(1, 3) {
-        let i = if n > budget && rng.chance(70) {
-            rng.between(budget, n - 1)
+        let i = if n > 100 && rng.chance(70) {
+            rng.between(n / 2, n - 1)
         } else {
             rng.below(n)
         } as usize;
@@ -2308,12 +2337,9 @@ fn churn_during_case(index: u64, log: &CaseLog, stats: &mut Stats) {
         }
     }
     let delay = rng.duration_ms(0, 40);
-    let budget = open_budget();
-    let place = |i: usize| if i < budget { "kept open" } else { "reopened" };
     let m = model_of(&list);
     log.set(format!(
-        "{n} files (open budget {budget}), {} elements, {} bytes, over {sock:?} via {}; \
-         changed {}: {}",
+        "{n} files, {} elements, {} bytes, over {sock:?} via {}; changed {}: {}",
         list.len(),
         m.bytes.len(),
         how.describe(),
@@ -2325,9 +2351,8 @@ fn churn_during_case(index: u64, log: &CaseLog, stats: &mut Stats) {
         victims
             .iter()
             .map(|(i, c)| format!(
-                "file {i} ({} B, {}, {} handle): {c:?}",
+                "file {i} ({} B, {} handle): {c:?}",
                 files.lens[*i],
-                place(*i),
                 if files.handles[*i].is_some() {
                     "with"
                 } else {
@@ -2358,9 +2383,9 @@ fn churn_during_case(index: u64, log: &CaseLog, stats: &mut Stats) {
     let churner = {
         let watch = watch.clone();
         let done = Arc::clone(&done);
-        let targets: Vec<(PathBuf, Churn)> = victims
+        let targets: Vec<(PathBuf, Churn, bool)> = victims
             .iter()
-            .map(|(i, c)| (files.paths[*i].clone(), *c))
+            .map(|(i, c)| (files.paths[*i].clone(), *c, files.handles[*i].is_some()))
             .collect();
         thread::spawn(move || {
             let deadline = Instant::now() + Duration::from_secs(20);
@@ -2376,10 +2401,15 @@ fn churn_during_case(index: u64, log: &CaseLog, stats: &mut Stats) {
             } else {
                 Duration::from_millis(5)
             });
-            for (path, c) in &targets {
+            // Which of them the send holds open (beside the case's own handles).
+            let kept: Vec<bool> = targets
+                .iter()
+                .map(|(path, _, handle)| opened(path) > usize::from(*handle))
+                .collect();
+            for (path, c, _) in &targets {
                 c.apply(path).expect("changing a file");
             }
-            let at = (queued(), watch.get());
+            let at = (queued(), watch.get(), kept);
             let _ = go.send(0);
             at
         })
@@ -2387,13 +2417,22 @@ fn churn_during_case(index: u64, log: &CaseLog, stats: &mut Stats) {
     let a = send_through(&how, fd.as_fd(), &list, Some(&watch));
     done.store(true, Ordering::SeqCst);
     drop(fd);
-    let (queued, at) = churner.join().expect("churn thread");
+    let (queued, at, kept) = churner.join().expect("churn thread");
+    let place = |file: usize| {
+        let v = victims.iter().position(|(v, _)| *v == file);
+        match v.map(|v| kept[v]) {
+            Some(true) => "kept open",
+            Some(false) => "reopened",
+            None => "unchanged",
+        }
+    };
     let got = reader
         .join()
         .expect("receiver thread")
         .expect("receiver read");
     log.note(&format!(
-        "when the files changed: {queued} bytes waiting at the peer, progress {at:?}"
+        "when the files changed: {queued} bytes waiting at the peer, progress {at:?}, \
+         held open by the send: {kept:?}"
     ));
     log.note(&format!("send: {:?}", a.outcome));
     let at = at.unwrap_or_default();
@@ -2514,12 +2553,14 @@ fn churn_during_case(index: u64, log: &CaseLog, stats: &mut Stats) {
 }
 
 /// Files truncated, grown, renamed over, deleted and re-created while a send is held after its
-/// checks (within the open budget and past it, ~200 files): never new bytes on the wire; either
-/// the bytes as checked, or `FileChanged` / `FileTruncated` with exact progress.
+/// checks, or at a random moment: files the send keeps open and files past its open budget
+/// (~200 files under a descriptor limit of 256, reopened by path). Never new bytes on the wire:
+/// either the bytes as checked, or `FileChanged` / `FileTruncated` with exact progress.
 #[test]
 fn churn_during_sends() {
     let _serial = serial();
     let _ = stall_bytes();
+    let _limit = LowLimit::to(CHURN_NOFILE);
     let fds_before = util::open_fds();
     let mut stats = Stats::default();
     let result = soak_loop("churn_during_sends", SHARE_CHURN_DURING, 8, |index, log| {
