@@ -16,8 +16,11 @@
 //! SENDPACKETS_SOAK_SEED=123 SENDPACKETS_SOAK_CASE=45 cargo test -p sendpackets --test soak soak_random_lists
 //! ```
 //!
-//! The tests of this file run one at a time (they count this process's descriptors, and one of
-//! them lowers its descriptor limit).
+//! A replayed case has the same list, front end, socket, peer and options; what depends on
+//! timing (where a reset or a cancel lands) may differ.
+//!
+//! The tests of this file run one at a time (they count this process's descriptors, and two of
+//! them lower its descriptor limit).
 
 mod util;
 
