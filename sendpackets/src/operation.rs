@@ -124,9 +124,7 @@ pub(crate) fn start(
                     Known::Hint(h) => h.kind,
                     // Sent, but of an unknown kind: a stream is the only kind that takes any
                     // bytes of a socket we could not ask (none in practice).
-                    Known::Nothing => {
-                        sys::socket_facts(sock, None).map_or(SocketKind::Stream, |f| f.kind)
-                    }
+                    Known::Nothing => sys::socket_kind(sock).unwrap_or(SocketKind::Stream),
                 };
                 return Ok(Start::Finished(SendReport {
                     bytes_sent: bytes,

@@ -622,6 +622,8 @@ enum Via {
     MultiThread,
     /// `sendpackets::tokio::send_packets_async` (the completion API), on either runtime.
     Completion,
+    /// A `sendpackets::tokio::Connection` made for the send, on a multi-thread runtime.
+    AsyncConnection,
 }
 
 #[cfg(feature = "tokio")]
@@ -631,6 +633,7 @@ const VIAS: &[Via] = &[
     Via::CurrentThread,
     Via::MultiThread,
     Via::Completion,
+    Via::AsyncConnection,
 ];
 /// Without the `tokio` feature, the blocking front ends only.
 #[cfg(not(feature = "tokio"))]
@@ -826,7 +829,7 @@ fn send_through(
         }
         Via::Connection => {
             // `let mut conn` once `Connection::send_with` takes `&mut self`.
-            let conn = match sendpackets::Connection::new(sock) {
+            let mut conn = match sendpackets::Connection::new(sock) {
                 Ok(c) => c,
                 Err(e) => return Attempt::finished(Err(e), list, handle.as_ref()),
             };
@@ -837,7 +840,7 @@ fn send_through(
             Attempt::finished(r, list, handle.as_ref())
         }
         #[cfg(feature = "tokio")]
-        Via::CurrentThread | Via::MultiThread => {
+        Via::CurrentThread | Via::MultiThread | Via::AsyncConnection => {
             asynch::send_future(how, sock, list, handle.as_ref())
         }
         #[cfg(feature = "tokio")]
@@ -877,9 +880,16 @@ mod asynch {
         };
         let was_nonblocking = nonblocking(sock);
         let rt = util::front::runtime(flavour);
+        let connection = how.via == Via::AsyncConnection;
         let r = rt.block_on(async {
             let s = TokioSocket::from_fd(sock);
-            let send = s.send(list, opts, handle);
+            let send = async {
+                if connection {
+                    s.send_connection(list, opts, handle).await
+                } else {
+                    s.send(list, opts, handle).await
+                }
+            };
             tokio::time::timeout(how.cancel.unwrap_or(PATIENCE), send).await
         });
         drop(rt);
@@ -1612,7 +1622,10 @@ fn combinations() -> Vec<(Via, Sock, Peer)> {
     for &via in VIAS {
         for sock in SOCKS {
             for peer in PEERS {
-                let async_future = matches!(via, Via::CurrentThread | Via::MultiThread);
+                let async_future = matches!(
+                    via,
+                    Via::CurrentThread | Via::MultiThread | Via::AsyncConnection
+                );
                 if peer == Peer::Cancel && !async_future {
                     continue;
                 }
@@ -2735,7 +2748,7 @@ fn descriptor_shortage_mid_send() {
             }
             Via::Connection => {
                 // `let mut conn` once `Connection::send_with` takes `&mut self`.
-                let conn = sendpackets::Connection::new(sock).unwrap();
+                let mut conn = sendpackets::Connection::new(sock).unwrap();
                 let _squeeze = Squeeze::leave(2);
                 conn.send_with(&list, &opts)
             }
