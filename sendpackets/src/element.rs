@@ -41,6 +41,22 @@ pub struct Element {
 }
 
 /// What an [`Element`] sends.
+///
+/// # Examples
+///
+/// ```
+/// use sendpackets::{Element, Payload};
+///
+/// let e = Element::file("index.html", 10..20);
+/// match &e.payload {
+///     Payload::Path { path, range } => {
+///         assert_eq!(path.to_str(), Some("index.html"));
+///         assert_eq!((range.offset, range.len), (10, Some(10)));
+///     }
+///     _ => unreachable!(),
+/// }
+/// assert!(matches!(Element::memory("hi").payload, Payload::Memory(_)));
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum Payload {
@@ -373,7 +389,8 @@ mod tests {
         // 3..=u64::MAX holds u64::MAX - 2 offsets.
         assert_eq!(FileRange::from(3..=u64::MAX).len, Some(u64::MAX - 2));
         assert_eq!(FileRange::from(0..=u64::MAX).len, Some(u64::MAX)); // saturates: 2^64 bytes
-        assert_eq!(FileRange::from(5..=4).len, Some(0));
+        let (a, b) = (5, 4);
+        assert_eq!(FileRange::from(a..=b).len, Some(0));
         assert_eq!(FileRange::from(5..=5).len, Some(1));
     }
 

@@ -8,6 +8,25 @@ use crate::element::Element;
 use crate::report::Progress;
 
 /// What went wrong, in categories a caller can act on.
+///
+/// # Examples
+///
+/// ```
+/// use sendpackets::{Element, ErrorKind};
+///
+/// let (a, _b) = std::os::unix::net::UnixStream::pair()?;
+/// let err = sendpackets::send(&a, &[Element::file("/no/such/file", ..)]).unwrap_err();
+/// match err.kind() {
+///     // Checks before the first byte: the caller's input is wrong, nothing was sent.
+///     ErrorKind::FileNotFound | ErrorKind::DirectoryNotFound => {
+///         assert_eq!(err.progress().bytes_sent, 0)
+///     }
+///     // The connection failed midway: `err.progress()` says what reached the kernel.
+///     ErrorKind::Socket | ErrorKind::TimedOut => {}
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {

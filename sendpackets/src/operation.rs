@@ -69,6 +69,8 @@ pub(crate) enum Known<'a> {
 }
 
 /// How a send started.
+// Moved once per send, never stored: boxing the transfer would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Start {
     /// Done already (the express path sent everything).
@@ -122,9 +124,7 @@ pub(crate) fn start(
                     Known::Hint(h) => h.kind,
                     // Sent, but of an unknown kind: a stream is the only kind that takes any
                     // bytes of a socket we could not ask (none in practice).
-                    Known::Nothing => {
-                        sys::socket_facts(sock, None).map_or(SocketKind::Stream, |f| f.kind)
-                    }
+                    Known::Nothing => sys::socket_kind(sock).unwrap_or(SocketKind::Stream),
                 };
                 return Ok(Start::Finished(SendReport {
                     bytes_sent: bytes,
@@ -169,6 +169,7 @@ pub(crate) fn start_here(
 }
 
 /// How [`start_here`] started.
+#[allow(clippy::large_enum_variant)] // as `Start`
 #[derive(Debug)]
 pub(crate) enum Started {
     Finished(SendReport),

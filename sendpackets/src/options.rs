@@ -6,6 +6,25 @@ use std::ops::{BitOr, BitOrAssign};
 use std::time::Duration;
 
 /// Which kernel paths a send may use.
+///
+/// # Examples
+///
+/// ```
+/// use sendpackets::{Element, Engine, SendOptions};
+/// use std::io::Read;
+///
+/// // The same bytes through every engine; only the kernel calls differ.
+/// for engine in [Engine::Auto, Engine::ZeroCopy, Engine::Portable] {
+///     let (a, mut b) = std::os::unix::net::UnixStream::pair()?;
+///     let opts = SendOptions::new().engine(engine);
+///     let report = sendpackets::send_with(&a, &[Element::memory("same bytes")], &opts)?;
+///     drop(a);
+///     let mut got = String::new();
+///     b.read_to_string(&mut got)?;
+///     assert_eq!((got.as_str(), report.bytes_sent), ("same bytes", 10));
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Engine {
@@ -52,7 +71,7 @@ pub enum FileIo {
     /// Async sends only (a blocking send treats it as `Inline`): files are opened and read on
     /// tokio's blocking thread pool, into a bounded buffer, and the socket is written from that
     /// buffer on the runtime. No runtime worker ever waits for the disk; the price is a copy
-    /// (no `sendfile`) and a thread hand-off per buffer (up to 1 MiB).
+    /// (no `sendfile`) and a thread hand-off per buffer (up to 128 KiB).
     Offload,
 }
 

@@ -107,9 +107,14 @@ pub(crate) fn policy(socket: SocketShape, wanted: Wanted, segs: &[PlanSeg]) -> P
     let max_call = wanted.send_size.map_or(tuning::MAX_SENDFILE, |n| {
         (n.get() as u64).min(tuning::MAX_SENDFILE)
     });
+    let copies_everything = copy_threshold == u64::MAX;
     let mut limits = Limits {
         copy_threshold,
-        scratch_cap: tuning::SCRATCH_CAP,
+        scratch_cap: if copies_everything {
+            tuning::COPY_CHUNK
+        } else {
+            tuning::SCRATCH_CAP
+        },
         max_iov: crate::sys::IOV_MAX,
         max_call,
         datagram: socket.datagram,

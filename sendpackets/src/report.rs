@@ -9,6 +9,30 @@ use crate::element::Element;
 /// inside the element being sent.
 ///
 /// "Sent" means accepted by the local kernel, not delivered to or read by the peer.
+///
+/// # Examples
+///
+/// Resuming after a failure: the error's progress says what reached the kernel, and
+/// [`remaining`](Progress::remaining) what is left.
+///
+/// ```
+/// use sendpackets::{Element, ErrorKind, SendOptions};
+/// use std::time::Duration;
+///
+/// let (a, _b) = std::os::unix::net::UnixStream::pair()?; // nobody reads `_b` yet
+/// a.set_nonblocking(true)?;
+/// let list = [Element::memory("header"), Element::memory(vec![7u8; 8 << 20])];
+/// let opts = SendOptions::new().stall_timeout(Duration::from_millis(20));
+/// let err = sendpackets::send_with(&a, &list, &opts).unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::TimedOut);
+/// let p = err.progress();
+/// assert_eq!(p.elements_completed, 1); // the header went out, the body in part
+/// let rest = p.remaining(&list);
+/// let left: u64 = 6 + (8 << 20) - p.bytes_sent;
+/// assert_eq!(rest.len(), 1);
+/// assert!(matches!(&rest[0].payload, sendpackets::Payload::Memory(b) if b.len() as u64 == left));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Progress {
@@ -62,6 +86,19 @@ pub struct KernelCalls {
 }
 
 /// The result of a successful send.
+///
+/// # Examples
+///
+/// ```
+/// use sendpackets::Element;
+///
+/// let (a, _b) = std::os::unix::net::UnixStream::pair()?;
+/// let report = sendpackets::send(&a, &[Element::memory("abc"), Element::memory("de")])?;
+/// assert_eq!((report.bytes_sent, report.elements), (5, 2));
+/// // Short lists go out with one call: the express path.
+/// assert_eq!(report.calls.gather_writes, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SendReport {

@@ -27,14 +27,20 @@ pub(crate) const SMALL_COPY: u64 = 512;
 /// The most bytes a gather copies before it takes no more small memory segments.
 pub(crate) const SMALL_COPY_GATHER: u64 = 256 * 1024;
 
-/// The most bytes one send holds in memory at a time: the scratch buffer of a gather, and the
-/// read/write chunk of the portable engine and of `FileIo::Offload`.
-///
-/// This bounds memory per in-flight send: 1,000 concurrent sends hold at most 256 MiB of copy
-/// buffers whatever their sizes (a 1 MiB chunk made 1,000 concurrent 8 MiB sends peak at
-/// 1.1 GB). A read/write loop measured 1.85 GB/s with 64 KiB chunks and 2.60 with 1 MiB on
-/// loopback TCP (page-aligned buffers, `limits/README.md`); 256 KiB keeps most of that.
+/// The most bytes one gather of the `Auto` and `ZeroCopy` engines copies into memory (small
+/// file ranges and buffers next to them; large ranges go out with `sendfile`, uncopied).
 pub(crate) const SCRATCH_CAP: usize = 256 * 1024;
+
+/// The read/write chunk where every file byte is copied: the portable engine, `FileIo::Offload`,
+/// and a kernel without `sendfile`.
+///
+/// This bounds memory per in-flight send where it matters most: 1,000 concurrent 8 MiB async
+/// sends (each with an in-process reader draining into 64 KiB) peaked at 77 MiB RSS with
+/// `sendfile`, 323 MiB with 256 KiB chunks, and 1.1 GB with the 1 MiB chunk used before;
+/// 128 KiB keeps them near 210 MiB, under the 300 MB target (`sendpackets-bench inflight`). A
+/// read/write loop measured 1.85 GB/s with 64 KiB chunks and 2.60 with 1 MiB on loopback TCP
+/// (page-aligned buffers, `limits/README.md`).
+pub(crate) const COPY_CHUNK: usize = 128 * 1024;
 
 /// The largest buffer a thread keeps for its next send once a send returns (the express
 /// buffer, and the scratch buffer of the last gather): reusing it spares fresh pages (faults,

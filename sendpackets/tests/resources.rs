@@ -146,7 +146,7 @@ fn many_distinct_files_under_rlimit_nofile_256() {
         // Issue 11, item 1: a file deleted and re-created with new bytes of the same length
         // (ext4 hands the freed inode number straight back) is not the file the checks saw:
         // `FileChanged` with exact progress, never the new bytes on the wire.
-        files.make("f4000.txt", 10 + 4000 % 50, (4000 % 251) as u8); // back from above
+        files.make("f4000.txt", 10, (4000 % 251) as u8); // back from above (10 + 4000 % 50 bytes)
         let (sender, handle, started, replaced_tx) = gated_pair();
         let victim = paths[4100].clone();
         let old_len = std::fs::metadata(&victim).unwrap().len() as usize;

@@ -320,9 +320,9 @@ fn bulk_ranges_go_zero_copy_on_every_path() {
             report.calls
         );
         if !zero_copy {
-            // 256 KiB chunks (the bound on memory per send): 12 or 13 reads for 3 MiB.
+            // 128 KiB chunks (the bound on memory per send): 24 or 25 reads for 3 MiB.
             assert!(
-                (12..=13).contains(&report.calls.file_reads),
+                (24..=25).contains(&report.calls.file_reads),
                 "{:?}",
                 report.calls
             );

@@ -179,6 +179,16 @@ pub(crate) fn socket_facts(
     })
 }
 
+/// `getsockopt(SO_TYPE)` alone: stream or datagram (one call, for a report after the send).
+pub(crate) fn socket_kind(sock: BorrowedFd<'_>) -> io::Result<SocketKind> {
+    let ty = rustix::net::sockopt::socket_type(sock).map_err(from_rustix)?;
+    Ok(if ty == SocketType::STREAM {
+        SocketKind::Stream
+    } else {
+        SocketKind::Datagram
+    })
+}
+
 /// The datagram limits of a connected datagram socket: the largest datagram (protocol limits
 /// for UDP; the send buffer for Unix sockets, `SO_SNDBUF`) and UDP GSO (`UDP_SEGMENT` and the
 /// path MTU, `IP_MTU`/`IPV6_MTU`). Two or three `getsockopt` calls.
