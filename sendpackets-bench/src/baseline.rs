@@ -252,7 +252,11 @@ pub(crate) fn set_cork(sock: BorrowedFd<'_>, on: bool, calls: &mut Calls) -> io:
 
 /// The per-element loop inside `TCP_CORK` on/off (the raw C harness's `m-cork`): header,
 /// file and trailer leave as full segments, the trailer without a Nagle wait.
-pub(crate) fn corked(sock: BorrowedFd<'_>, pieces: &[Piece<'_>], calls: &mut Calls) -> io::Result<()> {
+pub(crate) fn corked(
+    sock: BorrowedFd<'_>,
+    pieces: &[Piece<'_>],
+    calls: &mut Calls,
+) -> io::Result<()> {
     set_cork(sock, true, calls)?;
     let r = per_element(sock, pieces, calls);
     set_cork(sock, false, calls)?;

@@ -116,13 +116,17 @@ pub(crate) fn one(
     } else {
         "raw sendfile loop"
     };
-    cs.push(Contender::new(per_element_name, Kind::Baseline, move |clock| {
-        let mut calls = Calls::default();
-        let d = stream_run(t, clock, total, |tx| {
-            baseline::per_element(tx.as_fd(), &pieces(), &mut calls)
-        })?;
-        Ok(done(Some(calls), d))
-    }));
+    cs.push(Contender::new(
+        per_element_name,
+        Kind::Baseline,
+        move |clock| {
+            let mut calls = Calls::default();
+            let d = stream_run(t, clock, total, |tx| {
+                baseline::per_element(tx.as_fd(), &pieces(), &mut calls)
+            })?;
+            Ok(done(Some(calls), d))
+        },
+    ));
     if framed && matches!(t, Transport::Tcp(_)) {
         cs.push(Contender::new(
             "corked (TCP_CORK, write, sendfile, write, uncork)",
@@ -161,28 +165,36 @@ pub(crate) fn one(
         }));
     }
     if !framed {
-        cs.push(Contender::new("std::io::copy", Kind::Baseline, move |clock| {
-            let d = stream_run(t, clock, total, |tx| {
-                let mut f = File::open(&fx.big)?;
-                // The concrete socket types, so std's sendfile/splice specialisation applies.
-                let n = match tx {
-                    Stream::Tcp(s) => io::copy(&mut f, &mut &*s)?,
-                    Stream::Unix(s) => io::copy(&mut f, &mut &*s)?,
-                };
-                check(n, len)
-            })?;
-            Ok(done(None, d))
-        }));
-        cs.push(Contender::new("tokio::io::copy", Kind::Baseline, move |clock| {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            let d = stream_run(t, clock, total, |tx| {
-                rt.block_on(tokio_copy(tx, &fx.big))
-                    .and_then(|n| check(n, len))
-            })?;
-            Ok(done(None, d))
-        }));
+        cs.push(Contender::new(
+            "std::io::copy",
+            Kind::Baseline,
+            move |clock| {
+                let d = stream_run(t, clock, total, |tx| {
+                    let mut f = File::open(&fx.big)?;
+                    // The concrete socket types, so std's sendfile/splice specialisation applies.
+                    let n = match tx {
+                        Stream::Tcp(s) => io::copy(&mut f, &mut &*s)?,
+                        Stream::Unix(s) => io::copy(&mut f, &mut &*s)?,
+                    };
+                    check(n, len)
+                })?;
+                Ok(done(None, d))
+            },
+        ));
+        cs.push(Contender::new(
+            "tokio::io::copy",
+            Kind::Baseline,
+            move |clock| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                let d = stream_run(t, clock, total, |tx| {
+                    rt.block_on(tokio_copy(tx, &fx.big))
+                        .and_then(|n| check(n, len))
+                })?;
+                Ok(done(None, d))
+            },
+        ));
     }
     let raw_modes: &[&str] = match (t, framed) {
         (Transport::Tcp(Path::Loopback), false) => &RAW_TCP,
@@ -194,7 +206,12 @@ pub(crate) fn one(
         for &mode in raw_modes {
             let mut args = vec!["--file".to_string(), fx.big.display().to_string()];
             if framed {
-                args.extend(["--msg".into(), len.to_string(), "--count".into(), "1".into()]);
+                args.extend([
+                    "--msg".into(),
+                    len.to_string(),
+                    "--count".into(),
+                    "1".into(),
+                ]);
             } else {
                 args.extend(["--size".into(), len.to_string()]);
             }
@@ -211,7 +228,10 @@ pub(crate) fn one(
     };
     let key = crate::section_key(&group, path);
     let what = if framed {
-        format!("200 B header + one {} file + 50 B trailer", crate::size_name(len))
+        format!(
+            "200 B header + one {} file + 50 B trailer",
+            crate::size_name(len)
+        )
     } else {
         format!("one {} file", crate::size_name(len))
     };

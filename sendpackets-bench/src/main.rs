@@ -328,11 +328,7 @@ fn run(cli: Cli) -> i32 {
         );
         println!("{}", t.render());
     }
-    let redone: usize = all
-        .iter()
-        .flat_map(|s| &s.series)
-        .map(|x| x.redone)
-        .sum();
+    let redone: usize = all.iter().flat_map(|s| &s.series).map(|x| x.redone).sum();
     let kept: usize = all
         .iter()
         .flat_map(|s| &s.series)
@@ -393,7 +389,10 @@ fn shaped_gaps(series: &[Series]) -> String {
             )
         })
         .collect();
-    format!("Longest pause between reads (median): {}.", parts.join("; "))
+    format!(
+        "Longest pause between reads (median): {}.",
+        parts.join("; ")
+    )
 }
 
 /// `1gbit`, `500mbit`, `100kbit` as bits per second.
@@ -487,9 +486,9 @@ fn print_sections(sections: &[Section]) {
             let first = members[0];
             let title = first
                 .title
-                .replace(" (TCP loopback, ", " (")
+                .replace("TCP over loopback", "TCP")
                 .replace("TCP loopback", "TCP")
-                .replace("over 127.0.0.1", "");
+                .replace(" over 127.0.0.1", "");
             println!("## {title} — loopback and veth side by side\n");
             let paths: Vec<(&str, &[Series])> = members
                 .iter()
@@ -604,7 +603,8 @@ mod tests {
         assert!(c.quick);
         assert_eq!(c.reps, 3);
         assert!(Cli::try_parse_from(["b", "nope"]).is_err());
-        let c = Cli::try_parse_from(["b", "--buf-offset", "16", "--shaped", "1gbit", "all"]).unwrap();
+        let c =
+            Cli::try_parse_from(["b", "--buf-offset", "16", "--shaped", "1gbit", "all"]).unwrap();
         assert_eq!(c.buf_offset, 16);
         assert_eq!(c.shaped.as_deref(), Some("1gbit"));
     }

@@ -228,11 +228,7 @@ pub(crate) struct Plan {
 /// contender, stopping early (after a whole round) when `budget` has passed. A run during which
 /// other processes used the CPU (the quiet gate) is discarded and redone, at most
 /// `plan.gate_redos` times. Prints one progress line per run to stderr.
-pub(crate) fn interleave(
-    title: &str,
-    plan: Plan,
-    contenders: &mut [Contender<'_>],
-) -> Vec<Series> {
+pub(crate) fn interleave(title: &str, plan: Plan, contenders: &mut [Contender<'_>]) -> Vec<Series> {
     let Plan {
         reps,
         budget,

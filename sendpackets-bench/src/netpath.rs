@@ -185,7 +185,9 @@ impl Veth {
         let host_addr = Ipv4Addr::from(base + 1);
         let ns_addr = Ipv4Addr::from(base + 2);
         if std::path::Path::new("/run/netns").join(&netns).exists() {
-            return Err(format!("a namespace named {netns} exists already; not touching it"));
+            return Err(format!(
+                "a namespace named {netns} exists already; not touching it"
+            ));
         }
         let made = Arc::new(Mutex::new(Made::default()));
         if let Ok(mut l) = LIVE.lock() {
@@ -198,7 +200,8 @@ impl Veth {
             forget(&made);
             e
         };
-        let step = |args: &[&str]| quiet("ip", args).map_err(|e| format!("ip {}: {e}", args.join(" ")));
+        let step =
+            |args: &[&str]| quiet("ip", args).map_err(|e| format!("ip {}: {e}", args.join(" ")));
         if let Err(e) = step(&["netns", "add", &netns]) {
             return Err(fail(e));
         }
@@ -281,10 +284,12 @@ impl Veth {
         f: impl FnOnce() -> io::Result<T> + Send + 'static,
     ) -> io::Result<JoinHandle<io::Result<T>>> {
         let ns = self.ns_file.clone();
-        std::thread::Builder::new().name(name.into()).spawn(move || {
-            enter(&ns)?;
-            f()
-        })
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                enter(&ns)?;
+                f()
+            })
     }
 
     /// A command that runs inside the namespace (`ip netns exec NAME program`).
@@ -300,8 +305,18 @@ impl Veth {
         quiet(
             "tc",
             &[
-                "qdisc", "replace", "dev", &self.host_if, "root", "tbf", "rate", rate, "burst",
-                "256kb", "latency", "50ms",
+                "qdisc",
+                "replace",
+                "dev",
+                &self.host_if,
+                "root",
+                "tbf",
+                "rate",
+                rate,
+                "burst",
+                "256kb",
+                "latency",
+                "50ms",
             ],
         )?;
         set_made(&self.made, |m| m.qdisc = Some(self.host_if.clone()));

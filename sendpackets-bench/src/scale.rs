@@ -104,8 +104,10 @@ pub(crate) fn run(cfg: &Config<'_>, fx: &Fixture) -> Vec<Section> {
         "aggregate",
         "responses/s",
         "÷ 100 connections",
+        "CPU s/GB",
         "sender peak RSS",
-        "per connection",
+        "peak RSS per connection",
+        "RSS growth per connection",
         "receiver peak RSS",
     ]);
     let base = series
@@ -116,15 +118,19 @@ pub(crate) fn run(cfg: &Config<'_>, fx: &Fixture) -> Vec<Section> {
         let items = crate::table::throughput(s, Metric::Items("resp"));
         let n = s.last().map_or(1, |o| o.items.max(1));
         let peak = s.max_of(|x| x.peak_rss);
+        let growth = s.max_of(|x| x.rss_growth);
         let child = s.max_of(|x| x.outcome.extra_peak_rss);
+        let kib = |b: u64| format!("{:.1} KiB", b as f64 / n as f64 / 1024.0);
         per.row(vec![
             s.name.clone(),
             tp.map_or("–".into(), |v| crate::table::fmt_rate(v, Metric::Bytes)),
             items.map_or("–".into(), crate::table::fmt_si),
             tp.zip(base)
                 .map_or("–".into(), |(a, b)| crate::table::fmt_ratio(a / b)),
+            crate::table::cpu_per_gb(s).map_or("–".into(), |c| format!("{c:.3}")),
             peak.map_or("–".into(), crate::table::fmt_mib),
-            peak.map_or("–".into(), |p| format!("{:.1} KiB", p as f64 / n as f64 / 1024.0)),
+            peak.map_or("–".into(), kib),
+            growth.map_or("–".into(), kib),
             child.map_or("–".into(), crate::table::fmt_mib),
         ]);
     }
@@ -178,7 +184,10 @@ impl Receiver {
             .stderr(Stdio::inherit());
         let mut child = cmd.spawn()?;
         let stdin = child.stdin.take();
-        let stdout = child.stdout.take().ok_or_else(|| io::Error::other("no stdout"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| io::Error::other("no stdout"))?;
         Ok(Receiver {
             child,
             stdin,
@@ -449,7 +458,11 @@ thread_local! {
 }
 
 /// Reads a connection to end of stream, checking header, range and trailer.
-async fn verify(s: tokio::net::TcpStream, file: &std::fs::File, file_len: u64) -> io::Result<Verified> {
+async fn verify(
+    s: tokio::net::TcpStream,
+    file: &std::fs::File,
+    file_len: u64,
+) -> io::Result<Verified> {
     let per = (HEAD + TAIL) as u64 + BODY;
     let mut pos = 0u64;
     let mut index: Option<usize> = None;

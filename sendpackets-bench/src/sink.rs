@@ -105,7 +105,9 @@ pub(crate) fn listen(path: Path<'_>, backlog: i32) -> io::Result<TcpListener> {
 pub(crate) fn connect_from(path: Path<'_>, addr: SocketAddr) -> io::Result<TcpStream> {
     debug_assert_eq!(addr.ip(), path.receiver_ip());
     if addr.ip() != path.receiver_ip() {
-        return Err(io::Error::other("refusing to send to an address outside the path"));
+        return Err(io::Error::other(
+            "refusing to send to an address outside the path",
+        ));
     }
     TcpStream::connect(addr)
 }
@@ -218,35 +220,35 @@ impl UdpSink {
         let done = Arc::new(AtomicBool::new(false));
         let flag = done.clone();
         let handle = path.spawn("udp-sink", move || {
-                let mut buf = AlignedBuf::new(65536);
-                let mut a = Arrivals::default();
-                let deadline = Instant::now() + IO_TIMEOUT;
-                loop {
-                    match sock.recv(&mut buf) {
-                        Ok(n) => {
-                            a.datagrams += 1;
-                            a.bytes += n as u64;
-                            a.wrong_size += u64::from(n != expect);
-                            a.last = Some(Instant::now());
-                        }
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                            ) =>
-                        {
-                            if flag.load(Ordering::Acquire) || Instant::now() > deadline {
-                                return Ok(a);
-                            }
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
+            let mut buf = AlignedBuf::new(65536);
+            let mut a = Arrivals::default();
+            let deadline = Instant::now() + IO_TIMEOUT;
+            loop {
+                match sock.recv(&mut buf) {
+                    Ok(n) => {
+                        a.datagrams += 1;
+                        a.bytes += n as u64;
+                        a.wrong_size += u64::from(n != expect);
+                        a.last = Some(Instant::now());
                     }
-                    if Instant::now() > deadline {
-                        return Ok(a);
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        if flag.load(Ordering::Acquire) || Instant::now() > deadline {
+                            return Ok(a);
+                        }
                     }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
                 }
-            })?;
+                if Instant::now() > deadline {
+                    return Ok(a);
+                }
+            }
+        })?;
         Ok(UdpSink {
             addr,
             sender_ip: path.sender_ip(),

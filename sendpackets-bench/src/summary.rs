@@ -111,9 +111,7 @@ pub(crate) fn targets(sections: &[Section]) -> Table {
             })
         });
         let ratio = ours.map(|o| o / b);
-        let met = ratio
-            .zip(loss)
-            .map(|(r, l)| r >= DATAGRAM_RATE && l <= 0.0);
+        let met = ratio.zip(loss).map(|(r, l)| r >= DATAGRAM_RATE && l <= 0.0);
         t.row(vec![
             format!(
                 "Datagrams 1,200 B: ÷ per-datagram sendmsg (loss {})",
