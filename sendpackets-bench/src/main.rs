@@ -105,6 +105,9 @@ enum Cmd {
     Limits,
     /// Only the rate-limited bulk run (needs --shaped RATE).
     Shaped,
+    /// 8: memory per in-flight send: 1,000 concurrent async 8 MiB sends per engine, on both
+    /// paths (peak RSS goal: under 300 MB).
+    Inflight,
     /// The receiver process of `scale` (started by the bench inside its namespace).
     #[command(hide = true)]
     ScaleReceiver {
@@ -112,6 +115,8 @@ enum Cmd {
         addr: std::net::IpAddr,
         #[arg(long)]
         conns: usize,
+        #[arg(long)]
+        body: u64,
         #[arg(long)]
         file: std::path::PathBuf,
     },
@@ -188,10 +193,17 @@ pub(crate) fn fmt_thousands(n: u64) -> String {
 fn main() {
     let cli = Cli::parse();
     buf::set_offset(cli.buf_offset);
-    if let Cmd::ScaleReceiver { addr, conns, file } = &cli.command {
+    if let Cmd::ScaleReceiver {
+        addr,
+        conns,
+        body,
+        file,
+    } = &cli.command
+    {
         let a = scale::ReceiverArgs {
             addr: *addr,
             conns: *conns,
+            body: *body,
             file: file.clone(),
         };
         std::process::exit(scale::receiver_main(&a));
@@ -306,6 +318,9 @@ fn run(cli: Cli) -> i32 {
         }
         if run(Cmd::Scale) {
             emit(scale::run(&cfg, fx));
+        }
+        if run(Cmd::Inflight) {
+            emit(scale::inflight(&cfg, fx));
         }
         if run(Cmd::Sparse) {
             emit(sparse::run(&cfg, fx));

@@ -94,6 +94,10 @@ pub(crate) struct Clock {
 impl Clock {
     /// Starts the measurement: resets the peak RSS, reads the CPU time and the clock.
     pub(crate) fn start(&mut self) {
+        // Memory freed by earlier runs (other threads' malloc arenas keep it) goes back to the
+        // system first, so the peak RSS of this run is this run's.
+        // SAFETY: malloc_trim has no preconditions; it only releases free heap memory.
+        unsafe { libc::malloc_trim(0) };
         reset_peak_rss();
         self.rss0 = status_kib("VmRSS:").unwrap_or(0) * 1024;
         self.cpu0 = process_cpu_seconds();

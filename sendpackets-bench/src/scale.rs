@@ -11,7 +11,6 @@
 
 use std::io::{self, BufRead, BufReader, Write as _};
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
 use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +26,12 @@ use crate::{Config, Section};
 
 /// File bytes per response.
 pub(crate) const BODY: u64 = 64 << 10;
+/// The in-flight memory workload: connections and file bytes per response (issue 12: "1,000
+/// concurrent 8 MiB sends under 300 MB peak RSS on every path").
+pub(crate) const INFLIGHT_CONNS: usize = 1_000;
+pub(crate) const INFLIGHT_BODY: u64 = 8 << 20;
+/// Its goal: peak RSS of the sending process.
+pub(crate) const INFLIGHT_PEAK_GOAL: u64 = 300 << 20;
 /// Header bytes per response: `conn=NNNNNNNNNN` then `H` up to this length.
 pub(crate) const HEAD: usize = 200;
 /// Trailer bytes per response (`T`).
@@ -49,9 +54,18 @@ fn header(i: usize) -> Vec<u8> {
     h
 }
 
-/// The file offset of connection `i`'s range (page-aligned, inside the file).
-fn body_offset(i: usize, file_len: u64) -> u64 {
-    ((i as u64 * BODY) % (file_len - BODY + 1)) & !4095
+/// The file offset of connection `i`'s range of `body` bytes (page-aligned, inside the file).
+fn body_offset(i: usize, body: u64, file_len: u64) -> u64 {
+    ((i as u64 * body) % (file_len - body + 1)) & !4095
+}
+
+/// What one round sends.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Load {
+    pub(crate) conns: usize,
+    /// File bytes per response.
+    pub(crate) body: u64,
+    pub(crate) engine: Engine,
 }
 
 pub(crate) fn run(cfg: &Config<'_>, fx: &Fixture) -> Vec<Section> {
@@ -74,8 +88,13 @@ pub(crate) fn run(cfg: &Config<'_>, fx: &Fixture) -> Vec<Section> {
     let mut cs: Vec<Contender<'_>> = Vec::new();
     for n in LEVELS {
         let name = format!("{} connections", crate::fmt_thousands(n as u64));
+        let load = Load {
+            conns: n,
+            body: BODY,
+            engine: Engine::Auto,
+        };
         cs.push(Contender::new(name, Kind::Ours, move |clock| {
-            round(rt, path, fx, n, clock)
+            round(rt, path, fx, load, clock)
         }));
     }
     let key = crate::section_key("scale", Some(path.name()));
@@ -155,6 +174,98 @@ pub(crate) fn run(cfg: &Config<'_>, fx: &Fixture) -> Vec<Section> {
     }]
 }
 
+/// Memory per in-flight send: [`INFLIGHT_CONNS`] concurrent async sends of an
+/// [`INFLIGHT_BODY`] range each, per engine, on every path; the figure is the sending process's
+/// peak RSS (goal [`INFLIGHT_PEAK_GOAL`]) beside rate and CPU per byte.
+pub(crate) fn inflight(cfg: &Config<'_>, fx: &Fixture) -> Vec<Section> {
+    let conns = if cfg.quick { 200 } else { INFLIGHT_CONNS };
+    let body = INFLIGHT_BODY.min(fx.big_len / 2);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("inflight: cannot build the runtime: {e}");
+            return Vec::new();
+        }
+    };
+    let rt = &rt;
+    let mut out = Vec::new();
+    for path in cfg.paths() {
+        let mut cs: Vec<Contender<'_>> = Vec::new();
+        for (name, engine) in crate::baseline::ENGINES {
+            let load = Load {
+                conns,
+                body,
+                engine,
+            };
+            cs.push(Contender::new(
+                name.replace("sendpackets", "sendpackets::tokio"),
+                Kind::Ours,
+                move |clock| round(rt, path, fx, load, clock),
+            ));
+        }
+        let key = crate::section_key("inflight", Some(path.name()));
+        let series = interleave(&key, cfg.plan, &mut cs);
+        let mut t = crate::table::Table::new(&[
+            "engine",
+            "sender peak RSS",
+            "RSS growth",
+            "growth per in-flight send",
+            "goal: peak",
+            "met",
+        ]);
+        for s in &series {
+            let peak = s.max_of(|x| x.peak_rss);
+            let growth = s.max_of(|x| x.rss_growth);
+            t.row(vec![
+                s.name.clone(),
+                peak.map_or("–".into(), crate::table::fmt_mib),
+                growth.map_or("–".into(), crate::table::fmt_mib),
+                growth.map_or("–".into(), |g| {
+                    format!("{:.1} KiB", g as f64 / conns as f64 / 1024.0)
+                }),
+                format!("< {}", crate::table::fmt_mib(INFLIGHT_PEAK_GOAL)),
+                peak.map_or("–".into(), |p| {
+                    if p < INFLIGHT_PEAK_GOAL {
+                        "yes".into()
+                    } else {
+                        "**no**".into()
+                    }
+                }),
+            ]);
+        }
+        out.push(Section {
+            key,
+            group: "inflight".into(),
+            path: Some(path.name()),
+            title: format!(
+                "In-flight memory: {} concurrent async sends of header + {} range + trailer, per \
+                 engine, over {}",
+                crate::fmt_thousands(conns as u64),
+                crate::size_name(body),
+                path.name()
+            ),
+            notes: vec![
+                "Same rig as the scale workload (receiver child process, every byte verified). \
+                 The figure that matters is the sending process's peak RSS: memory per \
+                 in-flight send is what a copy path costs beside its rate."
+                    .into(),
+                t.render(),
+            ],
+            spec: Spec {
+                metric: Metric::Bytes,
+                calls_per: CallsPer::Item,
+                datagrams: false,
+            },
+            series,
+        });
+    }
+    out
+}
+
 /// The receiver child of one round, killed if still running when dropped.
 #[derive(Debug)]
 struct Receiver {
@@ -164,7 +275,7 @@ struct Receiver {
 }
 
 impl Receiver {
-    fn start(path: Path<'_>, fx: &Fixture, n: usize) -> io::Result<Receiver> {
+    fn start(path: Path<'_>, fx: &Fixture, n: usize, body: u64) -> io::Result<Receiver> {
         let exe = std::env::current_exe()?;
         let mut cmd = match path {
             Path::Veth(v) => v.command(&exe),
@@ -177,6 +288,8 @@ impl Receiver {
             .arg(path.receiver_ip().to_string())
             .arg("--conns")
             .arg(n.to_string())
+            .arg("--body")
+            .arg(body.to_string())
             .arg("--file")
             .arg(&fx.big)
             .stdin(Stdio::piped())
@@ -252,10 +365,11 @@ fn round(
     rt: &tokio::runtime::Runtime,
     path: Path<'_>,
     fx: &Fixture,
-    n: usize,
+    load: Load,
     clock: &mut Clock,
 ) -> io::Result<Outcome> {
-    let mut rx = Receiver::start(path, fx, n)?;
+    let n = load.conns;
+    let mut rx = Receiver::start(path, fx, n, load.body)?;
     let addr: SocketAddr = rx
         .expect("listening")?
         .parse()
@@ -265,13 +379,13 @@ fn round(
     }
     let socks = rt.block_on(connect_all(addr, n))?;
     rx.expect("accepted")?;
-    let per = (HEAD + TAIL) as u64 + BODY;
+    let per = (HEAD + TAIL) as u64 + load.body;
     let total = per * n as u64;
     let handle = fx.handle.clone();
     let file_len = fx.big_len;
     let child_cpu0 = pid_cpu_seconds(rx.pid()).unwrap_or(0.0);
     clock.start();
-    let sent = rt.block_on(send_all(socks, handle, file_len));
+    let sent = rt.block_on(send_all(socks, handle, file_len, load));
     let done = rx.expect("done");
     clock.stop_wall();
     let child_cpu = pid_cpu_seconds(rx.pid()).unwrap_or(0.0) - child_cpu0;
@@ -323,7 +437,9 @@ async fn send_all(
     socks: Vec<tokio::net::TcpStream>,
     handle: FileHandle,
     file_len: u64,
+    load: Load,
 ) -> io::Result<u64> {
+    let body = load.body;
     static TRAILER: [u8; TAIL] = [b'T'; TAIL];
     let tasks: Vec<_> = socks
         .into_iter()
@@ -332,13 +448,13 @@ async fn send_all(
             let handle = handle.clone();
             tokio::spawn(async move {
                 use tokio::io::AsyncWriteExt;
-                let off = body_offset(i, file_len);
+                let off = body_offset(i, body, file_len);
                 let list = [
                     Element::memory(header(i)),
-                    Element::shared_handle(handle, off..off + BODY),
+                    Element::shared_handle(handle, off..off + body),
                     Element::memory(&TRAILER[..]),
                 ];
-                let opts = SendOptions::new().engine(Engine::Auto);
+                let opts = SendOptions::new().engine(load.engine);
                 let r = sendpackets::tokio::send_with(&s, &list, &opts)
                     .await
                     .map_err(|e| io::Error::other(format!("sendpackets: {e}")))?;
@@ -365,6 +481,8 @@ async fn send_all(
 pub(crate) struct ReceiverArgs {
     pub(crate) addr: std::net::IpAddr,
     pub(crate) conns: usize,
+    /// File bytes per response.
+    pub(crate) body: u64,
     pub(crate) file: std::path::PathBuf,
 }
 
@@ -385,8 +503,11 @@ pub(crate) fn receiver_main(a: &ReceiverArgs) -> i32 {
 
 fn receiver(a: &ReceiverArgs) -> io::Result<()> {
     crate::raise_nofile();
-    let file = Arc::new(std::fs::File::open(&a.file)?);
-    let file_len = file.metadata()?.len();
+    let f = std::fs::File::open(&a.file)?;
+    let file_len = f.metadata()?.len();
+    // The file mapped once and populated before any connection: the check of each read is a
+    // memory compare, not a `pread` (whose cost would grow with the number of small reads).
+    let file = Arc::new(Mapped::new(&f, file_len)?);
     let listener = std::net::TcpListener::bind(SocketAddr::new(a.addr, 0))?;
     // SAFETY: `listener` is a listening socket; listen again only changes its backlog.
     if unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), BACKLOG) } != 0 {
@@ -399,6 +520,10 @@ fn receiver(a: &ReceiverArgs) -> io::Result<()> {
         .enable_all()
         .build()?;
     let conns = a.conns;
+    let body = a.body;
+    if body == 0 || body > file_len {
+        return Err(io::Error::other("--body must be 1..=file length"));
+    }
     let (bytes, ok, bad) = rt.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let deadline = tokio::time::Instant::now() + CHILD_DEADLINE;
@@ -416,7 +541,7 @@ fn receiver(a: &ReceiverArgs) -> io::Result<()> {
             .into_iter()
             .map(|s| {
                 let file = file.clone();
-                tokio::spawn(async move { verify(s, &file, file_len).await })
+                tokio::spawn(async move { verify(s, &file, file_len, body).await })
             })
             .collect();
         let (mut bytes, mut ok, mut bad) = (0u64, 0u64, 0u64);
@@ -443,6 +568,56 @@ fn receiver(a: &ReceiverArgs) -> io::Result<()> {
     Ok(())
 }
 
+/// A read-only, populated shared mapping of a whole file.
+#[derive(Debug)]
+struct Mapped {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and lives until drop; shared reads from threads are fine.
+unsafe impl Send for Mapped {}
+// SAFETY: as above.
+unsafe impl Sync for Mapped {}
+
+impl Mapped {
+    fn new(f: &std::fs::File, len: u64) -> io::Result<Mapped> {
+        let len = usize::try_from(len).map_err(io::Error::other)?;
+        if len == 0 {
+            return Err(io::Error::other("empty file"));
+        }
+        // SAFETY: a fresh read-only shared mapping of an open file; no address hint.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                std::os::fd::AsRawFd::as_raw_fd(f),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = std::ptr::NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap"))?;
+        Ok(Mapped { ptr, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `len` bytes are mapped readable for as long as `self` lives; the file is the
+        // bench's own and is not truncated while the receiver runs.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `new`, once.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
 /// One connection's verification.
 #[derive(Clone, Copy, Debug)]
 struct Verified {
@@ -451,29 +626,30 @@ struct Verified {
 }
 
 thread_local! {
-    /// The receiver's read buffer and the file bytes it is compared with (one per thread, not
-    /// per connection: 10,000 connections share them).
-    static BUFS: std::cell::RefCell<(AlignedBuf, AlignedBuf)> =
-        std::cell::RefCell::new((AlignedBuf::new(256 << 10), AlignedBuf::new(256 << 10)));
+    /// The receiver's read buffer (one per thread, not per connection: 10,000 connections
+    /// share it), placed by `--buf-offset`.
+    static BUF: std::cell::RefCell<AlignedBuf> =
+        std::cell::RefCell::new(AlignedBuf::new(256 << 10));
 }
 
 /// Reads a connection to end of stream, checking header, range and trailer.
 async fn verify(
     s: tokio::net::TcpStream,
-    file: &std::fs::File,
+    file: &Mapped,
     file_len: u64,
+    body: u64,
 ) -> io::Result<Verified> {
-    let per = (HEAD + TAIL) as u64 + BODY;
+    let content = file.bytes();
+    let per = (HEAD + TAIL) as u64 + body;
     let mut pos = 0u64;
     let mut index: Option<usize> = None;
     let mut head = Vec::with_capacity(HEAD);
     let mut good = true;
     loop {
         s.readable().await?;
-        let r = BUFS.with(|b| {
-            let mut b = b.borrow_mut();
-            let (buf, want) = &mut *b;
-            let n = match s.try_read(buf) {
+        let r = BUF.with(|b| {
+            let mut buf = b.borrow_mut();
+            let n = match s.try_read(&mut buf) {
                 Ok(n) => n,
                 Err(e) => return Err(e),
             };
@@ -488,7 +664,7 @@ async fn verify(
                 }
             };
             head.extend_from_slice(part(0, HEAD as u64));
-            good &= part(HEAD as u64 + BODY, per).iter().all(|&b| b == b'T');
+            good &= part(HEAD as u64 + body, per).iter().all(|&b| b == b'T');
             good &= end <= per;
             if index.is_none() && head.len() == HEAD {
                 index = parse_header(&head);
@@ -496,21 +672,14 @@ async fn verify(
             }
             // The range part of this read, compared with the file.
             let lo = pos.max(HEAD as u64);
-            let hi = (pos + n as u64).min(HEAD as u64 + BODY);
+            let hi = (pos + n as u64).min(HEAD as u64 + body);
             if hi > lo {
                 match index {
                     Some(i) => {
                         let len = (hi - lo) as usize;
-                        let off = body_offset(i, file_len) + (lo - HEAD as u64);
-                        let w = &mut want[..len];
-                        crate::baseline::pread_exact(
-                            file.as_fd(),
-                            w,
-                            off,
-                            &mut crate::table::Calls::default(),
-                        )?;
+                        let off = (body_offset(i, body, file_len) + (lo - HEAD as u64)) as usize;
                         let from = (lo - pos) as usize;
-                        good &= got[from..from + len] == *w;
+                        good &= content.get(off..off + len) == Some(&got[from..from + len]);
                     }
                     None => good = false,
                 }
@@ -557,9 +726,11 @@ mod tests {
     fn offsets_fit() {
         let len = 64 << 20;
         for i in 0..20_000 {
-            let o = body_offset(i, len);
-            assert_eq!(o % 4096, 0);
-            assert!(o + BODY <= len);
+            for body in [BODY, INFLIGHT_BODY] {
+                let o = body_offset(i, body, len);
+                assert_eq!(o % 4096, 0);
+                assert!(o + body <= len);
+            }
         }
     }
 

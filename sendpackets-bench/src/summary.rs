@@ -161,6 +161,31 @@ pub(crate) fn targets(sections: &[Section]) -> Table {
             ratio.map_or("–".into(), |r| yes_no(r >= SCALE_RATE)),
         ]);
     }
+    for s in in_group("inflight") {
+        for series in &s.series {
+            let peak = series.max_of(|x| x.peak_rss);
+            let n = series.last().map_or(1, |o| o.items.max(1));
+            t.row(vec![
+                format!(
+                    "{n} concurrent async sends of {}: sender peak RSS, {}",
+                    crate::size_name(
+                        series.last().map_or(0, |o| (o.bytes / n)
+                            .saturating_sub((crate::scale::HEAD + crate::scale::TAIL) as u64))
+                    ),
+                    series.name
+                ),
+                s.path.unwrap_or("").into(),
+                peak.map_or("–".into(), fmt_mib),
+                "–".into(),
+                "–".into(),
+                cpu_per_gb(series).map_or("–".into(), |c| format!("{c:.3}")),
+                format!("< {}", fmt_mib(crate::scale::INFLIGHT_PEAK_GOAL)),
+                peak.map_or("–".into(), |p| {
+                    yes_no(p < crate::scale::INFLIGHT_PEAK_GOAL)
+                }),
+            ]);
+        }
+    }
     if let Some(s) = sections.iter().find(|s| s.key == "sparse") {
         for series in s.series.iter().filter(|x| x.kind == Kind::Ours) {
             let growth = series.max_of(|x| x.rss_growth);
