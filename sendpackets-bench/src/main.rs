@@ -243,26 +243,25 @@ fn run(cli: Cli) -> i32 {
         eprintln!("the limits section needs the C harness");
         return 1;
     }
+    let watching = netpath::install_signal_cleanup();
     let wants_net = !matches!(cmd, Cmd::Sparse) && !cli.no_veth;
-    let veth = if wants_net {
-        if let Err(e) = netpath::install_signal_cleanup() {
-            eprintln!("cannot watch for signals ({e}); no veth path, loopback only");
+    let veth = match (wants_net, watching) {
+        (false, _) => None,
+        (true, Err(e)) => {
+            println!("- No veth path (cannot watch for signals: {e}): loopback only.\n");
             None
-        } else {
-            match Veth::create() {
-                Ok(v) => {
-                    eprintln!("veth path: {}", v.describe());
-                    Some(v)
-                }
-                Err(e) => {
-                    println!("- No veth path ({e}): loopback only.\n");
-                    eprintln!("no veth path ({e}): loopback only");
-                    None
-                }
-            }
         }
-    } else {
-        None
+        (true, Ok(())) => match Veth::create() {
+            Ok(v) => {
+                eprintln!("veth path: {}", v.describe());
+                Some(v)
+            }
+            Err(e) => {
+                println!("- No veth path ({e}): loopback only.\n");
+                eprintln!("no veth path ({e}): loopback only");
+                None
+            }
+        },
     };
     let cfg = Config {
         plan: Plan {
@@ -371,9 +370,19 @@ fn shaped(cfg: &Config<'_>, fx: &Fixture, rate: &str) -> Vec<Section> {
         return Vec::new();
     }
     let qdisc = v.qdisc();
-    // About two seconds of the link per run.
+    // About one second of the link per run, at most two rounds: the rate is the link's for
+    // every contender, what differs is CPU per byte and stalls.
     let bits = parse_rate(rate).unwrap_or(1e9);
-    let len = ((bits / 8.0 * 2.0) as u64).clamp(16 << 20, fx.big_len) & !4095;
+    let len = ((bits / 8.0) as u64).clamp(16 << 20, fx.big_len) & !4095;
+    let cfg = &Config {
+        plan: Plan {
+            reps: cfg.plan.reps.min(2),
+            ..cfg.plan
+        },
+        quick: cfg.quick,
+        raw: None,
+        veth: cfg.veth,
+    };
     let mut out = Vec::new();
     for shape in [bulk::Shape::File, bulk::Shape::HeaderFileTrailer] {
         let mut s = bulk::one(cfg, fx, sink::Transport::Tcp(Path::Veth(v)), shape, len);

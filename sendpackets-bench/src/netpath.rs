@@ -127,8 +127,20 @@ pub(crate) fn remove_all() {
     }
 }
 
-/// Starts the thread that removes every live pair on SIGINT, SIGTERM or SIGHUP and then ends
-/// the process (exit status 128 + signal). Call once, before making a pair.
+/// Folders of the bench's own (its test files) removed by the signal watcher too.
+static DIRS: Mutex<Vec<std::path::PathBuf>> = Mutex::new(Vec::new());
+
+/// Has the signal watcher remove `dir` (a temporary folder of the bench's own) before the
+/// process ends on a signal; a normal end removes it through its own guard.
+pub(crate) fn remove_on_signal(dir: &std::path::Path) {
+    if let Ok(mut d) = DIRS.lock() {
+        d.push(dir.to_path_buf());
+    }
+}
+
+/// Starts the thread that removes every live pair (and the folders of [`remove_on_signal`])
+/// on SIGINT, SIGTERM or SIGHUP and then ends the process (exit status 128 + signal). Call
+/// once, before making a pair.
 pub(crate) fn install_signal_cleanup() -> io::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
@@ -136,8 +148,12 @@ pub(crate) fn install_signal_cleanup() -> io::Result<()> {
         .name("signals".into())
         .spawn(move || {
             if let Some(sig) = signals.forever().next() {
-                eprintln!("signal {sig}: removing the bench's network namespace and links");
+                eprintln!("signal {sig}: removing the bench's network namespace, links and files");
                 remove_all();
+                let dirs = DIRS.lock().map(|d| d.clone()).unwrap_or_default();
+                for d in dirs {
+                    let _ = std::fs::remove_dir_all(d);
+                }
                 std::process::exit(128 + sig);
             }
         })?;

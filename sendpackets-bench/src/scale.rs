@@ -62,7 +62,11 @@ fn body_offset(i: usize, body: u64, file_len: u64) -> u64 {
 /// What one round sends.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Load {
+    /// Connections made for the round (each sends one response).
     pub(crate) conns: usize,
+    /// How many of them send at once: the round sends in waves of this many, each wave's
+    /// tasks spawned together, the next wave once they all returned.
+    pub(crate) concurrency: usize,
     /// File bytes per response.
     pub(crate) body: u64,
     pub(crate) engine: Engine,
@@ -87,9 +91,10 @@ pub(crate) fn run(cfg: &Config<'_>, fx: &Fixture) -> Vec<Section> {
     let rt = &rt;
     let mut cs: Vec<Contender<'_>> = Vec::new();
     for n in LEVELS {
-        let name = format!("{} connections", crate::fmt_thousands(n as u64));
+        let name = format!("{} concurrent", crate::fmt_thousands(n as u64));
         let load = Load {
-            conns: n,
+            conns: LEVELS[LEVELS.len() - 1],
+            concurrency: n,
             body: BODY,
             engine: Engine::Auto,
         };
@@ -101,11 +106,15 @@ pub(crate) fn run(cfg: &Config<'_>, fx: &Fixture) -> Vec<Section> {
     let series = interleave(&key, cfg.plan, &mut cs);
     let mut notes = vec![
         format!(
-            "Each connection: one `sendpackets::tokio::send_with` (Engine::Auto) of a {HEAD} B \
-             header (its index inside) + a {} range of the {} file + a {TAIL} B trailer, then \
-             end of stream; every connection's task spawned at once on a 2-worker runtime. \
-             Connections are made (and accepted) before the clock starts; timed until the \
-             receiver has verified the last byte of the last connection.",
+            "Every run: {} connections, each one `sendpackets::tokio::send_with` \
+             (Engine::Auto) of a {HEAD} B header (its index inside) + a {} range of the {} file \
+             + a {TAIL} B trailer, then end of stream, on a 2-worker runtime. \"N concurrent\": \
+             the tasks are spawned N at a time (a wave), the next wave once the previous \
+             wave's sends returned — so every level moves the same bytes, and at 10,000 all of \
+             them are in flight at once. Connections are made (and accepted) before the clock \
+             starts; timed until the receiver has verified the last byte of the last \
+             connection.",
+            crate::fmt_thousands(LEVELS[LEVELS.len() - 1] as u64),
             crate::size_name(BODY),
             crate::size_name(fx.big_len)
         ),
@@ -119,23 +128,22 @@ pub(crate) fn run(cfg: &Config<'_>, fx: &Fixture) -> Vec<Section> {
         notes.push("No veth path on this machine: run over loopback instead.".into());
     }
     let mut per = crate::table::Table::new(&[
-        "connections",
+        "sending at once",
         "aggregate",
         "responses/s",
-        "÷ 100 connections",
+        "÷ 100 concurrent",
         "CPU s/GB",
         "sender peak RSS",
-        "peak RSS per connection",
-        "RSS growth per connection",
+        "peak RSS per concurrent send",
+        "RSS growth per concurrent send",
         "receiver peak RSS",
     ]);
     let base = series
         .first()
         .and_then(|s| crate::table::throughput(s, Metric::Bytes));
-    for s in &series {
+    for (s, n) in series.iter().zip(LEVELS) {
         let tp = crate::table::throughput(s, Metric::Bytes);
         let items = crate::table::throughput(s, Metric::Items("resp"));
-        let n = s.last().map_or(1, |o| o.items.max(1));
         let peak = s.max_of(|x| x.peak_rss);
         let growth = s.max_of(|x| x.rss_growth);
         let child = s.max_of(|x| x.outcome.extra_peak_rss);
@@ -198,6 +206,7 @@ pub(crate) fn inflight(cfg: &Config<'_>, fx: &Fixture) -> Vec<Section> {
         for (name, engine) in crate::baseline::ENGINES {
             let load = Load {
                 conns,
+                concurrency: conns,
                 body,
                 engine,
             };
@@ -440,40 +449,53 @@ async fn send_all(
     load: Load,
 ) -> io::Result<u64> {
     let body = load.body;
-    static TRAILER: [u8; TAIL] = [b'T'; TAIL];
-    let tasks: Vec<_> = socks
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let handle = handle.clone();
-            tokio::spawn(async move {
-                use tokio::io::AsyncWriteExt;
-                let off = body_offset(i, body, file_len);
-                let list = [
-                    Element::memory(header(i)),
-                    Element::shared_handle(handle, off..off + body),
-                    Element::memory(&TRAILER[..]),
-                ];
-                let opts = SendOptions::new().engine(load.engine);
-                let r = sendpackets::tokio::send_with(&s, &list, &opts)
-                    .await
-                    .map_err(|e| io::Error::other(format!("sendpackets: {e}")))?;
-                let mut s = s;
-                s.shutdown().await?;
-                Ok::<_, io::Error>(r.bytes_sent)
-            })
-        })
-        .collect();
+    let wave = load.concurrency.max(1);
+    let mut socks = socks.into_iter().enumerate().peekable();
     let work = async {
         let mut sum = 0;
-        for t in tasks {
-            sum += t.await.map_err(io::Error::other)??;
+        while socks.peek().is_some() {
+            let tasks: Vec<_> = socks
+                .by_ref()
+                .take(wave)
+                .map(|(i, s)| spawn_one(i, s, handle.clone(), body, file_len, load.engine))
+                .collect();
+            for t in tasks {
+                sum += t.await.map_err(io::Error::other)??;
+            }
         }
         Ok::<_, io::Error>(sum)
     };
     tokio::time::timeout(ROUND_TIMEOUT, work)
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "sending timed out"))?
+}
+
+/// One connection's response, then end of stream, as a task.
+fn spawn_one(
+    i: usize,
+    s: tokio::net::TcpStream,
+    handle: FileHandle,
+    body: u64,
+    file_len: u64,
+    engine: Engine,
+) -> tokio::task::JoinHandle<io::Result<u64>> {
+    static TRAILER: [u8; TAIL] = [b'T'; TAIL];
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let off = body_offset(i, body, file_len);
+        let list = [
+            Element::memory(header(i)),
+            Element::shared_handle(handle, off..off + body),
+            Element::memory(&TRAILER[..]),
+        ];
+        let opts = SendOptions::new().engine(engine);
+        let r = sendpackets::tokio::send_with(&s, &list, &opts)
+            .await
+            .map_err(|e| io::Error::other(format!("sendpackets: {e}")))?;
+        let mut s = s;
+        s.shutdown().await?;
+        Ok::<_, io::Error>(r.bytes_sent)
+    })
 }
 
 /// What the hidden `scale-receiver` command is given.
