@@ -342,6 +342,17 @@ fn run(cli: Cli) -> i32 {
         );
         println!("{}", t.render());
     }
+    let p = summary::policy(&all);
+    if !p.rows.is_empty() {
+        println!("## Policy questions of issue 12 (same run, both paths)\n");
+        println!(
+            "The options of each question side by side, as measured above: rate, CPU per byte, \
+             RSS growth of one run (for one send in flight: the memory it costs; for the \
+             in-flight workload: all of them), and the ratio to the fastest option on that \
+             path.\n"
+        );
+        println!("{}", p.render());
+    }
     let redone: usize = all.iter().flat_map(|s| &s.series).map(|x| x.redone).sum();
     let kept: usize = all
         .iter()

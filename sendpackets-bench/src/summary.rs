@@ -214,3 +214,109 @@ fn cpu_pair(ours: Option<f64>, reference: Option<f64>) -> String {
 fn yes_no(ok: bool) -> String {
     if ok { "yes".into() } else { "**no**".into() }
 }
+
+/// The policy questions of issue 12, each answered on both paths from this run: one row per
+/// option, with rate, CPU per byte and memory (RSS growth of one run: memory per in-flight send
+/// where one send is in flight).
+pub(crate) fn policy(sections: &[Section]) -> Table {
+    let mut t = Table::new(&[
+        "question",
+        "workload",
+        "path",
+        "option",
+        "rate",
+        "CPU s/GB",
+        "RSS growth",
+        "÷ best option",
+    ]);
+    let bulk_file: &[&str] = &[
+        AUTO,
+        "sendpackets ZeroCopy",
+        "sendpackets Portable",
+        "raw sendfile loop",
+        "read/write loop, 1 MiB (copy)",
+        "sendfile",
+        "rw1m",
+    ];
+    let cork: &[&str] = &[
+        AUTO,
+        "sendpackets ZeroCopy",
+        "per-element loop (write, sendfile, write)",
+        "corked (TCP_CORK, write, sendfile, write, uncork)",
+        "corked per-element (cork, write, sendfile, write, uncork)",
+        "MSG_MORE header, sendfile, write",
+        "m-naive",
+        "m-cork",
+        "m-more",
+    ];
+    let copy: &[&str] = &[
+        AUTO,
+        CONNECTION,
+        "sendpackets ZeroCopy",
+        "sendpackets Portable",
+        "per-element loop (write, sendfile, write)",
+        "copy into one buffer (pread), one write",
+        "pread + writev(header, range, trailer)",
+        "m-copy",
+        "m-writev",
+    ];
+    let inflight: &[&str] = &[
+        "sendpackets::tokio Auto",
+        "sendpackets::tokio ZeroCopy",
+        "sendpackets::tokio Portable",
+    ];
+    let questions: [(&str, &str, &[&str]); 7] = [
+        (
+            "(a) ranges ≥ 1 MiB: sendfile or 1 MiB copy",
+            "bulk-tcp",
+            bulk_file,
+        ),
+        (
+            "(a) ranges ≥ 1 MiB: sendfile or 1 MiB copy",
+            "inflight",
+            inflight,
+        ),
+        ("(b) TCP_CORK, none or MSG_MORE", "bulk-htf", cork),
+        ("(b) TCP_CORK, none or MSG_MORE", "http-16384-msg", cork),
+        ("(b) TCP_CORK, none or MSG_MORE", "http-262144-msg", cork),
+        ("(c) copy threshold (64 KiB)", "http-16384-msg", copy),
+        ("(c) copy threshold (64 KiB)", "http-262144-msg", copy),
+    ];
+    for (q, group, options) in questions {
+        for s in sections
+            .iter()
+            .filter(|s| s.group == group && s.path.is_some())
+        {
+            let m = s.spec.metric;
+            let picked: Vec<&crate::measure::Series> = options
+                .iter()
+                .filter_map(|o| s.series.iter().find(|x| x.name == *o))
+                .filter(|x| x.error.is_none())
+                .collect();
+            let best = picked
+                .iter()
+                .filter_map(|x| throughput(x, m))
+                .fold(0.0f64, f64::max);
+            for x in picked {
+                let tp = throughput(x, m);
+                let name = match x.kind {
+                    Kind::Ours => format!("**{}**", x.name),
+                    Kind::Raw => format!("raw C: {}", x.name),
+                    Kind::Baseline => x.name.clone(),
+                };
+                t.row(vec![
+                    q.into(),
+                    group.into(),
+                    s.path.unwrap_or("").into(),
+                    name,
+                    tp.map_or("–".into(), |v| fmt_rate(v, m)),
+                    cpu_per_gb(x).map_or("–".into(), |c| format!("{c:.3}")),
+                    x.max_of(|y| y.rss_growth).map_or("–".into(), fmt_mib),
+                    tp.filter(|_| best > 0.0)
+                        .map_or("–".into(), |v| fmt_ratio(v / best)),
+                ]);
+            }
+        }
+    }
+    t
+}

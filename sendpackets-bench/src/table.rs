@@ -153,6 +153,7 @@ pub(crate) fn side_by_side(metric: Metric, paths: &[(&str, &[Series])]) -> Table
         headers.push(format!("{p}: rate"));
         headers.push(format!("{p}: {}", cpu_header(metric)));
         headers.push(format!("{p}: ÷ best raw"));
+        headers.push(format!("{p}: RSS growth"));
     }
     headers.push("runs redone (gate)".into());
     let h: Vec<&str> = headers.iter().map(String::as_str).collect();
@@ -179,7 +180,7 @@ pub(crate) fn side_by_side(metric: Metric, paths: &[(&str, &[Series])]) -> Table
             let best = best_raw(ss, metric).map(|b| b.1);
             match ss.iter().find(|s| s.name == name) {
                 Some(s) if s.error.is_some() => {
-                    row.extend(["failed".into(), "–".into(), "–".into()]);
+                    row.extend(["failed".into(), "–".into(), "–".into(), "–".into()]);
                     redone.push(s.redone.to_string());
                 }
                 Some(s) => {
@@ -187,10 +188,11 @@ pub(crate) fn side_by_side(metric: Metric, paths: &[(&str, &[Series])]) -> Table
                     row.push(tp.map_or("–".into(), |v| fmt_rate(v, metric)));
                     row.push(cpu_cell(s, metric));
                     row.push(ratio_cell(tp, best));
+                    row.push(s.max_of(|x| x.rss_growth).map_or("–".into(), fmt_mib));
                     redone.push(s.redone.to_string());
                 }
                 None => {
-                    row.extend(["–".into(), "–".into(), "–".into()]);
+                    row.extend(["–".into(), "–".into(), "–".into(), "–".into()]);
                     redone.push("–".into());
                 }
             }
