@@ -545,6 +545,13 @@ fn print_section(s: &Section) {
     for n in &s.notes {
         println!("{n}\n");
     }
+    let redone: usize = s.series.iter().map(|x| x.redone).sum();
+    let kept: usize = s.series.iter().map(|x| x.kept_noisy).sum();
+    let runs: usize = s.series.iter().map(|x| x.samples.len()).sum();
+    println!(
+        "Quiet gate: {redone} run(s) discarded and redone; {kept} of the {runs} kept run(s) \
+         over the gate (redos used up).\n"
+    );
     println!("{}", table::workload_table(&s.spec, &s.series).render());
     let _ = std::io::stdout().flush();
 }
