@@ -245,10 +245,11 @@ fn run(cli: Cli) -> i32 {
     }
     let watching = netpath::install_signal_cleanup();
     let wants_net = !matches!(cmd, Cmd::Sparse) && !cli.no_veth;
+    let mut no_veth = None;
     let veth = match (wants_net, watching) {
         (false, _) => None,
         (true, Err(e)) => {
-            println!("- No veth path (cannot watch for signals: {e}): loopback only.\n");
+            no_veth = Some(format!("cannot watch for signals: {e}"));
             None
         }
         (true, Ok(())) => match Veth::create() {
@@ -257,12 +258,14 @@ fn run(cli: Cli) -> i32 {
                 Some(v)
             }
             Err(e) => {
-                println!("- No veth path ({e}): loopback only.\n");
-                eprintln!("no veth path ({e}): loopback only");
+                no_veth = Some(e);
                 None
             }
         },
     };
+    if let Some(why) = &no_veth {
+        eprintln!("No veth path ({why}): loopback only.");
+    }
     let cfg = Config {
         plan: Plan {
             reps,
@@ -274,7 +277,7 @@ fn run(cli: Cli) -> i32 {
         veth: veth.as_ref(),
     };
 
-    print_header(&cfg);
+    print_header(&cfg, no_veth.as_deref());
     let began = Instant::now();
     let needs_file = cmd != Cmd::Small;
     let big_len: u64 = if cfg.quick { 64 << 20 } else { 1 << 30 };
@@ -439,7 +442,7 @@ fn parse_rate(rate: &str) -> Option<f64> {
     num.trim().parse::<f64>().ok().map(|n| n * mult)
 }
 
-fn print_header(cfg: &Config<'_>) {
+fn print_header(cfg: &Config<'_>, no_veth: Option<&str>) {
     let args: Vec<String> = std::env::args().skip(1).collect();
     println!("# sendpackets benchmark run\n");
     println!(
@@ -455,9 +458,10 @@ fn print_header(cfg: &Config<'_>) {
         "- Paths: loopback (127.0.0.1){}. Every TCP and UDP workload runs on each path; the \
          receivers of the veth path run inside the namespace, and the bench sends only to the \
          namespace's own address.",
-        match cfg.veth {
-            Some(v) => format!("; {}", v.describe()),
-            None => " only (no veth path)".into(),
+        match (cfg.veth, no_veth) {
+            (Some(v), _) => format!("; {}", v.describe()),
+            (None, Some(why)) => format!(" only. No veth path ({why}): loopback only"),
+            (None, None) => " only (--no-veth)".into(),
         }
     );
     println!(
