@@ -1,8 +1,10 @@
-//! `sendpackets-bench`: every workload of issue 6, run interleaved through sendpackets (each
-//! engine), hand-written baselines and the raw C harness, printed as markdown tables.
+//! `sendpackets-bench`: every workload of issues 6 and 12, run interleaved through sendpackets
+//! (each engine), hand-written baselines and the raw C harness, over loopback and over a veth
+//! pair into a network namespace of the bench's own (`netpath`), with every buffer placed on
+//! purpose (`buf`) and a quiet gate on every run (`measure`); printed as markdown tables.
 //!
 //! ```sh
-//! cargo run --release -p sendpackets-bench -- all            # everything (several minutes)
+//! cargo run --release -p sendpackets-bench -- all            # everything (15–25 minutes)
 //! cargo run --release -p sendpackets-bench -- --quick all    # a smoke run
 //! cargo run --release -p sendpackets-bench -- http --reps 3  # one workload
 //! ```
