@@ -529,7 +529,8 @@ fn print_sections(sections: &[Section]) {
                 .title
                 .replace("TCP over loopback", "TCP")
                 .replace("TCP loopback", "TCP")
-                .replace(" over 127.0.0.1", "");
+                .replace(" over 127.0.0.1", "")
+                .replace(" over loopback", "");
             println!("## {title} — loopback and veth side by side\n");
             let paths: Vec<(&str, &[Series])> = members
                 .iter()
