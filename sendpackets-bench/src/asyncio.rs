@@ -1,5 +1,6 @@
 //! Workload 5: 1,000 concurrent tokio connections, each sending one response of a 200 B header
-//! and a 64 KiB file range, on a 2-worker multi-thread runtime.
+//! and a 64 KiB file range, on a 2-worker multi-thread runtime, on both paths (the receivers'
+//! sockets are made in the path's namespace).
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
@@ -12,9 +13,11 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::baseline;
+use crate::buf::AlignedBuf;
 use crate::fixture::Fixture;
 use crate::http::HEADER;
 use crate::measure::{Contender, Kind, Outcome, interleave};
+use crate::netpath::Path;
 use crate::table::{Calls, CallsPer, Metric, Spec};
 use crate::{Config, Section};
 
@@ -50,7 +53,14 @@ impl Ctx {
     }
 }
 
-pub(crate) fn run(cfg: &Config, fx: &Fixture) -> Vec<Section> {
+pub(crate) fn run(cfg: &Config<'_>, fx: &Fixture) -> Vec<Section> {
+    cfg.paths()
+        .into_iter()
+        .filter_map(|p| one(cfg, fx, p))
+        .collect()
+}
+
+fn one(cfg: &Config<'_>, fx: &Fixture, path: Path<'_>) -> Option<Section> {
     let conns: usize = if cfg.quick { 200 } else { 1000 };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -60,7 +70,7 @@ pub(crate) fn run(cfg: &Config, fx: &Fixture) -> Vec<Section> {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("async: cannot build the runtime: {e}");
-            return Vec::new();
+            return None;
         }
     };
     let ctx = Arc::new(Ctx {
@@ -107,7 +117,7 @@ pub(crate) fn run(cfg: &Config, fx: &Fixture) -> Vec<Section> {
         let rt = &rt;
         let ctx = ctx.clone();
         cs.push(Contender::new(name, kind, move |clock| {
-            let (servers, clients) = rt.block_on(connect(conns))?;
+            let (servers, clients) = rt.block_on(connect(path, conns))?;
             clock.start();
             let calls = rt.block_on(round(way, ctx.clone(), servers, clients, total))?;
             Ok(Outcome {
@@ -118,12 +128,16 @@ pub(crate) fn run(cfg: &Config, fx: &Fixture) -> Vec<Section> {
             })
         }));
     }
-    let series = interleave("async", cfg.reps, cfg.budget, &mut cs);
-    vec![Section {
-        key: "async".into(),
+    let key = crate::section_key("async", Some(path.name()));
+    let series = interleave(&key, cfg.plan, &mut cs);
+    Some(Section {
+        key,
+        group: "async".into(),
+        path: Some(path.name()),
         title: format!(
             "Async: {conns} concurrent tokio connections, each one response of 200 B header + \
-             64 KiB file range (TCP loopback, 2 runtime workers)"
+             64 KiB file range (TCP over {}, 2 runtime workers)",
+            path.name()
         ),
         notes: vec![
             "Connections are made before the clock starts; timed from spawning the senders until \
@@ -138,12 +152,15 @@ pub(crate) fn run(cfg: &Config, fx: &Fixture) -> Vec<Section> {
             datagrams: false,
         },
         series,
-    }]
+    })
 }
 
-/// `n` connected pairs: (server side that sends, client side that receives).
-async fn connect(n: usize) -> io::Result<(Vec<TcpStream>, Vec<TcpStream>)> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+/// `n` connected pairs: (sender, receiver). The receivers are accepted by a listener in the
+/// path's namespace; the senders connect to it from this one.
+async fn connect(path: Path<'_>, n: usize) -> io::Result<(Vec<TcpStream>, Vec<TcpStream>)> {
+    let std_listener = crate::sink::listen(path, 4096)?;
+    std_listener.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(std_listener)?;
     let addr = listener.local_addr()?;
     let accept = tokio::spawn(async move {
         let mut v = Vec::with_capacity(n);
@@ -152,15 +169,15 @@ async fn connect(n: usize) -> io::Result<(Vec<TcpStream>, Vec<TcpStream>)> {
         }
         Ok::<_, io::Error>(v)
     });
-    let mut clients = Vec::with_capacity(n);
+    let mut senders = Vec::with_capacity(n);
     for _ in 0..n {
-        clients.push(TcpStream::connect(addr).await?);
+        senders.push(TcpStream::connect(addr).await?);
     }
-    let servers = tokio::time::timeout(ROUND_TIMEOUT, accept)
+    let receivers = tokio::time::timeout(ROUND_TIMEOUT, accept)
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "accepting timed out"))?
         .map_err(io::Error::other)??;
-    Ok((servers, clients))
+    Ok((senders, receivers))
 }
 
 /// Every sender and receiver at once; returns the summed kernel calls of sendpackets.
@@ -176,7 +193,7 @@ async fn round(
             .into_iter()
             .map(|mut c| {
                 tokio::spawn(async move {
-                    let mut buf = vec![0u8; 16 << 10];
+                    let mut buf = AlignedBuf::new(16 << 10);
                     let mut got = 0u64;
                     loop {
                         let n = c.read(&mut buf).await?;
@@ -227,7 +244,7 @@ async fn respond(way: Way, ctx: Arc<Ctx>, mut s: TcpStream, i: usize) -> io::Res
     match way {
         Way::Ours(engine) => {
             let list = [
-                Element::memory(&HEADER[..]),
+                Element::memory(HEADER.get()),
                 Element::shared_handle(ctx.handle.clone(), off..off + BODY),
             ];
             let opts = SendOptions::new().engine(engine);
@@ -239,17 +256,17 @@ async fn respond(way: Way, ctx: Arc<Ctx>, mut s: TcpStream, i: usize) -> io::Res
             calls = Some(c);
         }
         Way::PerElement => {
-            s.write_all(&HEADER).await?;
+            s.write_all(HEADER.get()).await?;
             sendfile_async(&s, &ctx.file, off, BODY).await?;
         }
         Way::ReadWrite => {
-            s.write_all(&HEADER).await?;
-            let mut buf = vec![0u8; BODY as usize];
+            s.write_all(HEADER.get()).await?;
+            let mut buf = AlignedBuf::new(BODY as usize);
             baseline::pread_exact(ctx.file.as_fd(), &mut buf, off, &mut Calls::default())?;
             s.write_all(&buf).await?;
         }
         Way::TokioCopy => {
-            s.write_all(&HEADER).await?;
+            s.write_all(HEADER.get()).await?;
             let mut f = tokio::fs::File::open(&ctx.path).await?;
             f.seek(io::SeekFrom::Start(off)).await?;
             let n = tokio::io::copy(&mut f.take(BODY), &mut s).await?;

@@ -9,7 +9,10 @@ use sendpackets::{Element, Engine, SendOptions};
 
 use crate::table::Calls;
 
-/// The sendpackets engines, with their row names.
+/// The sendpackets engines, with their row names. `Auto` is the library's policy (today: copy
+/// ranges of 1 MiB and up on loopback TCP, no cork there); `ZeroCopy` always `sendfile`s and
+/// corks remote TCP; `Portable` always copies — the rows that answer the policy questions of
+/// issue 12 side by side.
 pub(crate) const ENGINES: [(&str, Engine); 3] = [
     ("sendpackets Auto", Engine::Auto),
     ("sendpackets ZeroCopy", Engine::ZeroCopy),
@@ -225,6 +228,125 @@ pub(crate) fn read_write(
         write_all(sock, &buf[..used], calls)?;
     }
     Ok(())
+}
+
+/// `TCP_CORK` on or off.
+pub(crate) fn set_cork(sock: BorrowedFd<'_>, on: bool, calls: &mut Calls) -> io::Result<()> {
+    let v: libc::c_int = on.into();
+    // SAFETY: `v` is a live c_int and the length is its size; the fd is an open socket.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_CORK,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    calls.cork += 1;
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The per-element loop inside `TCP_CORK` on/off (the raw C harness's `m-cork`): header,
+/// file and trailer leave as full segments, the trailer without a Nagle wait.
+pub(crate) fn corked(
+    sock: BorrowedFd<'_>,
+    pieces: &[Piece<'_>],
+    calls: &mut Calls,
+) -> io::Result<()> {
+    set_cork(sock, true, calls)?;
+    let r = per_element(sock, pieces, calls);
+    set_cork(sock, false, calls)?;
+    r
+}
+
+/// `send(MSG_MORE)` for every memory piece that has more after it, `sendfile` for files, a
+/// plain `write` for the last piece (the raw C harness's `m-more`).
+pub(crate) fn msg_more(
+    sock: BorrowedFd<'_>,
+    pieces: &[Piece<'_>],
+    calls: &mut Calls,
+) -> io::Result<()> {
+    calls.ops += 1;
+    for (i, p) in pieces.iter().enumerate() {
+        let more = i + 1 < pieces.len();
+        match *p {
+            Piece::Mem(b) if more => send_all(sock, b, libc::MSG_MORE, calls)?,
+            Piece::Mem(b) => write_all(sock, b, calls)?,
+            Piece::File { fd, offset, len } => sendfile_all(sock, fd, offset, len, calls)?,
+        }
+    }
+    Ok(())
+}
+
+/// `send(flags)` until all of `buf` went out.
+pub(crate) fn send_all(
+    sock: BorrowedFd<'_>,
+    mut buf: &[u8],
+    flags: libc::c_int,
+    calls: &mut Calls,
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        // SAFETY: `buf` is a live slice of `buf.len()` readable bytes; the fd is open.
+        let n = unsafe {
+            libc::send(
+                sock.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                flags | libc::MSG_NOSIGNAL,
+            )
+        };
+        calls.writes += 1;
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        buf = &buf[n as usize..];
+    }
+    Ok(())
+}
+
+/// File pieces `pread` into `buf` (one after another), then one `writev` of every piece in
+/// order (the raw C harness's `m-writev`). `buf` holds at least the file bytes.
+pub(crate) fn pread_writev(
+    sock: BorrowedFd<'_>,
+    pieces: &[Piece<'_>],
+    buf: &mut [u8],
+    calls: &mut Calls,
+) -> io::Result<()> {
+    calls.ops += 1;
+    let mut used = 0usize;
+    let mut spans: Vec<(bool, usize, usize)> = Vec::with_capacity(pieces.len());
+    for p in pieces {
+        match *p {
+            Piece::Mem(b) => spans.push((false, 0, b.len())),
+            Piece::File { fd, offset, len } => {
+                let n = len as usize;
+                if used + n > buf.len() {
+                    return Err(io::Error::other("pread_writev: buffer too small"));
+                }
+                pread_exact(fd, &mut buf[used..used + n], offset, calls)?;
+                spans.push((true, used, n));
+                used += n;
+            }
+        }
+    }
+    let mut iov: Vec<IoSlice<'_>> = pieces
+        .iter()
+        .zip(&spans)
+        .map(|(p, &(from_buf, at, n))| match *p {
+            Piece::Mem(b) => IoSlice::new(b),
+            Piece::File { .. } if from_buf => IoSlice::new(&buf[at..at + n]),
+            Piece::File { .. } => IoSlice::new(&[]),
+        })
+        .collect();
+    writev_all(sock, &mut iov, calls)
 }
 
 /// One datagram the classic way: `pread` the file slice, `sendmsg` header + slice.

@@ -25,6 +25,7 @@ impl Fixture {
         let dir = tempfile::Builder::new()
             .prefix("sendpackets-bench-")
             .tempdir()?;
+        crate::netpath::remove_on_signal(dir.path());
         let big = dir.path().join("big.bin");
         let mut f = File::create(&big)?;
         let mut buf = vec![0u8; 1 << 20];

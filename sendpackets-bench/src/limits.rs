@@ -104,6 +104,8 @@ impl Harness {
     /// Runs one mode and returns its figures as an outcome measured by the harness.
     pub(crate) fn run(&self, mode: &str, args: &[String]) -> io::Result<Outcome> {
         let mut child = Command::new(&self.bin)
+            // Its buffers placed as the bench's own (`--buf-offset`).
+            .env("LIMITS_BUF_OFFSET", crate::buf::offset().to_string())
             .arg(mode)
             .args(args)
             .stdout(Stdio::piped())

@@ -1,9 +1,18 @@
-//! Timing, CPU (getrusage), peak RSS (VmHWM), medians, and the interleaved runner.
+//! Timing, CPU (getrusage), peak RSS (VmHWM), medians, the quiet gate, and the interleaved
+//! runner.
 //!
 //! CPU is `getrusage(RUSAGE_SELF)`: the whole process, so the sender (the main thread), the
 //! receiver thread(s) and any tokio worker or blocking-pool threads are all counted. Nothing else
 //! runs in the process while a contender is measured. For the raw C harness the CPU is what the
-//! harness itself reports (its sender process plus its forked receiver).
+//! harness itself reports (its sender process plus its forked receiver); a receiver in a child
+//! process adds its own CPU through [`Outcome::extra_cpu`].
+//!
+//! The quiet gate: around every run the runner sums the CPU time that *other* processes used
+//! (every user process of the machine except this one and its descendants, from
+//! `/proc/PID/stat`), and discards and redoes a run in which they used more than
+//! [`GATE_SHARE`] of one core (plus [`GATE_SLACK`] for the counters' tick granularity), at most
+//! `Config::gate_redos` times per run. The machine is shared: without the gate, ratios swung
+//! ±30 % between runs (issue 12).
 
 use std::fmt::Write as _;
 use std::io;
@@ -42,6 +51,13 @@ pub(crate) struct Outcome {
     pub(crate) calls: Option<Calls>,
     /// Wall and CPU measured by an external process; replaces ours.
     pub(crate) external: Option<External>,
+    /// CPU seconds of a helper process of the run (a receiver in a child process), added to
+    /// the process's own.
+    pub(crate) extra_cpu: f64,
+    /// Peak RSS of a helper process of the run, bytes.
+    pub(crate) extra_peak_rss: Option<u64>,
+    /// The longest pause between two reads of the receiver, seconds (stalls).
+    pub(crate) max_gap: Option<f64>,
 }
 
 /// One measured run.
@@ -53,8 +69,16 @@ pub(crate) struct Sample {
     pub(crate) peak_rss: Option<u64>,
     /// VmHWM after the run minus VmRSS at its start, bytes.
     pub(crate) rss_growth: Option<u64>,
+    /// CPU seconds other processes used during the run (the quiet gate's figure).
+    pub(crate) others_cpu: f64,
     pub(crate) outcome: Outcome,
 }
+
+/// A run is discarded when other processes used more than this share of one core during it...
+pub(crate) const GATE_SHARE: f64 = 0.10;
+/// ... plus this many CPU seconds: the per-process counters move in clock ticks (10 ms at
+/// USER_HZ = 100), so two ticks of anything else must not discard a short run.
+pub(crate) const GATE_SLACK: f64 = 0.02;
 
 /// Handed to a contender's run: it calls [`Clock::start`] once its setup (connections, receiver
 /// thread) is done, and may call [`Clock::stop_wall`] to end the wall time before the end of
@@ -70,6 +94,10 @@ pub(crate) struct Clock {
 impl Clock {
     /// Starts the measurement: resets the peak RSS, reads the CPU time and the clock.
     pub(crate) fn start(&mut self) {
+        // Memory freed by earlier runs (other threads' malloc arenas keep it) goes back to the
+        // system first, so the peak RSS of this run is this run's.
+        // SAFETY: malloc_trim has no preconditions; it only releases free heap memory.
+        unsafe { libc::malloc_trim(0) };
         reset_peak_rss();
         self.rss0 = status_kib("VmRSS:").unwrap_or(0) * 1024;
         self.cpu0 = process_cpu_seconds();
@@ -98,7 +126,7 @@ impl Clock {
             Some(x) => (x.wall, x.cpu, None, None),
             None => (
                 wall_end.duration_since(start).as_secs_f64(),
-                (cpu1 - self.cpu0).max(0.0),
+                (cpu1 - self.cpu0).max(0.0) + outcome.extra_cpu,
                 peak,
                 peak.map(|p| p.saturating_sub(self.rss0)),
             ),
@@ -108,6 +136,7 @@ impl Clock {
             cpu,
             peak_rss,
             rss_growth,
+            others_cpu: 0.0,
             outcome,
         }
     }
@@ -154,6 +183,10 @@ pub(crate) struct Series {
     pub(crate) samples: Vec<Sample>,
     /// The first failure; the contender is not run again after it.
     pub(crate) error: Option<String>,
+    /// Runs discarded by the quiet gate and run again.
+    pub(crate) redone: usize,
+    /// Runs kept although over the gate (the redos were used up).
+    pub(crate) kept_noisy: usize,
 }
 
 impl Series {
@@ -183,17 +216,28 @@ impl Series {
     }
 }
 
+/// How the runner repeats and gates runs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Plan {
+    /// Rounds of every contender.
+    pub(crate) reps: usize,
+    /// No new round starts after this long.
+    pub(crate) budget: Duration,
+    /// How many times one run may be discarded by the quiet gate and redone.
+    pub(crate) gate_redos: usize,
+}
+
 /// Runs every contender `reps` times, round-robin (rep 1 of each, then rep 2, ...; round `r`
 /// starts at contender `r - 1`, wrapping around) after one unmeasured warm-up run of the first
-/// contender, stopping
-/// early (after a whole round) when `budget` has passed. Prints one progress line per run to
-/// stderr.
-pub(crate) fn interleave(
-    title: &str,
-    reps: usize,
-    budget: Duration,
-    contenders: &mut [Contender<'_>],
-) -> Vec<Series> {
+/// contender, stopping early (after a whole round) when `budget` has passed. A run during which
+/// other processes used the CPU (the quiet gate) is discarded and redone, at most
+/// `plan.gate_redos` times. Prints one progress line per run to stderr.
+pub(crate) fn interleave(title: &str, plan: Plan, contenders: &mut [Contender<'_>]) -> Vec<Series> {
+    let Plan {
+        reps,
+        budget,
+        gate_redos,
+    } = plan;
     let began = Instant::now();
     let mut series: Vec<Series> = contenders
         .iter()
@@ -202,6 +246,8 @@ pub(crate) fn interleave(
             kind: c.kind,
             samples: Vec::new(),
             error: None,
+            redone: 0,
+            kept_noisy: 0,
         })
         .collect();
     // One unmeasured run first: whatever the process does once per workload (allocator arenas
@@ -231,24 +277,159 @@ pub(crate) fn interleave(
             if s.error.is_some() {
                 continue;
             }
-            let mut clock = Clock::default();
-            match (c.run)(&mut clock) {
-                Ok(outcome) => {
-                    let sample = clock.finish(outcome);
-                    eprintln!(
-                        "  [{title}] rep {rep}/{reps} {:<34} {:>9.3} s",
-                        c.name, sample.wall
-                    );
-                    s.samples.push(sample);
+            let mut attempt = 0;
+            loop {
+                let before = others_cpu_ticks();
+                let t0 = Instant::now();
+                let mut clock = Clock::default();
+                match (c.run)(&mut clock) {
+                    Ok(outcome) => {
+                        let mut sample = clock.finish(outcome);
+                        let window = t0.elapsed().as_secs_f64();
+                        sample.others_cpu = ticks_to_secs(others_cpu_ticks().since(&before));
+                        let noisy = sample.others_cpu > GATE_SHARE * window + GATE_SLACK;
+                        if noisy && attempt < gate_redos {
+                            attempt += 1;
+                            s.redone += 1;
+                            eprintln!(
+                                "  [{title}] rep {rep}/{reps} {:<34} discarded: others used \
+                                 {:.2} CPU s in {window:.2} s, redo {attempt}/{gate_redos}",
+                                c.name, sample.others_cpu
+                            );
+                            continue;
+                        }
+                        s.kept_noisy += usize::from(noisy);
+                        eprintln!(
+                            "  [{title}] rep {rep}/{reps} {:<34} {:>9.3} s  others {:.2} CPU s{}",
+                            c.name,
+                            sample.wall,
+                            sample.others_cpu,
+                            if noisy { " (kept, redos used up)" } else { "" }
+                        );
+                        s.samples.push(sample);
+                    }
+                    Err(e) => {
+                        eprintln!("  [{title}] rep {rep}/{reps} {:<34} FAILED: {e}", c.name);
+                        s.error = Some(e.to_string());
+                    }
                 }
-                Err(e) => {
-                    eprintln!("  [{title}] rep {rep}/{reps} {:<34} FAILED: {e}", c.name);
-                    s.error = Some(e.to_string());
-                }
+                break;
             }
         }
     }
     series
+}
+
+/// CPU clock ticks of other processes, per process, at one moment.
+#[derive(Debug, Default)]
+pub(crate) struct OthersSnapshot {
+    /// pid → utime + stime + cutime + cstime, in clock ticks.
+    ticks: std::collections::HashMap<u32, u64>,
+}
+
+impl OthersSnapshot {
+    /// The CPU ticks other processes used since `earlier`.
+    ///
+    /// The sum over processes of their own and their reaped children's time is conserved when a
+    /// process exits (its time moves into its parent's `cutime`), so the difference of the two
+    /// sums counts what ran in between: a process that exited is subtracted with what it had
+    /// used before, its parent adds all it used.
+    pub(crate) fn since(&self, earlier: &OthersSnapshot) -> u64 {
+        let now: u64 = self.ticks.values().sum();
+        let then: u64 = earlier.ticks.values().sum();
+        now.saturating_sub(then)
+    }
+}
+
+/// Reads every user process's CPU ticks, leaving out this process, its descendants (receiver
+/// children, the C harness and its receiver) and kernel threads.
+pub(crate) fn others_cpu_ticks() -> OthersSnapshot {
+    let me = std::process::id();
+    let mut procs: Vec<(u32, u32, u64)> = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            if let Some(p) = parse_stat(&stat) {
+                if !p.kernel_thread {
+                    procs.push((pid, p.ppid, p.ticks));
+                }
+            }
+        }
+    }
+    let parent: std::collections::HashMap<u32, u32> =
+        procs.iter().map(|&(pid, ppid, _)| (pid, ppid)).collect();
+    let mine = |mut pid: u32| {
+        for _ in 0..64 {
+            if pid == me {
+                return true;
+            }
+            match parent.get(&pid) {
+                Some(&pp) if pp != 0 => pid = pp,
+                _ => return false,
+            }
+        }
+        false
+    };
+    OthersSnapshot {
+        ticks: procs
+            .into_iter()
+            .filter(|&(pid, _, _)| !mine(pid))
+            .map(|(pid, _, t)| (pid, t))
+            .collect(),
+    }
+}
+
+/// The fields of `/proc/PID/stat` the gate needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct StatLine {
+    ppid: u32,
+    /// utime + stime + cutime + cstime, clock ticks.
+    ticks: u64,
+    kernel_thread: bool,
+}
+
+/// `PF_KTHREAD` in the flags field of `/proc/PID/stat`.
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+fn parse_stat(stat: &str) -> Option<StatLine> {
+    // The command name is in parentheses and may hold spaces: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // f[0] = field 3 (state), f[1] = ppid, f[6] = flags, f[11..15] = utime stime cutime cstime.
+    let num = |i: usize| f.get(i)?.parse::<u64>().ok();
+    let ticks = num(11)? + num(12)? + num(13)? + num(14)?;
+    Some(StatLine {
+        ppid: u32::try_from(num(1)?).ok()?,
+        ticks,
+        kernel_thread: num(6)? & PF_KTHREAD != 0,
+    })
+}
+
+/// Clock ticks to seconds (`sysconf(_SC_CLK_TCK)`, normally 100).
+pub(crate) fn ticks_to_secs(t: u64) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    t as f64 / if hz > 0 { hz as f64 } else { 100.0 }
+}
+
+/// utime + stime of one process, seconds (a receiver child), from `/proc/PID/stat`.
+pub(crate) fn pid_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| f.get(i)?.parse::<u64>().ok();
+    Some(ticks_to_secs(num(11)? + num(12)?))
+}
+
+/// VmHWM of another process, bytes.
+pub(crate) fn pid_peak_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_status_kib(&status, "VmHWM:").map(|k| k * 1024)
 }
 
 /// The median (mean of the two middle values for an even count); None when empty.
@@ -358,12 +539,43 @@ mod tests {
     }
 
     #[test]
+    fn stat_lines_parse() {
+        let s = "1234 (a (b) c) S 77 1234 1234 0 -1 4194560 100 0 0 0 250 30 5 7 20 0 1 0";
+        assert_eq!(
+            parse_stat(s),
+            Some(StatLine {
+                ppid: 77,
+                ticks: 292,
+                kernel_thread: false
+            })
+        );
+        let k = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 1 2 0 0 20 0 1 0";
+        assert!(parse_stat(k).unwrap().kernel_thread);
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn others_exclude_this_process() {
+        let a = others_cpu_ticks();
+        let t = Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < Duration::from_millis(300) {
+            x = x.wrapping_mul(31).wrapping_add(7);
+        }
+        std::hint::black_box(x);
+        // This process burned 0.3 s: none of it is "others".
+        assert!(a.ticks.values().count() > 0);
+        assert!(!a.ticks.contains_key(&std::process::id()));
+    }
+
+    #[test]
     fn series_figures() {
         let sample = |wall: f64| Sample {
             wall,
             cpu: wall / 2.0,
             peak_rss: Some((wall * 10.0) as u64),
             rss_growth: None,
+            others_cpu: 0.0,
             outcome: Outcome::default(),
         };
         let s = Series {
@@ -371,6 +583,8 @@ mod tests {
             kind: Kind::Baseline,
             samples: vec![sample(3.0), sample(1.0), sample(2.0)],
             error: None,
+            redone: 0,
+            kept_noisy: 0,
         };
         assert_eq!(s.median_wall(), Some(2.0));
         assert_eq!(s.wall_range(), Some((1.0, 3.0)));

@@ -1,10 +1,12 @@
-//! Loopback connections and the receivers that drain them, as threads of this process.
+//! Connections and the receivers that drain them, as threads of this process, over loopback or
+//! into the bench's network namespace (the receiver thread joins it).
 //!
-//! A stream receiver reads into one reused 1 MiB buffer and discards, as the C harness's does;
-//! the datagram receiver counts what arrives and stops after an idle timeout.
+//! A stream receiver reads into one reused 1 MiB buffer (page-aligned, `--buf-offset`) and
+//! discards, as the C harness's does; the datagram receiver counts what arrives and stops after
+//! an idle timeout.
 
 use std::io::{self, Read};
-use std::net::{Shutdown, TcpListener, TcpStream, UdpSocket};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
@@ -15,19 +17,23 @@ use std::time::{Duration, Instant};
 /// Every blocking socket call of the bench gives up after this long.
 pub(crate) const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A loopback stream transport.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Transport {
-    /// TCP over 127.0.0.1.
-    Tcp,
+use crate::buf::AlignedBuf;
+use crate::netpath::Path;
+
+/// A stream transport.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Transport<'a> {
+    /// TCP over a path (127.0.0.1, or the veth pair to the namespace's address).
+    Tcp(Path<'a>),
     /// A connected Unix stream socket pair.
     Unix,
 }
 
-impl Transport {
+impl Transport<'_> {
     pub(crate) fn name(self) -> &'static str {
         match self {
-            Transport::Tcp => "TCP loopback",
+            Transport::Tcp(Path::Loopback) => "TCP loopback",
+            Transport::Tcp(Path::Veth(_)) => "TCP over veth",
             Transport::Unix => "Unix stream",
         }
     }
@@ -81,12 +87,37 @@ impl Read for Stream {
     }
 }
 
-/// A connected pair: (sender, receiver).
-pub(crate) fn connect(t: Transport) -> io::Result<(Stream, Stream)> {
+/// A listener on the path's receiver address (made inside its namespace), with a backlog of
+/// `backlog` connections.
+pub(crate) fn listen(path: Path<'_>, backlog: i32) -> io::Result<TcpListener> {
+    let ip = path.receiver_ip();
+    path.run_in(move || {
+        let l = TcpListener::bind(SocketAddr::new(ip, 0))?;
+        // SAFETY: `l` is a bound, listening socket; listen again only changes its backlog.
+        if unsafe { libc::listen(l.as_raw_fd(), backlog) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(l)
+    })
+}
+
+/// A TCP connection to `addr` from the path's sender address.
+pub(crate) fn connect_from(path: Path<'_>, addr: SocketAddr) -> io::Result<TcpStream> {
+    debug_assert_eq!(addr.ip(), path.receiver_ip());
+    if addr.ip() != path.receiver_ip() {
+        return Err(io::Error::other(
+            "refusing to send to an address outside the path",
+        ));
+    }
+    TcpStream::connect(addr)
+}
+
+/// A connected pair: (sender, receiver). Over TCP the receiver's end is in the path's namespace.
+pub(crate) fn connect(t: Transport<'_>) -> io::Result<(Stream, Stream)> {
     let (a, b) = match t {
-        Transport::Tcp => {
-            let listener = TcpListener::bind("127.0.0.1:0")?;
-            let a = TcpStream::connect(listener.local_addr()?)?;
+        Transport::Tcp(path) => {
+            let listener = listen(path, 16)?;
+            let a = connect_from(path, listener.local_addr()?)?;
             let (b, _) = listener.accept()?;
             (Stream::Tcp(a), Stream::Tcp(b))
         }
@@ -100,37 +131,57 @@ pub(crate) fn connect(t: Transport) -> io::Result<(Stream, Stream)> {
     Ok((a, b))
 }
 
-/// Starts a thread that reads `rx` to end of stream into a reused 1 MiB buffer and returns the
-/// byte count.
-pub(crate) fn drain(mut rx: Stream) -> JoinHandle<io::Result<u64>> {
-    std::thread::Builder::new()
-        .name("sink".into())
-        .spawn(move || {
-            let mut buf = vec![0u8; 1 << 20];
-            let mut total = 0u64;
-            loop {
-                match rx.read(&mut buf) {
-                    Ok(0) => return Ok(total),
-                    Ok(n) => total += n as u64,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
+/// The receiver's buffer: 1 MiB, as the C harness's.
+pub(crate) const SINK_BUF: usize = 1 << 20;
+
+/// What a stream receiver read.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Drained {
+    pub(crate) bytes: u64,
+    /// The longest pause between two reads that returned data, seconds (a stall).
+    pub(crate) max_gap: f64,
+}
+
+/// Starts a thread (inside `path`'s namespace) that reads `rx` to end of stream into a reused
+/// 1 MiB buffer, placed by `--buf-offset`, and returns the byte count.
+pub(crate) fn drain(path: Path<'_>, mut rx: Stream) -> io::Result<JoinHandle<io::Result<Drained>>> {
+    path.spawn("sink", move || {
+        let mut buf = AlignedBuf::new(SINK_BUF);
+        let mut d = Drained::default();
+        let mut last: Option<Instant> = None;
+        loop {
+            match rx.read(&mut buf) {
+                Ok(0) => return Ok(d),
+                Ok(n) => {
+                    d.bytes += n as u64;
+                    let now = Instant::now();
+                    if let Some(l) = last {
+                        d.max_gap = d.max_gap.max(now.duration_since(l).as_secs_f64());
+                    }
+                    last = Some(now);
                 }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
-        })
-        .expect("spawn sink thread")
+        }
+    })
 }
 
 /// Waits for a drain thread and checks it got `expected` bytes.
-pub(crate) fn finish_drain(h: JoinHandle<io::Result<u64>>, expected: u64) -> io::Result<()> {
+pub(crate) fn finish_drain(
+    h: JoinHandle<io::Result<Drained>>,
+    expected: u64,
+) -> io::Result<Drained> {
     let got = h
         .join()
         .map_err(|_| io::Error::other("sink thread panicked"))??;
-    if got != expected {
+    if got.bytes != expected {
         return Err(io::Error::other(format!(
-            "receiver got {got} bytes, {expected} were sent"
+            "receiver got {} bytes, {expected} were sent",
+            got.bytes
         )));
     }
-    Ok(())
+    Ok(got)
 }
 
 /// What the datagram receiver counted.
@@ -143,10 +194,12 @@ pub(crate) struct Arrivals {
     pub(crate) last: Option<Instant>,
 }
 
-/// A UDP receiver thread on 127.0.0.1 with a large receive buffer.
+/// A UDP receiver thread on the path's receiver address (inside its namespace) with a large
+/// receive buffer.
 #[derive(Debug)]
 pub(crate) struct UdpSink {
-    pub(crate) addr: std::net::SocketAddr,
+    pub(crate) addr: SocketAddr,
+    sender_ip: std::net::IpAddr,
     /// The receive buffer the kernel granted (as `SO_RCVBUF` reports it).
     pub(crate) rcvbuf: usize,
     done: Arc<AtomicBool>,
@@ -158,47 +211,47 @@ pub(crate) const UDP_IDLE: Duration = Duration::from_millis(200);
 
 impl UdpSink {
     /// Binds and starts the receiver; `expect` is the datagram size it checks.
-    pub(crate) fn start(rcvbuf: usize, expect: usize) -> io::Result<UdpSink> {
-        let sock = UdpSocket::bind("127.0.0.1:0")?;
+    pub(crate) fn start(path: Path<'_>, rcvbuf: usize, expect: usize) -> io::Result<UdpSink> {
+        let ip = path.receiver_ip();
+        let sock = path.run_in(move || UdpSocket::bind(SocketAddr::new(ip, 0)))?;
         let granted = set_rcvbuf(sock.as_fd(), rcvbuf)?;
         sock.set_read_timeout(Some(UDP_IDLE))?;
         let addr = sock.local_addr()?;
         let done = Arc::new(AtomicBool::new(false));
         let flag = done.clone();
-        let handle = std::thread::Builder::new()
-            .name("udp-sink".into())
-            .spawn(move || {
-                let mut buf = vec![0u8; 65536];
-                let mut a = Arrivals::default();
-                let deadline = Instant::now() + IO_TIMEOUT;
-                loop {
-                    match sock.recv(&mut buf) {
-                        Ok(n) => {
-                            a.datagrams += 1;
-                            a.bytes += n as u64;
-                            a.wrong_size += u64::from(n != expect);
-                            a.last = Some(Instant::now());
-                        }
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                            ) =>
-                        {
-                            if flag.load(Ordering::Acquire) || Instant::now() > deadline {
-                                return Ok(a);
-                            }
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
+        let handle = path.spawn("udp-sink", move || {
+            let mut buf = AlignedBuf::new(65536);
+            let mut a = Arrivals::default();
+            let deadline = Instant::now() + IO_TIMEOUT;
+            loop {
+                match sock.recv(&mut buf) {
+                    Ok(n) => {
+                        a.datagrams += 1;
+                        a.bytes += n as u64;
+                        a.wrong_size += u64::from(n != expect);
+                        a.last = Some(Instant::now());
                     }
-                    if Instant::now() > deadline {
-                        return Ok(a);
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        if flag.load(Ordering::Acquire) || Instant::now() > deadline {
+                            return Ok(a);
+                        }
                     }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
                 }
-            })?;
+                if Instant::now() > deadline {
+                    return Ok(a);
+                }
+            }
+        })?;
         Ok(UdpSink {
             addr,
+            sender_ip: path.sender_ip(),
             rcvbuf: granted,
             done,
             handle,
@@ -207,7 +260,7 @@ impl UdpSink {
 
     /// A UDP socket connected to this receiver, with a send timeout.
     pub(crate) fn connected_sender(&self) -> io::Result<UdpSocket> {
-        let s = UdpSocket::bind("127.0.0.1:0")?;
+        let s = UdpSocket::bind(SocketAddr::new(self.sender_ip, 0))?;
         s.connect(self.addr)?;
         s.set_write_timeout(Some(IO_TIMEOUT))?;
         Ok(s)
@@ -264,13 +317,17 @@ fn set_rcvbuf(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<usize> {
 /// timed), start the clock, `send`, end the stream, wait until the receiver has read all
 /// `expected` bytes (timed, as the C harness times it).
 pub(crate) fn stream_run(
-    t: Transport,
+    t: Transport<'_>,
     clock: &mut crate::measure::Clock,
     expected: u64,
     send: impl FnOnce(&Stream) -> io::Result<()>,
-) -> io::Result<()> {
+) -> io::Result<Drained> {
     let (tx, rx) = connect(t)?;
-    let h = drain(rx);
+    let path = match t {
+        Transport::Tcp(p) => p,
+        Transport::Unix => Path::Loopback,
+    };
+    let h = drain(path, rx)?;
     clock.start();
     let sent = send(&tx);
     let _ = tx.shutdown_write();

@@ -1,4 +1,4 @@
-//! Workload 3: 10,000 memory elements of 100 B in one operation, over TCP loopback.
+//! Workload 3: 10,000 memory elements of 100 B in one operation, over TCP on both paths.
 
 use std::io::IoSlice;
 use std::os::fd::AsFd;
@@ -6,7 +6,9 @@ use std::os::fd::AsFd;
 use sendpackets::Element;
 
 use crate::baseline::{self, ENGINES, Piece};
+use crate::buf::AlignedBuf;
 use crate::measure::{Contender, Kind, Outcome, interleave};
+use crate::netpath::Path;
 use crate::sink::{Transport, stream_run};
 use crate::table::{Calls, CallsPer, Metric, Spec};
 use crate::{Config, Section};
@@ -16,15 +18,16 @@ const ELEMENTS: usize = 10_000;
 /// Bytes per element.
 const ELEMENT_LEN: usize = 100;
 
-pub(crate) fn run(cfg: &Config) -> Vec<Section> {
+pub(crate) fn run(cfg: &Config<'_>) -> Vec<Section> {
+    // Distinct 100 B slices of one 1 MB buffer (placed as every bench buffer), alive for the
+    // whole program.
+    let data = AlignedBuf::leak_filled(ELEMENTS * ELEMENT_LEN, |i| (i % 251) as u8);
+    cfg.paths().into_iter().map(|p| one(cfg, p, data)).collect()
+}
+
+fn one(cfg: &Config<'_>, path: Path<'_>, data: &'static [u8]) -> Section {
+    let t = Transport::Tcp(path);
     let ops: u64 = if cfg.quick { 5 } else { 30 };
-    // Distinct 100 B slices of one 1 MB buffer, alive for the whole program.
-    let data: &'static [u8] = Box::leak(
-        (0..ELEMENTS * ELEMENT_LEN)
-            .map(|i| (i % 251) as u8)
-            .collect::<Vec<u8>>()
-            .into_boxed_slice(),
-    );
     let slices = || data.chunks_exact(ELEMENT_LEN);
     let total = ops * data.len() as u64;
     let done = move |calls: Calls| Outcome {
@@ -37,7 +40,7 @@ pub(crate) fn run(cfg: &Config) -> Vec<Section> {
     for (name, engine) in ENGINES {
         cs.push(Contender::new(name, Kind::Ours, move |clock| {
             let mut calls = Calls::default();
-            stream_run(Transport::Tcp, clock, total, |tx| {
+            stream_run(t, clock, total, |tx| {
                 for _ in 0..ops {
                     let list: Vec<Element> = slices().map(Element::memory).collect();
                     baseline::ours(tx.as_fd(), &list, engine, &mut calls)?;
@@ -52,7 +55,7 @@ pub(crate) fn run(cfg: &Config) -> Vec<Section> {
         Kind::Baseline,
         move |clock| {
             let mut calls = Calls::default();
-            stream_run(Transport::Tcp, clock, total, |tx| {
+            stream_run(t, clock, total, |tx| {
                 for _ in 0..ops {
                     let p: Vec<Piece<'_>> = slices().map(Piece::Mem).collect();
                     baseline::per_element(tx.as_fd(), &p, &mut calls)?;
@@ -67,8 +70,8 @@ pub(crate) fn run(cfg: &Config) -> Vec<Section> {
         Kind::Baseline,
         move |clock| {
             let mut calls = Calls::default();
-            let mut buf = vec![0u8; 64 << 10];
-            stream_run(Transport::Tcp, clock, total, |tx| {
+            let mut buf = AlignedBuf::new(64 << 10);
+            stream_run(t, clock, total, |tx| {
                 for _ in 0..ops {
                     let p: Vec<Piece<'_>> = slices().map(Piece::Mem).collect();
                     baseline::read_write(tx.as_fd(), &p, &mut buf, &mut calls)?;
@@ -83,7 +86,7 @@ pub(crate) fn run(cfg: &Config) -> Vec<Section> {
         Kind::Baseline,
         move |clock| {
             let mut calls = Calls::default();
-            stream_run(Transport::Tcp, clock, total, |tx| {
+            stream_run(t, clock, total, |tx| {
                 for _ in 0..ops {
                     calls.ops += 1;
                     let mut v: Vec<IoSlice<'_>> = slices().map(IoSlice::new).collect();
@@ -94,12 +97,16 @@ pub(crate) fn run(cfg: &Config) -> Vec<Section> {
             Ok(done(calls))
         },
     ));
-    let series = interleave("small", cfg.reps, cfg.budget, &mut cs);
-    vec![Section {
-        key: "small".into(),
+    let key = crate::section_key("small", Some(path.name()));
+    let series = interleave(&key, cfg.plan, &mut cs);
+    Section {
+        key,
+        group: "small".into(),
+        path: Some(path.name()),
         title: format!(
             "Small elements: {ELEMENTS} memory elements of {ELEMENT_LEN} B per operation, \
-             {ops} operations per run (TCP loopback)"
+             {ops} operations per run ({})",
+            t.name()
         ),
         notes: vec![
             "Throughput counts elements. The list (or iovec array) is built inside the timed \
@@ -112,5 +119,5 @@ pub(crate) fn run(cfg: &Config) -> Vec<Section> {
             datagrams: false,
         },
         series,
-    }]
+    }
 }

@@ -6,13 +6,14 @@ use std::os::fd::AsFd;
 use sendpackets::Element;
 
 use crate::baseline::{self, ENGINES, Piece};
+use crate::buf::AlignedBuf;
 use crate::fixture::Fixture;
 use crate::measure::{Contender, Kind, Outcome, interleave};
 use crate::sink::{Transport, stream_run};
 use crate::table::{Calls, CallsPer, Metric, Spec};
 use crate::{Config, Section};
 
-pub(crate) fn run(cfg: &Config, fx: &Fixture) -> Vec<Section> {
+pub(crate) fn run(cfg: &Config<'_>, fx: &Fixture) -> Vec<Section> {
     let len: u64 = if cfg.quick { 256 << 20 } else { 4 << 30 };
     let path = match fx.sparse(len) {
         Ok(p) => p,
@@ -75,7 +76,7 @@ pub(crate) fn run(cfg: &Config, fx: &Fixture) -> Vec<Section> {
         Kind::Baseline,
         move |clock| {
             let mut calls = Calls::default();
-            let mut buf = vec![0u8; 64 << 10];
+            let mut buf = AlignedBuf::new(64 << 10);
             stream_run(Transport::Unix, clock, len, |tx| {
                 let p = [Piece::File {
                     fd: f.as_fd(),
@@ -87,9 +88,15 @@ pub(crate) fn run(cfg: &Config, fx: &Fixture) -> Vec<Section> {
             Ok(done(calls))
         },
     ));
-    let series = interleave("sparse", 1, cfg.budget, &mut cs);
+    let plan = crate::measure::Plan {
+        reps: 1,
+        ..cfg.plan
+    };
+    let series = interleave("sparse", plan, &mut cs);
     vec![Section {
         key: "sparse".into(),
+        group: "sparse".into(),
+        path: None,
         title: format!(
             "Sparse file: {} of holes (set_len) over a Unix stream, one run each",
             crate::size_name(len)

@@ -108,6 +108,101 @@ pub(crate) fn best(series: &[Series], kind: Kind, metric: Metric) -> Option<(usi
         .max_by(|a, b| a.1.total_cmp(&b.1))
 }
 
+/// The best series that is not sendpackets (bench baselines and raw C modes): the ceiling of a
+/// path. (index, throughput).
+pub(crate) fn best_raw(series: &[Series], metric: Metric) -> Option<(usize, f64)> {
+    series
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.kind != Kind::Ours)
+        .filter_map(|(i, s)| throughput(s, metric).map(|t| (i, t)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+}
+
+/// Median CPU seconds per GB of a series.
+pub(crate) fn cpu_per_gb(s: &Series) -> Option<f64> {
+    s.median_of(|x| (x.outcome.bytes > 0).then(|| x.cpu / (x.outcome.bytes as f64 / 1e9)))
+}
+
+/// Median CPU microseconds per item of a series.
+pub(crate) fn cpu_per_item(s: &Series) -> Option<f64> {
+    s.median_of(|x| (x.outcome.items > 0).then(|| x.cpu / x.outcome.items as f64 * 1e6))
+}
+
+/// The CPU cell of a metric: s/GB for bytes, µs per item for items.
+fn cpu_cell(s: &Series, metric: Metric) -> String {
+    match metric {
+        Metric::Bytes => cpu_per_gb(s).map_or("–".into(), |c| format!("{c:.3}")),
+        Metric::Items(_) => cpu_per_item(s).map_or("–".into(), |c| format!("{c:.2}")),
+    }
+}
+
+/// The CPU column's header for a metric.
+pub(crate) fn cpu_header(metric: Metric) -> String {
+    match metric {
+        Metric::Bytes => "CPU s/GB".into(),
+        Metric::Items(u) => format!("CPU µs/{u}"),
+    }
+}
+
+/// One workload on several paths, side by side: a row per contender (by name), for each path
+/// its rate, CPU per byte or per item, and the ratio to that path's best non-sendpackets row.
+pub(crate) fn side_by_side(metric: Metric, paths: &[(&str, &[Series])]) -> Table {
+    let mut headers: Vec<String> = vec!["contender".into()];
+    for (p, _) in paths {
+        headers.push(format!("{p}: rate"));
+        headers.push(format!("{p}: {}", cpu_header(metric)));
+        headers.push(format!("{p}: ÷ best raw"));
+        headers.push(format!("{p}: RSS growth"));
+    }
+    headers.push("runs redone (gate)".into());
+    let h: Vec<&str> = headers.iter().map(String::as_str).collect();
+    let mut t = Table::new(&h);
+    let mut names: Vec<(String, Kind)> = Vec::new();
+    for (_, ss) in paths {
+        for s in ss.iter() {
+            if !names.iter().any(|(n, _)| *n == s.name) {
+                names.push((s.name.clone(), s.kind));
+            }
+        }
+    }
+    for (name, kind) in names {
+        let mut row = vec![label(&Series {
+            name: name.clone(),
+            kind,
+            samples: Vec::new(),
+            error: None,
+            redone: 0,
+            kept_noisy: 0,
+        })];
+        let mut redone = Vec::new();
+        for (_, ss) in paths {
+            let best = best_raw(ss, metric).map(|b| b.1);
+            match ss.iter().find(|s| s.name == name) {
+                Some(s) if s.error.is_some() => {
+                    row.extend(["failed".into(), "–".into(), "–".into(), "–".into()]);
+                    redone.push(s.redone.to_string());
+                }
+                Some(s) => {
+                    let tp = throughput(s, metric);
+                    row.push(tp.map_or("–".into(), |v| fmt_rate(v, metric)));
+                    row.push(cpu_cell(s, metric));
+                    row.push(ratio_cell(tp, best));
+                    row.push(s.max_of(|x| x.rss_growth).map_or("–".into(), fmt_mib));
+                    redone.push(s.redone.to_string());
+                }
+                None => {
+                    row.extend(["–".into(), "–".into(), "–".into(), "–".into()]);
+                    redone.push("–".into());
+                }
+            }
+        }
+        row.push(redone.join(" / "));
+        t.row(row);
+    }
+    t
+}
+
 /// The first series named `name` with a throughput.
 pub(crate) fn named(series: &[Series], name: &str, metric: Metric) -> Option<f64> {
     series
@@ -196,7 +291,15 @@ pub(crate) fn workload_table(spec: &Spec, series: &[Series]) -> Table {
     if has_raw {
         headers.push("÷ best raw C");
     }
-    headers.extend(["CPU s/GB", "peak RSS", "RSS growth", per]);
+    let cpu_item = match spec.metric {
+        Metric::Items(u) => Some(format!("CPU µs/{u}")),
+        Metric::Bytes => None,
+    };
+    headers.push("CPU s/GB");
+    if let Some(h) = &cpu_item {
+        headers.push(h);
+    }
+    headers.extend(["peak RSS", "RSS growth", per, "redone"]);
     let mut t = Table::new(&headers);
     for s in series {
         let mut row = vec![label(s)];
@@ -226,9 +329,10 @@ pub(crate) fn workload_table(spec: &Spec, series: &[Series]) -> Table {
         if has_raw {
             row.push(ratio_cell(tp, raw.map(|b| b.1)));
         }
-        let cpu =
-            s.median_of(|x| (x.outcome.bytes > 0).then(|| x.cpu / (x.outcome.bytes as f64 / 1e9)));
-        row.push(cpu.map_or("–".into(), |c| format!("{c:.3}")));
+        row.push(cpu_per_gb(s).map_or("–".into(), |c| format!("{c:.3}")));
+        if cpu_item.is_some() {
+            row.push(cpu_per_item(s).map_or("–".into(), |c| format!("{c:.2}")));
+        }
         row.push(s.max_of(|x| x.peak_rss).map_or("–".into(), fmt_mib));
         row.push(s.max_of(|x| x.rss_growth).map_or("–".into(), fmt_mib));
         let calls = s.last().and_then(|o| {
@@ -241,6 +345,11 @@ pub(crate) fn workload_table(spec: &Spec, series: &[Series]) -> Table {
             Some(c.describe(div))
         });
         row.push(calls.unwrap_or_else(|| "–".into()));
+        row.push(if s.kept_noisy > 0 {
+            format!("{} (+{} over)", s.redone, s.kept_noisy)
+        } else {
+            s.redone.to_string()
+        });
         t.row(row);
     }
     t
@@ -357,6 +466,7 @@ mod tests {
                     cpu: wall,
                     peak_rss: Some(4 << 20),
                     rss_growth: Some(1 << 20),
+                    others_cpu: 0.0,
                     outcome: Outcome {
                         bytes,
                         items: bytes / 1000,
@@ -365,6 +475,8 @@ mod tests {
                 })
                 .collect(),
             error: None,
+            redone: 0,
+            kept_noisy: 0,
         }
     }
 

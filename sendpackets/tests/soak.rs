@@ -623,6 +623,7 @@ enum Via {
     /// `sendpackets::tokio::send_packets_async` (the completion API), on either runtime.
     Completion,
     /// A `sendpackets::tokio::Connection` made for the send, on a multi-thread runtime.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     AsyncConnection,
 }
 
