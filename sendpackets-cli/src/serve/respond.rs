@@ -1,9 +1,13 @@
 //! The one place the server meets the file system and the library: opening files beneath the
-//! served directory, and sending a response (head + file range) with one sendpackets call.
+//! served directory, and sending a response (head + file range) with one sendpackets call on a
+//! `sendpackets::tokio::Connection`, the stall limit in `SendOptions::stall_timeout`.
 //!
-//! Everything the library's API decides is here, so switching to a newer API (an open-file
-//! type checked once, an open-file cache, an async `Connection`, send deadlines in the options)
-//! touches only this file.
+//! Files are opened here with `openat2(RESOLVE_BENEATH)` relative to the served directory, not
+//! with `sendpackets::OpenFile`/`FileCache`: those take a path and resolve it from anywhere, so
+//! a symlink could lead outside the directory. The open-file cache and the known-file table
+//! below play their part on descriptors this module opened; the library is given
+//! `FileHandle`s. Switching to an `OpenFile` made from an open descriptor, when the library has
+//! one, touches only this file.
 
 use std::collections::HashMap;
 use std::io;
