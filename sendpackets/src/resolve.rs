@@ -165,7 +165,8 @@ struct Resolver {
     by_path: HashMap<PathBuf, usize>,
     by_fd: HashMap<RawFd, usize>,
     kept_open: usize,
-    budget: usize,
+    /// Asked (`getrlimit`) at the first path file: lists of memory and handles never need it.
+    budget: Option<usize>,
 }
 
 impl Resolver {
@@ -199,7 +200,8 @@ impl Resolver {
             .map_err(|e| file_error(ErrorKind::FileOpen, element, Some(path)).with_source(e))?;
         check_stat(&stat, element, Some(path))?;
         let snapshot = self.snapshot_if_pseudo(fd.as_fd(), &stat, element, Some(path))?;
-        let keep = snapshot.is_none() && self.kept_open < self.budget;
+        let budget = *self.budget.get_or_insert_with(open_budget);
+        let keep = snapshot.is_none() && self.kept_open < budget;
         if keep {
             self.kept_open += 1;
         }
@@ -272,7 +274,7 @@ pub(crate) fn resolve(elements: &[Element]) -> Result<Resolved, SendError> {
         by_path: HashMap::new(),
         by_fd: HashMap::new(),
         kept_open: 0,
-        budget: open_budget(),
+        budget: None,
     };
     let mut segments = Vec::with_capacity(elements.len());
     for (index, element) in elements.iter().enumerate() {
@@ -323,7 +325,7 @@ pub(crate) fn resolve(elements: &[Element]) -> Result<Resolved, SendError> {
         segments,
         files: r.files,
         element_count: elements.len(),
-        open_budget: r.budget,
+        open_budget: r.budget.unwrap_or(0),
     })
 }
 
