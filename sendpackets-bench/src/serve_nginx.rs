@@ -52,6 +52,11 @@ pub(crate) struct Args {
     /// Seconds per wrk run (default 10, quick 3).
     #[arg(long)]
     secs: Option<u64>,
+    /// Run both servers inside a network namespace of the bench's own, behind a veth pair
+    /// (MTU 1500), and point wrk at the namespace's address: the servers answer over a real
+    /// link, not loopback. Needs root and `ip`; without them the workload says so and stops.
+    #[arg(long)]
+    veth: bool,
 }
 
 /// One file cell of the table.
@@ -135,7 +140,13 @@ pub(crate) fn run(args: &Args, reps: usize, quick: bool, install: bool) {
 }
 
 fn body(args: &Args, reps: usize, quick: bool, ours: &Path) -> io::Result<String> {
-    let target = args.target.unwrap_or(args.listen);
+    let veth = if args.veth {
+        Some(crate::netpath::Veth::create().map_err(io::Error::other)?)
+    } else {
+        None
+    };
+    let listen = veth.as_ref().map_or(args.listen, |v| IpAddr::V4(v.ns_addr));
+    let target = args.target.unwrap_or(listen);
     let secs = args
         .secs
         .unwrap_or(if quick { QUICK_RUN_SECS } else { RUN_SECS });
@@ -166,11 +177,12 @@ fn body(args: &Args, reps: usize, quick: bool, ours: &Path) -> io::Result<String
             body: RANGE_LEN,
         },
     ];
+    let v = veth.as_ref();
     let mut servers = vec![
-        start_ours(ours, &www, args.listen, args.workers, false)?,
-        start_ours(ours, &www, args.listen, args.workers, true)?,
-        start_nginx(dir.path(), &www, args.listen, args.workers, false)?,
-        start_nginx(dir.path(), &www, args.listen, args.workers, true)?,
+        start_ours(ours, &www, listen, args.workers, false, v)?,
+        start_ours(ours, &www, listen, args.workers, true, v)?,
+        start_nginx(dir.path(), &www, listen, args.workers, false, v)?,
+        start_nginx(dir.path(), &www, listen, args.workers, true, v)?,
     ];
     let (nginx_off, nginx_on) = (2, 3);
     // Every server answers every cell correctly before anything is measured.
@@ -218,7 +230,7 @@ fn body(args: &Args, reps: usize, quick: bool, ours: &Path) -> io::Result<String
          stime of the server's processes (nginx: master + workers) from /proc over the run, \
          divided by the requests wrk counted. Median of the rounds. Load (1-min average) before \
          {load_before}, after {load_after}.\n",
-        args.connections, args.listen, args.workers, args.workers
+        args.connections, listen, args.workers, args.workers
     );
     let mut t = Table::new(&[
         "file",
@@ -334,8 +346,23 @@ fn serve_binary() -> Result<PathBuf, String> {
     }
 }
 
-fn start_ours(bin: &Path, www: &Path, ip: IpAddr, workers: u16, cache: bool) -> io::Result<Server> {
-    let mut cmd = Command::new(bin);
+/// A command for `program`, inside the veth namespace when there is one.
+fn command_in(veth: Option<&crate::netpath::Veth>, program: &Path) -> Command {
+    match veth {
+        Some(v) => v.command(program),
+        None => Command::new(program),
+    }
+}
+
+fn start_ours(
+    bin: &Path,
+    www: &Path,
+    ip: IpAddr,
+    workers: u16,
+    cache: bool,
+    veth: Option<&crate::netpath::Veth>,
+) -> io::Result<Server> {
+    let mut cmd = command_in(veth, bin);
     cmd.arg("serve")
         .arg(www)
         .arg("--listen")
@@ -376,13 +403,21 @@ fn start_nginx(
     ip: IpAddr,
     workers: u16,
     cache: bool,
+    veth: Option<&crate::netpath::Veth>,
 ) -> io::Result<Server> {
     let tag = if cache { "cache" } else { "nocache" };
     let prefix = dir.join(format!("nginx-{tag}"));
     std::fs::create_dir_all(prefix.join("logs"))?;
-    let port = TcpListener::bind(SocketAddr::new(ip, 0))?
-        .local_addr()?
-        .port();
+    // A free port where nginx will listen (inside the namespace when there is one).
+    let probe = move || {
+        Ok(TcpListener::bind(SocketAddr::new(ip, 0))?
+            .local_addr()?
+            .port())
+    };
+    let port = match veth {
+        Some(v) => crate::netpath::Path::Veth(v).run_in(probe)?,
+        None => probe()?,
+    };
     let addr = SocketAddr::new(ip, port);
     let listen = match ip {
         IpAddr::V4(_) => addr.to_string(),
@@ -416,7 +451,7 @@ fn start_nginx(
     } else {
         "nginx"
     };
-    let child = Command::new(nginx)
+    let child = command_in(veth, Path::new(nginx))
         .arg("-p")
         .arg(&prefix)
         .arg("-c")

@@ -223,11 +223,15 @@ pub(crate) fn send_timeout(sock: BorrowedFd<'_>) -> io::Result<Option<Duration>>
 }
 
 /// `sendmsg(2)` with an iovec, `MSG_NOSIGNAL` (a closed peer is an `EPIPE` error, never a
-/// `SIGPIPE`), and `MSG_MORE` when `more` is set.
+/// `SIGPIPE`), and `MSG_MORE` when `more` is set; one buffer goes with `send(2)`, which skips
+/// the message header (the express path's one call per response).
 pub(crate) fn sendmsg(sock: BorrowedFd<'_>, bufs: &[IoSlice<'_>], more: bool) -> io::Result<usize> {
     let mut flags = SendFlags::NOSIGNAL;
     if more {
         flags |= SendFlags::MORE;
+    }
+    if let [one] = bufs {
+        return rustix::net::send(sock, one, flags).map_err(from_rustix);
     }
     rustix::net::sendmsg(sock, bufs, &mut SendAncillaryBuffer::default(), flags)
         .map_err(from_rustix)
