@@ -138,8 +138,20 @@ pub(crate) fn start(
                 calls,
                 filled,
             } => {
-                let state = state_of(sock, known)?;
-                let mut t = transfer(read_already(elements, filled), &state, options);
+                // Only a stream takes part of a buffer, and the rest is memory: no question to
+                // ask the socket (asking could fail after bytes went out, losing the progress).
+                let shape = SocketShape {
+                    datagram: false,
+                    tcp: false,
+                    max_datagram: 0,
+                    gso_segment: None,
+                };
+                let mut t = Transfer::new(
+                    read_already(elements, filled),
+                    shape,
+                    wanted(options),
+                    options,
+                );
                 t.skip_sent(bytes, calls);
                 return Ok(Start::Running(t));
             }
@@ -184,14 +196,17 @@ fn state_of(sock: BorrowedFd<'_>, known: Known<'_>) -> Result<SocketState, SendE
     }
 }
 
-fn transfer(resolved: Resolved, state: &SocketState, options: &SendOptions) -> Transfer {
-    let wanted = Wanted {
+fn wanted(options: &SendOptions) -> Wanted {
+    Wanted {
         engine: options.engine,
         offload: options.file_io == crate::FileIo::Offload,
         send_size: options.send_size,
         sendfile_ok: tuning::sendfile_available(),
-    };
-    Transfer::new(resolved, state.shape(), wanted, options)
+    }
+}
+
+fn transfer(resolved: Resolved, state: &SocketState, options: &SendOptions) -> Transfer {
+    Transfer::new(resolved, state.shape(), wanted(options), options)
 }
 
 /// The list as the express path read it (`filled`, every element's bytes in order), as

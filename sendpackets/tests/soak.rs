@@ -248,6 +248,12 @@ fn verdict(result: Result<(), String>, fds_before: usize) {
     if let Err(report) = result {
         panic!("{report}");
     }
+    // A case's receiver threads may still be closing their ends for a moment after the case
+    // returns: wait for them (bounded, 5 s) before counting; a leak stays a leak.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while util::open_fds() > fds_before && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(
         util::open_fds(),
         fds_before,

@@ -308,6 +308,9 @@ where
     runtime.spawn(async move {
         let p = progress_of(&pending);
         let result = drive::drive(&*socket, transfer, &options, Some(&p), false).await;
+        // The operation lets go of the socket before the callback runs: a caller that closes
+        // its last handle in the callback closes the socket.
+        drop(socket);
         pending.complete(result);
     });
     Ok(Started::Pending(progress))
