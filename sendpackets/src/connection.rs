@@ -127,9 +127,9 @@ impl<S: AsFd> Connection<S> {
         elements: &[Element],
         options: &SendOptions,
     ) -> Result<SendReport, SendError> {
-        let known = Known::State(&self.state);
+        let known = Known::State(self.state);
         blocking::run(
-            &mut SysKernel,
+            SysKernel,
             self.socket.as_fd(),
             known,
             elements,
@@ -154,16 +154,9 @@ impl<S: AsFd> Connection<S> {
         options: &SendOptions,
         progress: &ProgressHandle,
     ) -> Result<SendReport, SendError> {
-        let known = Known::State(&self.state);
+        let known = Known::State(self.state);
         let sock = self.socket.as_fd();
-        blocking::run(
-            &mut SysKernel,
-            sock,
-            known,
-            elements,
-            options,
-            Some(progress),
-        )
+        blocking::run(SysKernel, sock, known, elements, options, Some(progress))
     }
 
     /// The socket.

@@ -246,7 +246,10 @@ mod tests {
                 if whole != p.bytes_sent || p.datagrams_sent != p.elements_completed as u64 {
                     torn.push(p);
                 }
-                assert!(p.bytes_sent >= last, "progress went back: {p:?} after {last}");
+                assert!(
+                    p.bytes_sent >= last,
+                    "progress went back: {p:?} after {last}"
+                );
                 last = p.bytes_sent;
             }
         }

@@ -273,12 +273,29 @@ fn verdict(result: Result<(), String>, fds_before: usize) {
     while util::open_fds() > fds_before && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(
-        util::open_fds(),
-        fds_before,
-        "every descriptor the sends opened was closed (seed {})",
-        config().seed
-    );
+    let now = util::open_fds();
+    if now != fds_before {
+        let listing: Vec<String> = fs::read_dir("/proc/self/fd")
+            .map(|d| {
+                d.filter_map(|e| {
+                    let e = e.ok()?;
+                    Some(format!(
+                        "{} -> {}",
+                        e.file_name().to_string_lossy(),
+                        fs::read_link(e.path()).ok()?.display()
+                    ))
+                })
+                .collect()
+            })
+            .unwrap_or_default();
+        let threads = fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
+        panic!(
+            "every descriptor the sends opened was closed (seed {}): {now} open, {fds_before} \
+             expected; {threads} threads; open now:\n  {}",
+            config().seed,
+            listing.join("\n  ")
+        );
+    }
 }
 
 fn mix(mut z: u64) -> u64 {

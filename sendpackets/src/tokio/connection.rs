@@ -164,7 +164,7 @@ impl<S: AsyncSocket> Connection<S> {
         elements: &[Element],
         options: &SendOptions,
     ) -> Result<SendReport, SendError> {
-        let known = Known::State(&self.state);
+        let known = Known::State(self.state);
         drive::run(&self.socket, known, elements, options, None).await
     }
 
@@ -189,7 +189,7 @@ impl<S: AsyncSocket> Connection<S> {
         options: &SendOptions,
         progress: &ProgressHandle,
     ) -> Result<SendReport, SendError> {
-        let known = Known::State(&self.state);
+        let known = Known::State(self.state);
         drive::run(&self.socket, known, elements, options, Some(progress)).await
     }
 

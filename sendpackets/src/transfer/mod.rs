@@ -91,6 +91,44 @@ impl Kernel for SysKernel {
     }
 }
 
+/// A borrowed kernel is a kernel (tests keep their fault-injecting kernel to inspect it).
+impl<K: Kernel + ?Sized> Kernel for &mut K {
+    fn sendmsg(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        bufs: &[IoSlice<'_>],
+        more: bool,
+    ) -> io::Result<usize> {
+        (**self).sendmsg(sock, bufs, more)
+    }
+    fn sendfile(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        file: BorrowedFd<'_>,
+        offset: u64,
+        len: usize,
+    ) -> io::Result<usize> {
+        (**self).sendfile(sock, file, offset, len)
+    }
+    fn pread(&mut self, file: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        (**self).pread(file, buf, offset)
+    }
+    fn preadv(
+        &mut self,
+        file: BorrowedFd<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+        offset: u64,
+    ) -> io::Result<usize> {
+        (**self).preadv(file, bufs, offset)
+    }
+    fn set_cork(&mut self, sock: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+        (**self).set_cork(sock, on)
+    }
+    fn sendmmsg(&mut self, sock: BorrowedFd<'_>, msgs: &[Message<'_>]) -> io::Result<usize> {
+        (**self).sendmmsg(sock, msgs)
+    }
+}
+
 /// What one step did.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Step {
@@ -295,7 +333,6 @@ impl Transfer {
         self.calls.waits += 1;
     }
 
-    #[cfg(feature = "tokio")]
     /// Whether the next step starts by reading file bytes into memory (and no socket call has
     /// to come first).
     pub(crate) fn next_reads_file(&self) -> bool {
@@ -314,7 +351,6 @@ impl Transfer {
             .any(|s| s.len > 0 && matches!(s.kind, SegKind::File { .. }))
     }
 
-    #[cfg(feature = "tokio")]
     /// Reads the next gather's file bytes into memory without touching the socket, so that a
     /// caller can do the reading on another thread; the next [`step`](Self::step) writes them.
     pub(crate) fn read_next(&mut self, k: &mut impl Kernel) -> Result<(), Stop> {
@@ -363,17 +399,6 @@ impl Transfer {
             .with_detail(self.deadline.why())
             .with_source(io::Error::from(io::ErrorKind::TimedOut))
             .with_progress(self.progress())
-    }
-
-    /// Ends a send that stopped while waiting (`error` already built): uncorks the socket.
-    pub(crate) fn abandon(
-        &mut self,
-        k: &mut impl Kernel,
-        sock: BorrowedFd<'_>,
-        error: SendError,
-    ) -> SendError {
-        self.uncork(k, sock);
-        error
     }
 
     /// The error of a failed wait for the socket, with progress.
