@@ -370,6 +370,38 @@ pub(crate) fn open_read(path: &Path) -> io::Result<OwnedFd> {
     .map_err(from_rustix)
 }
 
+/// Opens `path` for reading strictly beneath the directory `dir` (`openat2` with
+/// `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS`): an absolute path, `..` above `dir`, or a symlink
+/// leading outside fails with `EXDEV`, whatever renames race the lookup. Retried a few times on
+/// `EAGAIN` (the kernel's answer when a rename raced the lookup). `O_PATH` with `path_only`
+/// (for `fstat` alone).
+pub(crate) fn open_beneath(
+    dir: BorrowedFd<'_>,
+    path: &Path,
+    path_only: bool,
+) -> io::Result<OwnedFd> {
+    const TRIES: usize = 4;
+    let path = if path.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        path
+    };
+    let flags = if path_only {
+        OFlags::PATH | OFlags::CLOEXEC
+    } else {
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK
+    };
+    let resolve = rustix::fs::ResolveFlags::BENEATH | rustix::fs::ResolveFlags::NO_MAGICLINKS;
+    let mut last = rustix::io::Errno::AGAIN;
+    for _ in 0..TRIES {
+        match rustix::fs::openat2(dir, path, flags, Mode::empty(), resolve) {
+            Err(rustix::io::Errno::AGAIN) => last = rustix::io::Errno::AGAIN,
+            r => return r.map_err(from_rustix),
+        }
+    }
+    Err(from_rustix(last))
+}
+
 /// Whether an open descriptor may be read (`fcntl(F_GETFL)` access mode).
 pub(crate) fn readable(file: BorrowedFd<'_>) -> io::Result<bool> {
     let flags = rustix::fs::fcntl_getfl(file).map_err(from_rustix)?;
