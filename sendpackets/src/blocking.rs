@@ -107,7 +107,7 @@ pub fn send_with(
     run(
         SysKernel,
         socket.as_fd(),
-        Known::Nothing,
+        &mut Known::Nothing,
         elements,
         options,
         None,
@@ -133,7 +133,7 @@ pub fn send_observed(
     run(
         SysKernel,
         socket.as_fd(),
-        Known::Nothing,
+        &mut Known::Nothing,
         elements,
         options,
         Some(progress),
@@ -201,7 +201,7 @@ pub(crate) fn send_using(
     run(
         kernel,
         socket.as_fd(),
-        Known::Nothing,
+        &mut Known::Nothing,
         elements,
         options,
         None,
@@ -212,7 +212,7 @@ pub(crate) fn send_using(
 pub(crate) fn run(
     kernel: impl Kernel,
     sock: BorrowedFd<'_>,
-    known: Known,
+    known: &mut Known,
     elements: &[Element],
     options: &SendOptions,
     progress: Option<&ProgressHandle>,
@@ -223,8 +223,8 @@ pub(crate) fn run(
         }
         return Err(e);
     }
-    let mut op = Operation::new(kernel, known, options, progress.cloned());
-    loop {
+    let mut op = Operation::new(kernel, *known, options, progress.cloned());
+    let r = loop {
         match op.next(sock, elements) {
             Next::Progressed => {}
             Next::Wait(limit) => op.waited(match sys::poll_writable(sock, limit) {
@@ -234,10 +234,12 @@ pub(crate) fn run(
             }),
             // This thread may block: the job runs here.
             Next::Elsewhere(job) => op.resume(Ok(job.run())),
-            Next::Done(report) => return Ok(report),
-            Next::Failed(e) => return Err(e),
+            Next::Done(report) => break Ok(report),
+            Next::Failed(e) => break Err(e),
         }
-    }
+    };
+    *known = op.known();
+    r
 }
 
 /// Inside a tokio runtime, a non-blocking socket is almost surely a tokio socket: waiting for

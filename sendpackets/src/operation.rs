@@ -20,12 +20,11 @@ use crate::element::{Element, Payload};
 use crate::error::{ErrorKind, SendError};
 use crate::express::{self, Attempt};
 use crate::options::{SendOptions, TransmitFlags};
-use crate::plan::{SocketShape, Wanted};
+use crate::plan::{Learned, SocketShape, Wanted};
 use crate::report::{Progress, ProgressHandle, SendReport};
 use crate::resolve::{self, Resolved, Segment, Source};
 use crate::sys::{self, DatagramLimits, FactsError, KindHint, Protocol, SocketFacts, SocketKind};
 use crate::transfer::{Kernel, Step, Stop, SysKernel, Transfer};
-use crate::tuning;
 
 /// What a send needs to know about its socket: what it is, and for a datagram socket what it
 /// may send. Asked once per send, or once per [`Connection`](crate::Connection).
@@ -34,6 +33,8 @@ pub(crate) struct SocketState {
     pub(crate) facts: SocketFacts,
     /// Datagram sockets only.
     pub(crate) datagram: Option<DatagramLimits>,
+    /// What sends learned of the socket at run time (refusals), kept for the next send.
+    pub(crate) learned: Learned,
 }
 
 impl SocketState {
@@ -47,16 +48,20 @@ impl SocketState {
         })?;
         let datagram =
             (facts.kind == SocketKind::Datagram).then(|| sys::datagram_limits(sock, &facts));
-        Ok(SocketState { facts, datagram })
+        Ok(SocketState {
+            facts,
+            datagram,
+            learned: Learned::default(),
+        })
     }
 
     fn shape(&self) -> SocketShape {
-        SocketShape {
+        self.learned.shape(SocketShape {
             datagram: self.facts.kind == SocketKind::Datagram,
             tcp: self.facts.protocol == Protocol::Tcp,
             max_datagram: self.datagram.map_or(0, |d| d.max_datagram),
             gso_segment: self.datagram.and_then(|d| d.gso_segment),
-        }
+        })
     }
 }
 
@@ -103,12 +108,13 @@ fn wanted(options: &SendOptions) -> Wanted {
         engine: options.engine,
         offload: options.file_io == crate::FileIo::Offload,
         send_size: options.send_size,
-        sendfile_ok: tuning::sendfile_available(),
+        sendfile_ok: true,
     }
 }
 
 fn transfer(resolved: Resolved, state: &SocketState, options: &SendOptions) -> Transfer {
-    Transfer::new(resolved, state.shape(), wanted(options), options)
+    let wanted = state.learned.wanted(wanted(options));
+    Transfer::new(resolved, state.shape(), wanted, options)
 }
 
 /// The list as the express path read it (`filled`, every element's bytes in order), as
@@ -329,6 +335,7 @@ impl<K: Kernel> Operation<K> {
             Phase::Ending(t, e) => {
                 if let Some(mut t) = t {
                     t.uncork(&mut self.kernel, sock);
+                    self.absorb(&t);
                 }
                 Next::Failed(e)
             }
@@ -415,6 +422,18 @@ impl<K: Kernel> Operation<K> {
         }
     }
 
+    /// Keeps what a transfer learned of the socket with the socket's state.
+    fn absorb(&mut self, t: &Transfer) {
+        if let Known::State(s) = &mut self.known {
+            s.learned = s.learned.merge(t.learned());
+        }
+    }
+
+    /// What the operation knows of its socket now, lessons included (a `Connection` keeps it).
+    pub(crate) fn known(&self) -> Known {
+        self.known
+    }
+
     fn step(&mut self, mut t: Transfer, sock: BorrowedFd<'_>) -> Next {
         if self.options.file_io == crate::FileIo::Offload && t.next_reads_file() {
             self.phase = Phase::Away {
@@ -422,7 +441,11 @@ impl<K: Kernel> Operation<K> {
             };
             return Next::Elsewhere(Job::Read(t));
         }
-        match t.step(&mut self.kernel, sock) {
+        let r = t.step(&mut self.kernel, sock);
+        if !matches!(r, Ok(Step::Progressed) | Err(Stop::WouldBlock)) {
+            self.absorb(&t);
+        }
+        match r {
             Ok(Step::Progressed) => {
                 self.phase = Phase::Run(t);
                 Next::Progressed

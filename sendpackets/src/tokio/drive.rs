@@ -16,17 +16,19 @@ use super::AsyncSocket;
 /// Sends `elements` over `socket`: the async front end of every send, `Connection` included.
 pub(crate) async fn run<S: AsyncSocket + ?Sized>(
     socket: &S,
-    known: Known,
+    known: &mut Known,
     elements: &[Element],
     options: &SendOptions,
     progress: Option<&ProgressHandle>,
 ) -> Result<SendReport, SendError> {
-    let known = match known {
+    let start = match *known {
         Known::Nothing => Known::Hint(socket.hint()),
         known => known,
     };
-    let mut op = Operation::new(Default::default(), known, options, progress.cloned());
-    drive(socket, &mut op, elements, true).await
+    let mut op = Operation::new(Default::default(), start, options, progress.cloned());
+    let r = drive(socket, &mut op, elements, true).await;
+    *known = op.known();
+    r
 }
 
 /// Runs `op` to its end. `direct`: step before asking tokio (right after the checks, tokio may

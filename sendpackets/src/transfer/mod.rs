@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::buffer::PageBuf;
 use crate::error::{ErrorKind, SendError};
 use crate::options::{FileIo, SendOptions};
-use crate::plan::{self, Batch, Cursor, PlanSeg, Policy, SegKind, SocketShape, Wanted};
+use crate::plan::{self, Batch, Cursor, Learned, PlanSeg, Policy, SegKind, SocketShape, Wanted};
 use crate::report::{KernelCalls, Progress, SendReport};
 use crate::resolve::{Origin, Resolved, Source};
 use crate::sys::{self, Message};
@@ -152,7 +152,13 @@ pub(crate) enum Stop {
 pub(crate) struct Transfer {
     res: Resolved,
     plan: Vec<PlanSeg>,
+    /// Decided from `shape`, `wanted` and `learned` by the pure planner; a lesson learned
+    /// during the send yields a new policy for the rest (never an edit of this one).
     policy: Policy,
+    shape: SocketShape,
+    wanted: Wanted,
+    /// What this send learned of its socket (reported back to a `Connection`).
+    learned: Learned,
     cursor: Cursor,
     bytes_sent: u64,
     datagrams: u64,
@@ -274,6 +280,7 @@ impl Transfer {
     ) -> Self {
         let plan = plan_segments(&res);
         let policy = plan::policy(socket, wanted, &plan);
+        let (shape, learned) = (socket, Learned::default());
         if options.file_io == FileIo::Readahead {
             read_ahead(&res);
         }
@@ -282,6 +289,9 @@ impl Transfer {
             res,
             plan,
             policy,
+            shape,
+            wanted,
+            learned,
             cursor: Cursor::default(),
             bytes_sent: 0,
             datagrams: 0,
@@ -303,6 +313,21 @@ impl Transfer {
         self.cursor = plan::advance(&self.plan, self.cursor, bytes);
         self.bytes_sent = bytes;
         self.calls = calls;
+    }
+
+    /// What this send learned of its socket.
+    pub(crate) fn learned(&self) -> Learned {
+        self.learned
+    }
+
+    /// Takes a lesson: the policy for the rest of the send is decided anew from it.
+    pub(crate) fn learn(&mut self, lesson: Learned) {
+        self.learned = self.learned.merge(lesson);
+        self.policy = plan::policy(
+            self.learned.shape(self.shape),
+            self.learned.wanted(self.wanted),
+            &self.plan,
+        );
     }
 
     /// How far the send got.
@@ -483,7 +508,10 @@ impl Transfer {
                 // The kernel will not splice this file (procfs, some FUSE and network file
                 // systems): read and write it instead, from where we are.
                 if e.raw_os_error() == Some(libc::ENOSYS) {
-                    tuning::disable_sendfile();
+                    self.learn(Learned {
+                        sendfile_missing: true,
+                        ..Learned::default()
+                    });
                 }
                 self.calls.fallback_files += 1;
                 for (p, s) in self.plan.iter_mut().zip(&self.res.segments) {
