@@ -48,6 +48,13 @@ pub(crate) trait Kernel {
     ) -> io::Result<usize>;
     fn set_cork(&mut self, sock: BorrowedFd<'_>, on: bool) -> io::Result<()>;
     fn sendmmsg(&mut self, sock: BorrowedFd<'_>, msgs: &[Message<'_>]) -> io::Result<usize>;
+    /// Opens a path file for reading during a send (the express path, a reopen).
+    fn open_read(&mut self, path: &std::path::Path) -> io::Result<std::os::fd::OwnedFd> {
+        sys::open_read(path)
+    }
+    fn fstat(&mut self, file: BorrowedFd<'_>) -> io::Result<sys::FileStat> {
+        sys::fstat(file)
+    }
 }
 
 /// The kernel as it is.
@@ -126,6 +133,12 @@ impl<K: Kernel + ?Sized> Kernel for &mut K {
     }
     fn sendmmsg(&mut self, sock: BorrowedFd<'_>, msgs: &[Message<'_>]) -> io::Result<usize> {
         (**self).sendmmsg(sock, msgs)
+    }
+    fn open_read(&mut self, path: &std::path::Path) -> io::Result<std::os::fd::OwnedFd> {
+        (**self).open_read(path)
+    }
+    fn fstat(&mut self, file: BorrowedFd<'_>) -> io::Result<sys::FileStat> {
+        (**self).fstat(file)
     }
 }
 
@@ -489,7 +502,7 @@ impl Transfer {
         let Source::File { slot, offset: base } = self.res.segments[seg].source else {
             unreachable!("sendfile batches are file segments")
         };
-        self.ensure_open(slot, seg)?;
+        self.ensure_open(k, slot, seg)?;
         let fd = self.res.files[slot].borrow_fd().expect("file opened above");
         let r = k.sendfile(sock, fd, base + offset, len as usize);
         match r {
@@ -612,7 +625,7 @@ impl Transfer {
     /// saw: same device and inode, length, and modification and change times to the nanosecond
     /// (ext4 reuses a freed inode number at once, so a file deleted and re-created can have the
     /// old one).
-    fn ensure_open(&mut self, slot: usize, seg: usize) -> Result<(), Stop> {
+    fn ensure_open(&mut self, k: &mut impl Kernel, slot: usize, seg: usize) -> Result<(), Stop> {
         let f = &self.res.files[slot];
         let path = match &f.origin {
             Origin::Path(path) if f.fd.is_none() => path.clone(),
@@ -621,12 +634,12 @@ impl Transfer {
         if self.open_paths >= self.res.open_budget {
             self.close_other_files(slot);
         }
-        let opened = match sys::open_read(&path) {
+        let opened = match k.open_read(&path) {
             Err(e) if sys::is_out_of_descriptors(&e) => {
                 // Descriptors ran short (others of the process hold them): give back this
                 // send's other files and try once more.
                 self.close_other_files(slot);
-                sys::open_read(&path)
+                k.open_read(&path)
             }
             r => r,
         };
@@ -640,7 +653,8 @@ impl Transfer {
                 return Err(self.fail(kind, Some(seg), Some(e)));
             }
         };
-        let now = sys::fstat(fd.as_fd())
+        let now = k
+            .fstat(fd.as_fd())
             .map_err(|e| self.fail(ErrorKind::FileOpen, Some(seg), Some(e)))?;
         if now.id != self.res.files[slot].stat.id {
             let err = self.fail(ErrorKind::FileChanged, Some(seg), None);
