@@ -102,7 +102,7 @@ fn send(args: &SendArgs) -> Result<Sent, Failure> {
         Some(Box::new(progress.clone())),
     );
     let start = Instant::now();
-    let result = sendpackets::send_observed(&sock, &elements, &options, &progress);
+    let result = sendpackets::send_with(&sock, &elements, &options.clone().observe(&progress));
     let elapsed = start.elapsed();
     spinner.finish();
     drop(sock);

@@ -6,7 +6,7 @@ use crate::element::Element;
 use crate::error::{ErrorKind, SendError};
 use crate::operation::{self, Known, Next, Operation, Waited};
 use crate::options::{SendOptions, TransmitFlags};
-use crate::report::{ProgressHandle, SendReport};
+use crate::report::SendReport;
 use crate::sys::{self, Ready};
 use crate::transfer::{Kernel, SysKernel};
 
@@ -55,7 +55,7 @@ pub fn send(socket: impl AsFd, elements: &[Element]) -> Result<SendReport, SendE
 /// (its sends take `&mut self`).
 ///
 /// This blocks the calling thread. Inside a tokio runtime, a non-blocking socket (every tokio
-/// socket) is refused with [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) before
+/// socket) is refused with [`ErrorKind::Misuse`](crate::ErrorKind::Misuse) before
 /// the first byte, since waiting for it here would stall the runtime: use
 /// [`sendpackets::tokio`](crate::tokio) there.
 ///
@@ -110,33 +110,6 @@ pub fn send_with(
         &mut Known::Nothing,
         elements,
         options,
-        None,
-    )
-}
-
-/// [`send_with`], publishing its progress to `progress` after every kernel call, so another
-/// thread can show it while the send runs.
-///
-/// # Errors
-///
-/// As [`send_with`]; the handle then holds the progress of the error too.
-///
-/// # Examples
-///
-/// See [`ProgressHandle`].
-pub fn send_observed(
-    socket: impl AsFd,
-    elements: &[Element],
-    options: &SendOptions,
-    progress: &ProgressHandle,
-) -> Result<SendReport, SendError> {
-    run(
-        SysKernel,
-        socket.as_fd(),
-        &mut Known::Nothing,
-        elements,
-        options,
-        Some(progress),
     )
 }
 
@@ -174,10 +147,9 @@ pub fn send_reusing(
 ) -> Result<SendReport, SendError> {
     let flags = options.flags;
     let reuse = flags.contains(TransmitFlags::REUSE_SOCKET | TransmitFlags::DISCONNECT);
-    let plain = SendOptions {
-        flags: TransmitFlags::from_bits(flags.bits() & !TransmitFlags::REUSE_SOCKET.bits()),
-        ..*options
-    };
+    let plain = options.clone().flags(TransmitFlags::from_bits(
+        flags.bits() & !TransmitFlags::REUSE_SOCKET.bits(),
+    ));
     let report = send_with(&*socket, elements, &plain)?;
     if reuse {
         sys::replace_with_fresh_socket(socket).map_err(|e| {
@@ -204,7 +176,6 @@ pub(crate) fn send_using(
         &mut Known::Nothing,
         elements,
         options,
-        None,
     )
 }
 
@@ -215,15 +186,14 @@ pub(crate) fn run(
     known: &mut Known,
     elements: &[Element],
     options: &SendOptions,
-    progress: Option<&ProgressHandle>,
 ) -> Result<SendReport, SendError> {
     if let Err(e) = refuse_runtime_socket(sock) {
-        if let Some(p) = progress {
+        if let Some(p) = &options.progress {
             p.publish(e.progress());
         }
         return Err(e);
     }
-    let mut op = Operation::new(kernel, *known, options, progress.cloned());
+    let mut op = Operation::new(kernel, *known, options);
     let r = loop {
         match op.next(sock, elements) {
             Next::Progressed => {}
@@ -249,7 +219,7 @@ fn refuse_runtime_socket(sock: BorrowedFd<'_>) -> Result<(), SendError> {
     #[cfg(feature = "tokio")]
     if ::tokio::runtime::Handle::try_current().is_ok() && sys::is_nonblocking(sock).unwrap_or(false)
     {
-        return Err(SendError::new(ErrorKind::Unsupported).with_detail(
+        return Err(SendError::new(ErrorKind::Misuse).with_detail(
             "a non-blocking socket inside a tokio runtime: the blocking API would stall the \
              runtime; use sendpackets::tokio (send_with, or tokio::Connection)"
                 .into(),

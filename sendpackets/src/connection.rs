@@ -8,7 +8,7 @@ use crate::element::Element;
 use crate::error::SendError;
 use crate::operation::{Known, SocketState};
 use crate::options::SendOptions;
-use crate::report::{ProgressHandle, SendReport};
+use crate::report::SendReport;
 use crate::transfer::SysKernel;
 
 /// A connected socket, checked once, for many blocking sends: a server's per-connection sender.
@@ -134,37 +134,6 @@ impl<S: AsFd> Connection<S> {
             &mut known,
             elements,
             options,
-            None,
-        );
-        self.keep(known);
-        r
-    }
-
-    /// [`send_with`](Self::send_with), publishing its progress to `progress` after every
-    /// kernel call.
-    ///
-    /// # Errors
-    ///
-    /// As [`send_with`](Self::send_with); the handle then holds the progress of the error too.
-    ///
-    /// # Examples
-    ///
-    /// See [`ProgressHandle`].
-    pub fn send_observed(
-        &mut self,
-        elements: &[Element],
-        options: &SendOptions,
-        progress: &ProgressHandle,
-    ) -> Result<SendReport, SendError> {
-        let mut known = Known::State(self.state);
-        let sock = self.socket.as_fd();
-        let r = blocking::run(
-            SysKernel,
-            sock,
-            &mut known,
-            elements,
-            options,
-            Some(progress),
         );
         self.keep(known);
         r

@@ -32,6 +32,7 @@ use bytes::Bytes;
 /// assert!(list[3].end_of_packet);
 /// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Element {
     /// What the element sends.
     pub payload: Payload,
@@ -94,9 +95,10 @@ pub enum Payload {
 /// assert_eq!(FileRange::from(10..30), FileRange::new(10, Some(20)));
 /// assert_eq!(FileRange::from(10..), FileRange::new(10, None));
 /// // .NET's (offset, count) with count 0 meaning "to the end":
-/// assert_eq!(FileRange::from_offset_count(5, 0), FileRange::new(5, None));
+/// assert_eq!(FileRange::from_dotnet_count_or_to_end(5, 0), FileRange::new(5, None));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct FileRange {
     /// First byte to send.
     pub offset: u64,
@@ -116,8 +118,10 @@ impl FileRange {
         FileRange { offset, len }
     }
 
-    /// The .NET spelling: `count == 0` means "from `offset` to the end of the file".
-    pub const fn from_offset_count(offset: u64, count: u64) -> Self {
+    /// .NET's `SendPacketsElement(path, offset, count)` spelling, named for its trap:
+    /// `count == 0` means "from `offset` to the end of the file", not "nothing" (an empty range
+    /// is `FileRange::new(offset, Some(0))` or `offset..offset`).
+    pub const fn from_dotnet_count_or_to_end(offset: u64, count: u64) -> Self {
         FileRange {
             offset,
             len: if count == 0 { None } else { Some(count) },
@@ -400,7 +404,10 @@ mod tests {
         assert_eq!(FileRange::from(3..=4), FileRange::new(3, Some(2)));
         let (lo, hi) = (7, 3);
         assert_eq!(FileRange::from(lo..hi), FileRange::new(7, Some(0)));
-        assert_eq!(FileRange::from_offset_count(0, 0), FileRange::WHOLE);
+        assert_eq!(
+            FileRange::from_dotnet_count_or_to_end(0, 0),
+            FileRange::WHOLE
+        );
     }
 
     #[test]

@@ -66,10 +66,14 @@ pub enum ErrorKind {
     TimedOut,
     /// The socket failed while sending: peer reset, broken pipe, network down.
     Socket,
-    /// The request cannot be honoured on this socket or through this function: a tokio
-    /// socket given to the blocking API inside a runtime, or `REUSE_SOCKET` on a socket the
-    /// call does not own. Nothing was sent.
-    Unsupported,
+    /// The caller used the API in a way it cannot honour — a mistake in the calling code, not
+    /// a failure of the system: a tokio socket given to the blocking API inside a runtime,
+    /// `REUSE_SOCKET` on a socket the call does not own, the completion API outside a tokio
+    /// runtime. Nothing was sent.
+    Misuse,
+    /// The tokio runtime shut down while the send was pending: the error carries the progress
+    /// made until then.
+    RuntimeShutDown,
 }
 
 impl ErrorKind {
@@ -77,7 +81,8 @@ impl ErrorKind {
         match self {
             ErrorKind::NotConnected => "socket is not connected",
             ErrorKind::UnsupportedSocket => "unsupported socket",
-            ErrorKind::Unsupported => "not supported here",
+            ErrorKind::Misuse => "the API was misused",
+            ErrorKind::RuntimeShutDown => "the runtime shut down during the send",
             ErrorKind::EmptyPath => "empty path",
             ErrorKind::FileNotFound => "no such file",
             ErrorKind::DirectoryNotFound => "no such directory",
@@ -123,6 +128,12 @@ impl fmt::Display for ErrorKind {
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct SendError {
+    /// Boxed: a `Result<_, SendError>` stays one pointer wider than its `Ok`.
+    inner: Box<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     kind: ErrorKind,
     element: Option<usize>,
     path: Option<PathBuf>,
@@ -134,69 +145,71 @@ pub struct SendError {
 impl SendError {
     pub(crate) fn new(kind: ErrorKind) -> Self {
         SendError {
-            kind,
-            element: None,
-            path: None,
-            detail: None,
-            source: None,
-            progress: Progress::default(),
+            inner: Box::new(Inner {
+                kind,
+                element: None,
+                path: None,
+                detail: None,
+                source: None,
+                progress: Progress::default(),
+            }),
         }
     }
 
     pub(crate) fn element_index(mut self, index: usize) -> Self {
-        self.element = Some(index);
+        self.inner.element = Some(index);
         self
     }
 
     /// The same error about no element in particular.
     pub(crate) fn unindexed(mut self) -> Self {
-        self.element = None;
+        self.inner.element = None;
         self
     }
 
     pub(crate) fn with_path(mut self, path: Option<&Path>) -> Self {
-        self.path = path.map(Path::to_path_buf);
+        self.inner.path = path.map(Path::to_path_buf);
         self
     }
 
     pub(crate) fn with_source(mut self, source: io::Error) -> Self {
-        self.source = Some(source);
+        self.inner.source = Some(source);
         self
     }
 
     pub(crate) fn with_detail(mut self, detail: String) -> Self {
-        self.detail = Some(detail);
+        self.inner.detail = Some(detail);
         self
     }
 
     pub(crate) fn with_progress(mut self, progress: Progress) -> Self {
-        self.progress = progress;
+        self.inner.progress = progress;
         self
     }
 
     /// The category of the failure.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.inner.kind
     }
 
     /// The index of the element the error is about, if any.
     pub fn element(&self) -> Option<usize> {
-        self.element
+        self.inner.element
     }
 
     /// The path of that element, for path elements.
     pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
+        self.inner.path.as_deref()
     }
 
     /// The operating-system error behind this one, if any.
     pub fn io_error(&self) -> Option<&io::Error> {
-        self.source.as_ref()
+        self.inner.source.as_ref()
     }
 
     /// The errno behind this error, if any.
     pub fn raw_os_error(&self) -> Option<i32> {
-        self.source.as_ref().and_then(io::Error::raw_os_error)
+        self.inner.source.as_ref().and_then(io::Error::raw_os_error)
     }
 
     /// What went wrong, worded without the element index or the progress (for callers that
@@ -219,7 +232,7 @@ impl SendError {
 
     /// How far the send got before it failed.
     pub fn progress(&self) -> Progress {
-        self.progress
+        self.inner.progress
     }
 
     /// What is left to send of `elements` (the list this error came from): the elements not yet
@@ -239,7 +252,7 @@ impl SendError {
     /// # let _ = demo;
     /// ```
     pub fn remaining(&self, elements: &[Element]) -> Vec<Element> {
-        self.progress.remaining(elements)
+        self.inner.progress.remaining(elements)
     }
 }
 
@@ -251,21 +264,21 @@ pub struct Cause<'a>(&'a SendError);
 impl fmt::Display for Cause<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let e = self.0;
-        f.write_str(e.kind.describe())?;
-        if let Some(d) = &e.detail {
+        f.write_str(e.inner.kind.describe())?;
+        if let Some(d) = &e.inner.detail {
             write!(f, " ({d})")?;
         }
         // Where the kind already says what the errno would, the errno stays available through
         // `raw_os_error` but is not repeated.
         let restates_kind = matches!(
-            e.kind,
+            e.inner.kind,
             ErrorKind::FileNotFound
                 | ErrorKind::DirectoryNotFound
                 | ErrorKind::IsADirectory
                 | ErrorKind::RangeOutOfBounds
                 | ErrorKind::MessageTooLarge
         );
-        match &e.source {
+        match &e.inner.source {
             Some(s) if !restates_kind => write!(f, ": {s}"),
             _ => Ok(()),
         }
@@ -274,17 +287,17 @@ impl fmt::Display for Cause<'_> {
 
 impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.element, &self.path) {
+        match (self.inner.element, &self.inner.path) {
             (Some(i), Some(p)) => write!(f, "element {i} ({}): ", p.display())?,
             (Some(i), None) => write!(f, "element {i}: ")?,
             _ => {}
         }
         write!(f, "{}", self.cause())?;
-        if self.progress.bytes_sent > 0 {
+        if self.inner.progress.bytes_sent > 0 {
             write!(
                 f,
                 "; {} bytes sent, {} elements completed",
-                self.progress.bytes_sent, self.progress.elements_completed
+                self.inner.progress.bytes_sent, self.inner.progress.elements_completed
             )?;
         }
         Ok(())
@@ -293,7 +306,8 @@ impl fmt::Display for SendError {
 
 impl std::error::Error for SendError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
+        self.inner
+            .source
             .as_ref()
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
@@ -301,7 +315,7 @@ impl std::error::Error for SendError {
 
 impl From<SendError> for io::Error {
     fn from(e: SendError) -> io::Error {
-        let kind = match e.kind {
+        let kind = match e.inner.kind {
             ErrorKind::NotConnected => io::ErrorKind::NotConnected,
             ErrorKind::FileNotFound | ErrorKind::DirectoryNotFound => io::ErrorKind::NotFound,
             ErrorKind::PermissionDenied => io::ErrorKind::PermissionDenied,
@@ -314,6 +328,7 @@ impl From<SendError> for io::Error {
             | ErrorKind::MessageTooLarge
             | ErrorKind::UnsupportedSocket => io::ErrorKind::InvalidInput,
             _ => e
+                .inner
                 .source
                 .as_ref()
                 .map(io::Error::kind)

@@ -263,10 +263,13 @@ mod tests {
         assert_eq!(eligible(&marked_early, &opts), None);
         let whole_file = [Element::file("x", ..)];
         assert_eq!(eligible(&whole_file, &opts), None);
-        assert_eq!(eligible(&list(), &opts.engine(Engine::ZeroCopy)), None);
-        assert_eq!(eligible(&list(), &opts.send_size(4)), None);
         assert_eq!(
-            eligible(&list(), &opts.flags(TransmitFlags::DISCONNECT)),
+            eligible(&list(), &opts.clone().engine(Engine::ZeroCopy)),
+            None
+        );
+        assert_eq!(eligible(&list(), &opts.clone().send_size(4)), None);
+        assert_eq!(
+            eligible(&list(), &opts.clone().flags(TransmitFlags::DISCONNECT)),
             None
         );
         let big = [Element::memory(vec![0u8; 64 * 1024 + 1])];

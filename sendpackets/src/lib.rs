@@ -169,7 +169,7 @@ mod tests;
 #[cfg(test)]
 extern crate self as sendpackets;
 
-pub use blocking::{send, send_observed, send_reusing, send_with};
+pub use blocking::{send, send_reusing, send_with};
 pub use connection::Connection;
 pub use element::{Element, FileHandle, FileRange, InvalidRange, Payload};
 pub use error::{Cause, ErrorKind, SendError};

@@ -277,18 +277,14 @@ const _: () = {
 };
 
 impl<K: Kernel> Operation<K> {
-    /// An operation that has done nothing yet; `progress` is published at every step.
-    pub(crate) fn new(
-        kernel: K,
-        known: Known,
-        options: &SendOptions,
-        progress: Option<ProgressHandle>,
-    ) -> Self {
+    /// An operation that has done nothing yet; the options' progress handle, if any, is
+    /// published at every step.
+    pub(crate) fn new(kernel: K, known: Known, options: &SendOptions) -> Self {
         Operation {
             kernel,
-            options: *options,
+            options: options.clone(),
             known,
-            progress,
+            progress: options.progress.clone(),
             phase: Phase::Start,
             began: false,
         }
@@ -318,7 +314,7 @@ impl<K: Kernel> Operation<K> {
                         Known::State(s) => s,
                         _ => unreachable!("the socket is checked before the files"),
                     },
-                    options: self.options,
+                    options: self.options.clone(),
                 };
                 if self.options.file_io == crate::FileIo::Offload {
                     self.phase = Phase::Away {
@@ -348,7 +344,7 @@ impl<K: Kernel> Operation<K> {
     fn start(&mut self, sock: BorrowedFd<'_>, elements: &[Element]) -> Next {
         if self.options.flags.contains(TransmitFlags::REUSE_SOCKET) {
             return Next::Failed(
-                SendError::new(ErrorKind::Unsupported).with_detail(
+                SendError::new(ErrorKind::Misuse).with_detail(
                     "REUSE_SOCKET replaces the socket, which only its owner may do: use \
                  sendpackets::send_reusing with an OwnedFd"
                         .into(),

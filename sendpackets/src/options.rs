@@ -87,7 +87,7 @@ pub enum FileIo {
 /// ```
 /// use sendpackets::TransmitFlags;
 ///
-/// let f = TransmitFlags::DISCONNECT | TransmitFlags::WRITE_BEHIND;
+/// let f = TransmitFlags::DISCONNECT | TransmitFlags::NONE;
 /// assert!(f.contains(TransmitFlags::DISCONNECT));
 /// assert!(!f.contains(TransmitFlags::REUSE_SOCKET));
 /// ```
@@ -107,25 +107,20 @@ impl TransmitFlags {
     ///
     /// Replacing a descriptor is for its owner alone (I/O safety): only
     /// [`send_reusing`](crate::send_reusing), which takes `&mut OwnedFd`, honours it. Every
-    /// other function refuses it with [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported)
+    /// other function refuses it with [`ErrorKind::Misuse`](crate::ErrorKind::Misuse)
     /// before the first byte.
     pub const REUSE_SOCKET: TransmitFlags = TransmitFlags(0x02);
-    /// Windows: complete once data is buffered rather than acknowledged. On Linux a send always
-    /// completes when the kernel has accepted the bytes, so this is what happens anyway; no effect.
-    pub const WRITE_BEHIND: TransmitFlags = TransmitFlags(0x04);
-    /// Windows: run the operation on a system thread. No effect on Linux.
-    pub const USE_SYSTEM_THREAD: TransmitFlags = TransmitFlags(0x10);
-    /// Windows: complete through kernel APCs. No effect on Linux.
-    pub const USE_KERNEL_APC: TransmitFlags = TransmitFlags(0x20);
-
     /// The raw bits, with the same values as Win32's `TF_*` constants.
     pub const fn bits(self) -> u32 {
         self.0
     }
 
-    /// Flags from raw `TF_*` bits; unknown bits are kept and ignored.
+    /// Flags from raw `TF_*` bits. Only the bits that act on Linux are kept: `TF_WRITE_BEHIND`
+    /// (0x04: a send here always completes once the kernel accepted the bytes),
+    /// `TF_USE_SYSTEM_THREAD` (0x10), `TF_USE_KERNEL_APC` (0x20) and unknown bits describe
+    /// Windows' threads and are dropped.
     pub const fn from_bits(bits: u32) -> Self {
-        TransmitFlags(bits)
+        TransmitFlags(bits & (Self::DISCONNECT.0 | Self::REUSE_SOCKET.0))
     }
 
     /// Whether every flag in `other` is set (always true for [`NONE`](Self::NONE)).
@@ -149,12 +144,9 @@ impl BitOrAssign for TransmitFlags {
 
 impl fmt::Debug for TransmitFlags {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const NAMES: [(TransmitFlags, &str); 5] = [
+        const NAMES: [(TransmitFlags, &str); 2] = [
             (TransmitFlags::DISCONNECT, "DISCONNECT"),
             (TransmitFlags::REUSE_SOCKET, "REUSE_SOCKET"),
-            (TransmitFlags::WRITE_BEHIND, "WRITE_BEHIND"),
-            (TransmitFlags::USE_SYSTEM_THREAD, "USE_SYSTEM_THREAD"),
-            (TransmitFlags::USE_KERNEL_APC, "USE_KERNEL_APC"),
         ];
         let mut list = f.debug_set();
         for (flag, name) in NAMES {
@@ -179,7 +171,7 @@ impl fmt::Debug for TransmitFlags {
 ///     .engine(Engine::Portable);
 /// assert_eq!(opts.send_size.map(|n| n.get()), Some(65536));
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct SendOptions {
     /// The most bytes one kernel call may hand to the socket (.NET `SendPacketsSendSize`);
@@ -196,6 +188,8 @@ pub struct SendOptions {
     /// The most time the send may go without the kernel accepting a byte
     /// ([`stall_timeout`](Self::stall_timeout)).
     pub stall_timeout: Option<Duration>,
+    /// Where the send publishes its progress ([`observe`](Self::observe)).
+    pub(crate) progress: Option<crate::ProgressHandle>,
 }
 
 impl SendOptions {
@@ -287,6 +281,31 @@ impl SendOptions {
     #[must_use]
     pub fn stall_timeout(mut self, limit: Duration) -> Self {
         self.stall_timeout = Some(limit);
+        self
+    }
+
+    /// Publishes the send's progress to `progress` after every kernel call (and its final
+    /// progress at the end, success or error), so another thread or task can show it while the
+    /// send runs: a progress bar, a watchdog. Every snapshot it returns is one the send passed
+    /// through.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sendpackets::{Element, ProgressHandle, SendOptions};
+    /// use std::os::unix::net::UnixStream;
+    ///
+    /// let (a, _b) = UnixStream::pair()?;
+    /// let progress = ProgressHandle::new();
+    /// let observer = progress.clone(); // e.g. moved to a display thread
+    /// let opts = SendOptions::new().observe(&progress);
+    /// sendpackets::send_with(&a, &[Element::memory("abc")], &opts)?;
+    /// assert_eq!(observer.get().bytes_sent, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn observe(mut self, progress: &crate::ProgressHandle) -> Self {
+        self.progress = Some(progress.clone());
         self
     }
 }

@@ -124,7 +124,7 @@ pub struct SendReport {
 /// let (a, _b) = UnixStream::pair()?;
 /// let progress = ProgressHandle::new();
 /// let observer = progress.clone(); // e.g. moved to a display thread
-/// sendpackets::send_observed(&a, &[Element::memory("abc")], &SendOptions::new(), &progress)?;
+/// sendpackets::send_with(&a, &[Element::memory("abc")], &SendOptions::new().observe(&progress))?;
 /// assert_eq!(observer.get().bytes_sent, 3);
 /// assert_eq!(observer.get().elements_completed, 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())

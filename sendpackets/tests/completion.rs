@@ -222,26 +222,6 @@ fn range_past_end_and_peer_reset_arrive_as_the_result() {
 }
 
 #[test]
-fn outside_a_runtime_it_panics_before_sending_anything() {
-    let rt = util::front::runtime(Front::CurrentThread);
-    let (a, mut b) = rt.block_on(async { unix_pair() });
-    let calls = Arc::new(AtomicUsize::new(0));
-    let (mut args, _rx) = counted_args(&calls);
-    args.elements = vec![Element::memory("never sent")];
-    // Not inside `block_on`: no runtime is current on this thread.
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let _ = send_packets_async(&a, args);
-    }));
-    assert!(r.is_err(), "a send that might go pending needs a runtime");
-    drop(a);
-    drop(rt);
-    let mut got = Vec::new();
-    b.read_to_end(&mut got).unwrap();
-    assert!(got.is_empty(), "nothing was sent");
-    assert_eq!(calls.load(Ordering::SeqCst), 0);
-}
-
-#[test]
 fn a_pending_operation_calls_back_once_when_the_runtime_shuts_down() {
     // Issue 11, item 7: the callback was never called if the runtime shut down while the
     // operation was pending ("exactly once" promised).
@@ -261,7 +241,7 @@ fn a_pending_operation_calls_back_once_when_the_runtime_shuts_down() {
         .expect("the callback was called");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     let err = args.error().expect("the operation failed");
-    assert_eq!(err.kind(), ErrorKind::Socket);
+    assert_eq!(err.kind(), ErrorKind::RuntimeShutDown);
     assert!(err.to_string().contains("runtime shut down"), "{err}");
     assert_eq!(err.progress(), progress.get());
     assert_eq!(args.bytes_transferred(), err.progress().bytes_sent);
@@ -269,4 +249,28 @@ fn a_pending_operation_calls_back_once_when_the_runtime_shuts_down() {
         rx.recv_timeout(Duration::from_millis(200)).is_err(),
         "called once"
     );
+}
+
+/// Outside a tokio runtime the call is refused with `Misuse` and the arguments back, never a
+/// panic, before anything is checked or sent.
+#[test]
+fn outside_a_runtime_the_call_is_refused_not_a_panic() {
+    let rt = util::front::runtime(Front::CurrentThread);
+    let (a, mut b) = rt.block_on(async { unix_pair() });
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (mut args, _rx) = counted_args(&calls);
+    args.elements = vec![Element::memory("never sent")];
+    // Not inside `block_on`: no runtime is current on this thread.
+    let err = match send_packets_async(&a, args) {
+        Err(e) => e,
+        Ok(_) => panic!("started outside a runtime"),
+    };
+    assert_eq!(err.error.kind(), ErrorKind::Misuse);
+    assert_eq!(err.args.elements.len(), 1, "the arguments come back");
+    drop(a);
+    drop(rt);
+    let mut got = Vec::new();
+    b.read_to_end(&mut got).unwrap();
+    assert!(got.is_empty(), "nothing was sent");
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "no callback");
 }

@@ -136,14 +136,14 @@ fn the_blocking_api_refuses_a_tokio_socket_inside_a_runtime() {
             .unwrap();
         let (mut server, _) = listener.accept().await.unwrap();
         let err = sendpackets::send(&client, &[Element::memory("x")]).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Unsupported);
+        assert_eq!(err.kind(), ErrorKind::Misuse);
         assert!(err.to_string().contains("sendpackets::tokio"), "{err}");
         assert_eq!(err.progress().bytes_sent, 0);
         let err = sendpackets::Connection::new(&client)
             .unwrap()
             .send(&[Element::memory("x")])
             .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Unsupported);
+        assert_eq!(err.kind(), ErrorKind::Misuse);
         // The async API is the way: it works, and nothing else was sent before.
         sendpackets::tokio::send(&client, &[Element::memory("ok")])
             .await

@@ -94,7 +94,7 @@ fn offset_past_end() {
     assert_rejected(&list, ErrorKind::RangeOutOfBounds, 1);
     let list = [Element::file(
         &f,
-        sendpackets::FileRange::from_offset_count(11000, 5),
+        sendpackets::FileRange::from_dotnet_count_or_to_end(11000, 5),
     )];
     assert_rejected(&list, ErrorKind::RangeOutOfBounds, 0);
 }
@@ -105,7 +105,10 @@ fn range_past_end() {
     let f = files.make("f.bin", 1024, 1);
     let list = [
         Element::file(&f, 0..10),
-        Element::file(&f, sendpackets::FileRange::from_offset_count(5, 10000)),
+        Element::file(
+            &f,
+            sendpackets::FileRange::from_dotnet_count_or_to_end(5, 10000),
+        ),
     ];
     assert_rejected(&list, ErrorKind::RangeOutOfBounds, 1);
     let (result, _) = util::roundtrip(Kind::Unix, Engine::Auto, &list);

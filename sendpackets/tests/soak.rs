@@ -692,7 +692,7 @@ const ENGINES: [Engine; 3] = [Engine::Auto, Engine::ZeroCopy, Engine::Portable];
 const FILE_IOS: [FileIo; 3] = [FileIo::Inline, FileIo::Readahead, FileIo::Offload];
 
 /// How one send is made.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct How {
     via: Via,
     /// The completion API's runtime: multi-thread (else current-thread).
@@ -871,7 +871,7 @@ fn send_through(
     match how.via {
         Via::Blocking => {
             let r = match &handle {
-                Some(h) => sendpackets::send_observed(sock, list, opts, h),
+                Some(h) => sendpackets::send_with(sock, list, &opts.clone().observe(h)),
                 None => sendpackets::send_with(sock, list, opts),
             };
             Attempt::finished(r, list, handle.as_ref())
@@ -883,7 +883,7 @@ fn send_through(
                 Err(e) => return Attempt::finished(Err(e), list, handle.as_ref()),
             };
             let r = match &handle {
-                Some(h) => conn.send_observed(list, opts, h),
+                Some(h) => conn.send_with(list, &opts.clone().observe(h)),
                 None => conn.send_with(list, opts),
             };
             Attempt::finished(r, list, handle.as_ref())
@@ -1016,7 +1016,7 @@ mod asynch {
             let _ = tx.lock().unwrap().send(args);
         });
         args.elements = list.to_vec();
-        args.options = *opts;
+        args.options = opts.clone();
         let handle = args.progress();
         if let Some(w) = watch {
             w.offer(&handle);
@@ -1421,13 +1421,13 @@ fn good_range(rng: &mut Rng, len: u64, room: u64) -> (FileRange, String, u64) {
             len - suffix_start,
         ),
         2 => (
-            FileRange::from_offset_count(suffix_start, 0),
+            FileRange::from_dotnet_count_or_to_end(suffix_start, 0),
             format!("({suffix_start}, count 0 = to the end)"),
             len - suffix_start,
         ),
         3 => (FileRange::from(o..o), format!("{o}..{o}"), 0),
         4 if c > 0 => (
-            FileRange::from_offset_count(o, c),
+            FileRange::from_dotnet_count_or_to_end(o, c),
             format!("({o}, count {c})"),
             c,
         ),
@@ -1451,12 +1451,12 @@ fn bad_range(rng: &mut Rng, len: u64) -> (FileRange, String) {
         1 => {
             let c = len - o + 1 + rng.below(100);
             (
-                FileRange::from_offset_count(o, c),
+                FileRange::from_dotnet_count_or_to_end(o, c),
                 format!("({o}, count {c})"),
             )
         }
         2 => (
-            FileRange::from_offset_count(len + 1, 0),
+            FileRange::from_dotnet_count_or_to_end(len + 1, 0),
             format!("({}, count 0)", len + 1),
         ),
         3 => {
@@ -1563,11 +1563,11 @@ fn exact_element(rng: &mut Rng, pool: &Pool, n: u64) -> (Element, String) {
     let (range, rd) = match rng.below(4) {
         0 if o + n == f.len => (FileRange::from(o..), format!("{o}..")),
         1 if o + n == f.len => (
-            FileRange::from_offset_count(o, 0),
+            FileRange::from_dotnet_count_or_to_end(o, 0),
             format!("({o}, count 0 = to the end)"),
         ),
         2 if n > 0 => (
-            FileRange::from_offset_count(o, n),
+            FileRange::from_dotnet_count_or_to_end(o, n),
             format!("({o}, count {n})"),
         ),
         _ => (FileRange::from(o..o + n), format!("{o}..{}", o + n)),
@@ -2319,7 +2319,7 @@ impl ChurnFiles {
             let o = rng.upto(len);
             let range = match rng.below(10) {
                 0..=4 => FileRange::WHOLE,
-                5..=6 => FileRange::from_offset_count(o, 0),
+                5..=6 => FileRange::from_dotnet_count_or_to_end(o, 0),
                 _ => FileRange::from(o..o + rng.upto(len - o)),
             };
             list.push(Element::file(path, range));

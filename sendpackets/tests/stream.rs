@@ -159,7 +159,7 @@ fn reuse_socket_needs_an_owned_socket() {
     for front in util::FRONTS {
         let (sender, receiver) = util::stream_pair(Kind::Tcp4);
         let err = util::send_via(front, &sender, &[Element::memory("no")], &opts).unwrap_err();
-        assert_eq!(err.kind(), sendpackets::ErrorKind::Unsupported, "{front:?}");
+        assert_eq!(err.kind(), sendpackets::ErrorKind::Misuse, "{front:?}");
         assert_eq!(err.progress().bytes_sent, 0);
         drop(sender);
         assert!(receiver.bytes().is_empty(), "{front:?}");

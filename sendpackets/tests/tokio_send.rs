@@ -123,13 +123,13 @@ fn dropping_a_send_midway_leaves_a_usable_socket_and_exact_progress() {
         ];
         let fds_before = util::open_fds();
         let progress = ProgressHandle::new();
-        let opts = SendOptions::new().file_io(file_io);
+        let opts = SendOptions::new().file_io(file_io).observe(&progress);
         let rt = util::front::runtime(front);
         let client = rt.block_on(async {
             client.set_nonblocking(true).unwrap();
             let tokio_client = tokio::net::TcpStream::from_std(client).unwrap();
             // Nobody reads yet: the socket fills, and the send is dropped after 200 ms.
-            let send = sendpackets::tokio::send_observed(&tokio_client, &list, &opts, &progress);
+            let send = sendpackets::tokio::send_with(&tokio_client, &list, &opts);
             let r = tokio::time::timeout(Duration::from_millis(200), send).await;
             assert!(
                 r.is_err(),

@@ -353,7 +353,7 @@ impl Peer {
         let opts = SendOptions::new().stall_timeout(stall);
         Ok(Peer {
             conn: Connection::new(stream)?,
-            zero_copy: opts.engine(Engine::ZeroCopy),
+            zero_copy: opts.clone().engine(Engine::ZeroCopy),
             opts,
             zero_copy_from,
         })

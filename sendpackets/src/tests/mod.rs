@@ -621,9 +621,9 @@ fn dropping_a_corked_async_send_uncorks() {
     let client = rt.block_on(async {
         client.set_nonblocking(true).unwrap();
         let c = ::tokio::net::TcpStream::from_std(client).unwrap();
-        let opts = SendOptions::new();
+        let opts = SendOptions::new().observe(&progress);
         {
-            let send = crate::tokio::send_observed(&c, &big, &opts, &progress);
+            let send = crate::tokio::send_with(&c, &big, &opts);
             let mut send = std::pin::pin!(send);
             let r = ::tokio::time::timeout(std::time::Duration::from_millis(200), &mut send).await;
             assert!(r.is_err(), "still running");
@@ -668,14 +668,7 @@ fn a_refused_gso_is_remembered_by_the_socket_state() {
             gso_errno: Some(libc::EIO),
             ..Default::default()
         });
-        let r = crate::blocking::run(
-            &mut k,
-            tx.as_fd(),
-            &mut known,
-            &list,
-            &SendOptions::new(),
-            None,
-        );
+        let r = crate::blocking::run(&mut k, tx.as_fd(), &mut known, &list, &SendOptions::new());
         assert_eq!(r.unwrap().datagrams, 50);
         refused.push(k.injected);
     }

@@ -226,12 +226,10 @@ fn thrown_at_start(kind: ErrorKind) -> bool {
 /// [`Started::Pending`] shows its progress meanwhile. Closing the socket from elsewhere is not
 /// possible while the task holds its `Arc`. If the runtime shuts down while the operation is
 /// pending, the callback is still called exactly once, from the shutdown, with an
-/// [`ErrorKind::Socket`] error ("the runtime shut down during the send") and the progress made.
+/// [`ErrorKind::RuntimeShutDown`] error and the progress made.
 ///
-/// # Panics
-///
-/// When called outside a tokio runtime (a pending send needs one for its task), before
-/// anything is checked or sent, as `tokio::spawn` does.
+/// Outside a tokio runtime (a pending send needs one for its task) the call returns a
+/// [`StartError`] with [`ErrorKind::Misuse`], before anything is checked or sent.
 ///
 /// # Examples
 ///
@@ -274,13 +272,20 @@ where
     use std::os::fd::AsFd;
 
     // A pending send needs a runtime to go on: know it before the first byte goes out.
-    let runtime = tokio::runtime::Handle::try_current()
-        .expect("send_packets_async must be called within a tokio runtime");
+    let runtime = match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            let error = SendError::new(ErrorKind::Misuse)
+                .with_detail("send_packets_async must be called within a tokio runtime".into())
+                .with_source(std::io::Error::other(e));
+            return Err(Box::new(StartError { error, args }));
+        }
+    };
     let sock = socket.as_fd();
     args.progress.publish(Default::default());
-    let options = args.options;
+    let options = args.options.clone().observe(&args.progress);
     let known = Known::Hint(socket.hint());
-    let mut op = Operation::new(SysKernel, known, &options, Some(args.progress.clone()));
+    let mut op = Operation::new(SysKernel, known, &options);
     // The checks (files are opened here, on the caller's thread, as .NET does, even when reads
     // are offloaded) and up to `COMPLETION_SYNC_STEPS` calls without waiting.
     let mut job = None;

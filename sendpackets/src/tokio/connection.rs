@@ -6,7 +6,7 @@ use crate::element::Element;
 use crate::error::SendError;
 use crate::operation::{Known, SocketState};
 use crate::options::SendOptions;
-use crate::report::{ProgressHandle, SendReport};
+use crate::report::SendReport;
 
 use super::AsyncSocket;
 use super::drive;
@@ -137,7 +137,7 @@ impl<S: AsyncSocket> Connection<S> {
     ///
     /// Not cancel safe: dropping the future midway leaves part of the list sent, as
     /// [`sendpackets::tokio::send_with`](super::send_with) says; use
-    /// [`send_observed`](Self::send_observed) to know exactly how much. A server usually closes
+    /// [`SendOptions::observe`] to know exactly how much. A server usually closes
     /// the connection then. Prefer [`SendOptions::stall_timeout`] to a `select!`: the error
     /// carries the progress.
     ///
@@ -165,36 +165,7 @@ impl<S: AsyncSocket> Connection<S> {
         options: &SendOptions,
     ) -> Result<SendReport, SendError> {
         let mut known = Known::State(self.state);
-        let r = drive::run(&self.socket, &mut known, elements, options, None).await;
-        if let Known::State(s) = known {
-            self.state = s;
-        }
-        r
-    }
-
-    /// [`send_with`](Self::send_with), publishing its progress to `progress` after every
-    /// kernel call.
-    ///
-    /// # Errors
-    ///
-    /// As [`send_with`](Self::send_with); the handle then holds the progress of the error too.
-    ///
-    /// # Cancel safety
-    ///
-    /// As [`send_with`](Self::send_with); after the future is dropped, `progress` holds exactly
-    /// what the kernel accepted.
-    ///
-    /// # Examples
-    ///
-    /// See [`ProgressHandle`].
-    pub async fn send_observed(
-        &mut self,
-        elements: &[Element],
-        options: &SendOptions,
-        progress: &ProgressHandle,
-    ) -> Result<SendReport, SendError> {
-        let mut known = Known::State(self.state);
-        let r = drive::run(&self.socket, &mut known, elements, options, Some(progress)).await;
+        let r = drive::run(&self.socket, &mut known, elements, options).await;
         if let Known::State(s) = known {
             self.state = s;
         }

@@ -9,7 +9,7 @@ use crate::element::Element;
 use crate::error::{ErrorKind, SendError};
 use crate::operation::{Job, JobDone, Known, Next, Operation, Waited};
 use crate::options::SendOptions;
-use crate::report::{ProgressHandle, SendReport};
+use crate::report::SendReport;
 
 use super::AsyncSocket;
 
@@ -19,13 +19,12 @@ pub(crate) async fn run<S: AsyncSocket + ?Sized>(
     known: &mut Known,
     elements: &[Element],
     options: &SendOptions,
-    progress: Option<&ProgressHandle>,
 ) -> Result<SendReport, SendError> {
     let start = match *known {
         Known::Nothing => Known::Hint(socket.hint()),
         known => known,
     };
-    let mut op = Operation::new(Default::default(), start, options, progress.cloned());
+    let mut op = Operation::new(Default::default(), start, options);
     let r = drive(socket, &mut op, elements, true).await;
     *known = op.known();
     r
@@ -75,9 +74,7 @@ pub(crate) async fn elsewhere(job: Job) -> Result<JobDone, SendError> {
 
 /// The error of a send whose runtime shut down under it.
 pub(crate) fn runtime_gone(source: io::Error) -> SendError {
-    SendError::new(ErrorKind::Socket)
-        .with_detail("the runtime shut down during the send".into())
-        .with_source(source)
+    SendError::new(ErrorKind::RuntimeShutDown).with_source(source)
 }
 
 /// An operation driven by a send future; dropping the future uncorks the socket.

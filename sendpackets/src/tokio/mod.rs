@@ -54,7 +54,7 @@
 //! # Flags
 //!
 //! `DISCONNECT` shuts the connection down after the last byte, as in the blocking send.
-//! `REUSE_SOCKET` is refused ([`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported)): it
+//! `REUSE_SOCKET` is refused ([`ErrorKind::Misuse`](crate::ErrorKind::Misuse)): it
 //! would replace the descriptor under tokio's registration of it.
 //!
 //! # The module's name
@@ -85,7 +85,7 @@ use crate::element::Element;
 use crate::error::SendError;
 use crate::operation::Known;
 use crate::options::SendOptions;
-use crate::report::{ProgressHandle, SendReport};
+use crate::report::SendReport;
 
 pub use completion::{Completion, SendPacketsArgs, StartError, Started, send_packets_async};
 pub use connection::Connection;
@@ -142,7 +142,7 @@ pub async fn send<S: AsyncSocket>(
 /// Not cancel safe: dropping the future midway stops the send after the last kernel call it
 /// made, part of the list sent. The socket stays open and usable (uncorked, never left
 /// mid-`sendmsg`), for the caller to close or to resume on: pass a [`ProgressHandle`] to
-/// [`send_observed`] to know exactly how many bytes and elements the kernel accepted, then
+/// [`SendOptions::observe`] to know exactly how many bytes and elements the kernel accepted, then
 /// [`Progress::remaining`](crate::Progress::remaining) gives what is left. Files the send opened
 /// are closed when the future is dropped (with [`FileIo::Offload`](crate::FileIo::Offload), when
 /// a read already running on the blocking pool finishes).
@@ -181,56 +181,5 @@ pub async fn send_with<S: AsyncSocket>(
     elements: &[Element],
     options: &SendOptions,
 ) -> Result<SendReport, SendError> {
-    drive::run(socket, &mut Known::Nothing, elements, options, None).await
-}
-
-/// [`send_with`], publishing its progress to `progress` after every kernel call: for a progress
-/// bar, and to know exactly what was sent if the future is dropped.
-///
-/// # Errors
-///
-/// As [`send_with`]; the handle then holds the progress of the error too.
-///
-/// # Cancel safety
-///
-/// As [`send_with`]. After the future is dropped, `progress` holds exactly what the kernel
-/// accepted: every kernel call's result is published before the future can be suspended again.
-///
-/// # Examples
-///
-/// ```
-/// use sendpackets::{Element, ProgressHandle, SendOptions};
-/// use std::time::Duration;
-///
-/// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
-/// let (a, _b) = tokio::net::UnixStream::pair()?; // nobody reads `_b`
-/// let big = Element::memory(vec![0u8; 64 << 20]);
-/// let progress = ProgressHandle::new();
-/// let opts = SendOptions::new();
-/// let send = sendpackets::tokio::send_observed(&a, std::slice::from_ref(&big), &opts, &progress);
-/// // Give up after 50 ms: the socket buffer filled long before.
-/// assert!(tokio::time::timeout(Duration::from_millis(50), send).await.is_err());
-/// let sent = progress.get();
-/// assert!(sent.bytes_sent > 0 && sent.bytes_sent < 64 << 20);
-/// assert_eq!((sent.elements_completed, sent.offset_in_element), (0, sent.bytes_sent));
-/// let rest = sent.remaining(&[big]); // what a resumed send would send
-/// assert_eq!(rest.len(), 1);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// # })?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub async fn send_observed<S: AsyncSocket>(
-    socket: &S,
-    elements: &[Element],
-    options: &SendOptions,
-    progress: &ProgressHandle,
-) -> Result<SendReport, SendError> {
-    drive::run(
-        socket,
-        &mut Known::Nothing,
-        elements,
-        options,
-        Some(progress),
-    )
-    .await
+    drive::run(socket, &mut Known::Nothing, elements, options).await
 }

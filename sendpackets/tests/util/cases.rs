@@ -37,7 +37,10 @@ pub fn success_cases(files: &Files) -> Vec<Case> {
         case("whole file", vec![Element::file(&small, ..)]),
         case(
             "count-0 file means to the end",
-            vec![Element::file(&medium, FileRange::from_offset_count(0, 0))],
+            vec![Element::file(
+                &medium,
+                FileRange::from_dotnet_count_or_to_end(0, 0),
+            )],
         ),
         case("file part 10..30", vec![Element::file(&small, 10..30)]),
         case(

@@ -98,7 +98,7 @@ impl TokioSocket {
             progress: Option<&ProgressHandle>,
         ) -> Result<SendReport, SendError> {
             match progress {
-                Some(p) => sendpackets::tokio::send_observed(s, list, opts, p).await,
+                Some(p) => sendpackets::tokio::send_with(s, list, &opts.clone().observe(p)).await,
                 None => sendpackets::tokio::send_with(s, list, opts).await,
             }
         }
@@ -125,7 +125,7 @@ impl TokioSocket {
         ) -> Result<SendReport, SendError> {
             let mut conn = sendpackets::tokio::Connection::new(s)?;
             match progress {
-                Some(p) => conn.send_observed(list, opts, p).await,
+                Some(p) => conn.send_with(list, &opts.clone().observe(p)).await,
                 None => conn.send_with(list, opts).await,
             }
         }
@@ -176,14 +176,14 @@ pub fn send_observed_via(
     let sock = sock.as_fd();
     if front == Front::Blocking {
         return match progress {
-            Some(p) => sendpackets::send_observed(sock, list, opts, p),
+            Some(p) => sendpackets::send_with(sock, list, &opts.clone().observe(p)),
             None => sendpackets::send_with(sock, list, opts),
         };
     }
     if front == Front::Connection {
         let mut conn = sendpackets::Connection::new(sock)?;
         return match progress {
-            Some(p) => conn.send_observed(list, opts, p),
+            Some(p) => conn.send_with(list, &opts.clone().observe(p)),
             None => conn.send_with(list, opts),
         };
     }
