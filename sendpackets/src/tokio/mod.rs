@@ -141,7 +141,7 @@ pub async fn send<S: AsyncSocket>(
 ///
 /// Not cancel safe: dropping the future midway stops the send after the last kernel call it
 /// made, part of the list sent. The socket stays open and usable (uncorked, never left
-/// mid-`sendmsg`), for the caller to close or to resume on: pass a [`ProgressHandle`] to
+/// mid-`sendmsg`), for the caller to close or to resume on: pass a [`ProgressHandle`](crate::ProgressHandle) to
 /// [`SendOptions::observe`] to know exactly how many bytes and elements the kernel accepted, then
 /// [`Progress::remaining`](crate::Progress::remaining) gives what is left. Files the send opened
 /// are closed when the future is dropped (with [`FileIo::Offload`](crate::FileIo::Offload), when
