@@ -109,6 +109,9 @@ fn wanted(options: &SendOptions) -> Wanted {
         offload: options.file_io == crate::FileIo::Offload,
         send_size: options.send_size,
         sendfile_ok: true,
+        paced: options.progress.is_some()
+            || options.timeout.is_some()
+            || options.stall_timeout.is_some(),
     }
 }
 

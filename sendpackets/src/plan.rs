@@ -114,6 +114,9 @@ pub(crate) struct Wanted {
     pub(crate) send_size: Option<std::num::NonZeroUsize>,
     /// `sendfile` may be tried (false once the socket's sends learned it is missing).
     pub(crate) sendfile_ok: bool,
+    /// Someone watches the send's progress, or a deadline is set: every call is bounded
+    /// ([`PACED_MAX_CALL`](crate::tuning::PACED_MAX_CALL)), so they act between calls.
+    pub(crate) paced: bool,
 }
 
 /// How a whole send goes out: decided once, before the first byte, from the socket, the
@@ -142,9 +145,14 @@ pub(crate) fn policy(socket: SocketShape, wanted: Wanted, segs: &[PlanSeg]) -> P
         Engine::ZeroCopy => 0,
         _ => tuning::COPY_THRESHOLD,
     };
-    let max_call = wanted.send_size.map_or(tuning::MAX_SENDFILE, |n| {
-        (n.get() as u64).min(tuning::MAX_SENDFILE)
-    });
+    let most = if wanted.paced {
+        tuning::PACED_MAX_CALL
+    } else {
+        tuning::MAX_SENDFILE
+    };
+    let max_call = wanted
+        .send_size
+        .map_or(most, |n| (n.get() as u64).min(most));
     let copies_everything = copy_threshold == u64::MAX;
     let mut limits = Limits {
         copy_threshold,

@@ -48,6 +48,13 @@ pub(crate) const THREAD_KEEP: usize = 64 * 1024;
 /// The most bytes Linux moves in one `sendfile` or `write` call.
 pub(crate) const MAX_SENDFILE: u64 = 0x7fff_f000;
 
+/// The most bytes one call hands to the kernel when someone watches the send (a progress
+/// handle) or a deadline is set: one `sendfile` into a fast local socket was seen to move
+/// 2 GiB in one call, so a progress bar showed 8 bytes for 23 s and a timeout could not act.
+/// 4 MiB is 40 ms at 100 MB/s (the bar, the ETA and the deadline act many times a second), and
+/// one more call per 4 MiB costs nothing measurable against moving them.
+pub(crate) const PACED_MAX_CALL: u64 = 4 << 20;
+
 /// The most datagrams one `sendmmsg` burst prepares (each burst is read into the scratch
 /// buffer first, at most [`BURST_BYTES`] unless one datagram is larger).
 pub(crate) const BURST_DATAGRAMS: usize = 1024;

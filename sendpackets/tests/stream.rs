@@ -356,3 +356,27 @@ fn one_connection_many_sends_then_disconnect() {
     assert_eq!(err.kind(), sendpackets::ErrorKind::Socket, "{err}");
     assert_eq!(err.progress().bytes_sent, 0);
 }
+
+/// A watched send (a progress handle) or one with a deadline makes no call larger than a few
+/// MiB, so the watcher and the deadline act between calls: one `sendfile` into a blocking local
+/// socket used to move a whole 32 MiB file, and a progress bar showed nothing until the end.
+#[test]
+fn a_watched_send_makes_bounded_calls() {
+    let files = Files::new();
+    let path = files.make("big.bin", 32 << 20, 3);
+    let list = [Element::file(&path, ..)];
+    let expected = std::fs::read(&path).unwrap();
+    let progress = sendpackets::ProgressHandle::new();
+    for opts in [
+        SendOptions::new().observe(&progress),
+        SendOptions::new().timeout(std::time::Duration::from_secs(60)),
+    ] {
+        let (sender, receiver) = util::stream_pair(Kind::Unix);
+        let report = sendpackets::send_with(&sender, &list, &opts).unwrap();
+        drop(sender);
+        assert_eq!(receiver.bytes(), &expected[..]);
+        let calls = report.calls.sendfile + report.calls.gather_writes;
+        assert!(calls >= 8, "32 MiB in {calls} calls: {:?}", report.calls);
+    }
+    assert_eq!(progress.get().bytes_sent, 32 << 20);
+}
