@@ -157,3 +157,44 @@ fn more_idle_connections_than_descriptors() {
     );
     assert!(wait_for(Duration::from_secs(5), || srv.open_fds() < 40));
 }
+
+/// `--max-connections` above what the descriptor limit allows: a request that finds no
+/// descriptor for its file is answered 503 with `Retry-After` (never 500), its connection
+/// closes, and once connections close every file is served again.
+#[test]
+fn out_of_descriptors_is_503() {
+    const CONNS: usize = 70;
+    let dir = many_files(CONNS);
+    let srv = Server::start_with(
+        dir.path(),
+        &["--max-connections", "1000", "--idle-timeout", "2"],
+        |c| nofile(c, 64, 64),
+    );
+    let mut conns: Vec<Raw> = (0..CONNS).map(|_| Raw::connect(srv.addr)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let (mut ok, mut unavailable) = (0, 0);
+    for (i, c) in conns.iter_mut().enumerate() {
+        let r = get(c, &format!("f{i}"));
+        match r.status {
+            200 => {
+                assert_eq!(r.body, format!("file {i}\n").as_bytes());
+                ok += 1;
+            }
+            503 => {
+                assert_eq!(r.header("retry-after"), Some("1"));
+                assert_eq!(r.header("connection"), Some("close"));
+                unavailable += 1;
+            }
+            s => panic!("f{i}: status {s}"),
+        }
+    }
+    assert!(
+        ok > 0 && unavailable > 0,
+        "{ok} served, {unavailable} refused"
+    );
+    drop(conns);
+    let mut raw = Raw::connect(srv.addr);
+    for i in 0..CONNS {
+        assert_eq!(get(&mut raw, &format!("f{i}")).status, 200);
+    }
+}

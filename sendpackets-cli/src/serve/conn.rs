@@ -149,6 +149,9 @@ fn error_head(status: Status, with: bool, next: Next, minor: u8) -> (Vec<u8>, &'
     if status == Status::MethodNotAllowed {
         h.header("Allow", "GET, HEAD");
     }
+    if status == Status::ServiceUnavailable {
+        h.header("Retry-After", "1");
+    }
     (
         h.finish(next == Next::KeepOpen, minor),
         if with { body } else { "" },
@@ -252,28 +255,11 @@ fn plan(ctx: &Context, req: &Request<'_>, keep: Next) -> Plan {
             relative.push("index.html");
             match ctx.root.open_cached(&relative) {
                 Ok(Opened::File(f)) => f,
-                Ok(Opened::Directory) | Err(OpenFailure::NotFound) => {
-                    return text(Status::NotFound);
-                }
-                Err(OpenFailure::Forbidden) => return text(Status::Forbidden),
-                Err(OpenFailure::Other(e)) => {
-                    open_failed(ctx, &relative, &e);
-                    return Plan::Text {
-                        status: Status::InternalError,
-                        next: Next::Close,
-                    };
-                }
+                Ok(Opened::Directory) => return text(Status::NotFound),
+                Err(f) => return open_failed(ctx, &relative, f, keep),
             }
         }
-        Err(OpenFailure::NotFound) => return text(Status::NotFound),
-        Err(OpenFailure::Forbidden) => return text(Status::Forbidden),
-        Err(OpenFailure::Other(e)) => {
-            open_failed(ctx, &relative, &e);
-            return Plan::Text {
-                status: Status::InternalError,
-                next: Next::Close,
-            };
-        }
+        Err(f) => return open_failed(ctx, &relative, f, keep),
     };
     let v = file.validators;
     let ka = keep == Next::KeepOpen;
@@ -332,10 +318,32 @@ fn plan(ctx: &Context, req: &Request<'_>, keep: Next) -> Plan {
     }
 }
 
-/// An unexpected open failure (500), on stderr when logging.
-fn open_failed(ctx: &Context, relative: &std::path::Path, e: &std::io::Error) {
+/// The answer to a failed open: 404, 403, 503 when out of descriptors (after the tables let
+/// go of theirs), 500 for the unexpected (both on stderr when logging, and closing, which
+/// gives a descriptor back).
+fn open_failed(ctx: &Context, relative: &std::path::Path, f: OpenFailure, keep: Next) -> Plan {
+    let (status, e) = match f {
+        OpenFailure::NotFound => {
+            return Plan::Text {
+                status: Status::NotFound,
+                next: keep,
+            };
+        }
+        OpenFailure::Forbidden => {
+            return Plan::Text {
+                status: Status::Forbidden,
+                next: keep,
+            };
+        }
+        OpenFailure::Unavailable(e) => (Status::ServiceUnavailable, e),
+        OpenFailure::Other(e) => (Status::InternalError, e),
+    };
     if ctx.log {
         eprintln!("cannot open {}: {e}", relative.display());
+    }
+    Plan::Text {
+        status,
+        next: Next::Close,
     }
 }
 
@@ -359,7 +367,7 @@ fn log_line(
     };
     let failed = match failed {
         None => String::new(),
-        Some(SendFailure::Stalled) => " (dropped: client stopped reading)".to_string(),
+        Some(SendFailure::Stalled(_)) => " (dropped: client stopped reading)".to_string(),
         Some(SendFailure::Send(e)) => format!(" (send failed: {e})"),
     };
     let mut out = std::io::stdout().lock();

@@ -10,6 +10,7 @@ mod args;
 mod conn;
 #[cfg(test)]
 mod fuzz;
+mod limits;
 mod path;
 mod range;
 mod request;
@@ -34,7 +35,13 @@ use respond::Root;
 
 /// Runs the server until SIGINT or SIGTERM; returns the exit code.
 pub(crate) fn run(args: &ServeArgs) -> Code {
-    let root = match Root::new(&args.dir, args.follow_symlinks, args.open_file_cache) {
+    let budget = limits::Budget::of(limits::raise_nofile());
+    let root = match Root::new(
+        &args.dir,
+        args.follow_symlinks,
+        args.open_file_cache,
+        budget.files,
+    ) {
         Ok(r) => r,
         Err(e) => {
             eprintln!(
@@ -68,7 +75,7 @@ pub(crate) fn run(args: &ServeArgs) -> Code {
         stall_timeout: args.stall_timeout,
         zero_copy_from: args.zero_copy_from,
     };
-    let code = runtime.block_on(serve(args, Arc::new(ctx)));
+    let code = runtime.block_on(serve(args, budget, Arc::new(ctx)));
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     code
 }
@@ -84,7 +91,7 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(BACKLOG as u32)
 }
 
-async fn serve(args: &ServeArgs, ctx: Arc<Context>) -> Code {
+async fn serve(args: &ServeArgs, budget: limits::Budget, ctx: Arc<Context>) -> Code {
     let (mut interrupt, mut terminate) = match (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
@@ -113,6 +120,19 @@ async fn serve(args: &ServeArgs, ctx: Arc<Context>) -> Code {
             return Code::Connect;
         }
     }
+    let max_connections = match args.max_connections {
+        Some(n) => {
+            if n as usize > budget.connections {
+                eprintln!(
+                    "warning: --max-connections {n} leaves too few of the {} descriptors for \
+                     files; out of descriptors, requests get 503",
+                    budget.limit
+                );
+            }
+            n as usize
+        }
+        None => args::MAX_CONNECTIONS.min(budget.connections),
+    };
 
     let sweeper = {
         let ctx = ctx.clone();
@@ -124,7 +144,7 @@ async fn serve(args: &ServeArgs, ctx: Arc<Context>) -> Code {
             }
         })
     };
-    let slots = Arc::new(Semaphore::new(args.max_connections as usize));
+    let slots = Arc::new(Semaphore::new(max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let signal_name = loop {
@@ -146,7 +166,11 @@ async fn serve(args: &ServeArgs, ctx: Arc<Context>) -> Code {
         let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                // Out of descriptors or a connection reset before accept: wait, go on.
+                // Out of descriptors: let go of the tables' files. Then, as after a connection
+                // reset before accept, wait briefly and go on.
+                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                    ctx.root.shed();
+                }
                 if ctx.log {
                     eprintln!("accept failed: {e}");
                 }
