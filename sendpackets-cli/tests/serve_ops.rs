@@ -3,13 +3,13 @@
 
 mod serve_util;
 
-use std::io;
+use std::io::{self, Read as _, Write as _};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt as _;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use serve_util::{Raw, Server, wait_for};
+use serve_util::{Raw, Server, curl, have_curl, run, wait_for};
 
 /// The child's `RLIMIT_NOFILE` set to `soft`/`hard` before it runs.
 fn nofile(cmd: &mut Command, soft: u64, hard: u64) {
@@ -197,4 +197,302 @@ fn out_of_descriptors_is_503() {
     for i in 0..CONNS {
         assert_eq!(get(&mut raw, &format!("f{i}")).status, 200);
     }
+}
+
+/// One Combined Log Format line with the server's two extra fields, parsed.
+#[derive(Debug)]
+struct Clf {
+    host: String,
+    time: String,
+    request: String,
+    status: u16,
+    bytes: u64,
+    referer: String,
+    agent: String,
+    seconds: f64,
+    outcome: String,
+}
+
+/// `\xHH` escapes back to bytes, as text.
+fn unescape(s: &str) -> String {
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && b.get(i + 1) == Some(&b'x') {
+            out.push(u8::from_str_radix(&s[i + 2..i + 4], 16).expect("\\xHH"));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn bad<T>(line: &str) -> T {
+    panic!("not a combined line: {line:?}")
+}
+
+/// Parses `HOST - - [TIME] "REQUEST" STATUS BYTES "REFERER" "AGENT" SECONDS OUTCOME`; quoted
+/// fields hold no raw `"` (the server writes it `\x22`).
+fn parse_clf(line: &str) -> Clf {
+    let (host, rest) = line.split_once(" - - [").unwrap_or_else(|| bad(line));
+    let (time, rest) = rest.split_once("] \"").unwrap_or_else(|| bad(line));
+    let (request, rest) = rest.split_once("\" ").unwrap_or_else(|| bad(line));
+    let (nums, rest) = rest.split_once(" \"").unwrap_or_else(|| bad(line));
+    let (status, bytes) = nums.split_once(' ').unwrap_or_else(|| bad(line));
+    let (referer, rest) = rest.split_once("\" \"").unwrap_or_else(|| bad(line));
+    let (agent, rest) = rest.split_once("\" ").unwrap_or_else(|| bad(line));
+    let (seconds, outcome) = rest.split_once(' ').unwrap_or_else(|| bad(line));
+    Clf {
+        host: host.to_string(),
+        time: time.to_string(),
+        request: unescape(request),
+        status: status.parse().unwrap_or_else(|_| bad(line)),
+        bytes: bytes.parse().unwrap_or_else(|_| bad(line)),
+        referer: unescape(referer),
+        agent: unescape(agent),
+        seconds: seconds.parse().unwrap_or_else(|_| bad(line)),
+        outcome: outcome.to_string(),
+    }
+}
+
+/// The log's time `07/Dec/2026:15:57:33 +0000` as in an HTTP date `07 Dec 2026 15:57:33`.
+fn clf_time_as_http(t: &str) -> String {
+    let (date, zone) = t.split_once(' ').expect("a zone");
+    assert_eq!(zone, "+0000");
+    let (dmy, hms) = date.split_once(':').expect("a time");
+    format!("{} {hms}", dmy.replace('/', " "))
+}
+
+/// Waits (bounded) for `n` log lines more than `seen` and returns all lines so far.
+fn log_lines(srv: &Server, all: &mut Vec<String>, n: usize) -> Vec<String> {
+    let want = all.len() + n;
+    wait_for(Duration::from_secs(20), || {
+        all.extend(srv.log_lines());
+        all.len() >= want
+    });
+    assert!(all.len() >= want, "log lines: {all:?}");
+    all.clone()
+}
+
+/// A site with `small.txt` and `big.bin` (64 MiB, sparse).
+fn log_site() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("small.txt"), "hello, world\n").unwrap();
+    let big = std::fs::File::create(dir.path().join("big.bin")).unwrap();
+    big.set_len(64 << 20).unwrap();
+    dir
+}
+
+/// Asks for `big.bin`, reads 1 MiB of it, then resets the connection; returns the body bytes
+/// read.
+fn cut_download(srv: &Server) -> u64 {
+    let mut c = TcpStream::connect(srv.addr).unwrap();
+    c.set_read_timeout(Some(serve_util::READ_LIMIT)).unwrap();
+    c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut got = vec![0u8; 1 << 20];
+    c.read_exact(&mut got).unwrap();
+    let head = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    reset(c);
+    (got.len() - head) as u64
+}
+
+/// Closes with a reset (SO_LINGER 0), so the server's next send fails at once.
+fn reset(c: TcpStream) {
+    socket2::SockRef::from(&c)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(c);
+}
+
+/// The access log in the Combined Log Format, from curl, Python's http.client and raw
+/// clients: every line parses; referer and user agent (escaped), the time, a duration; a
+/// response cut after megabytes logs the body bytes that reached the kernel (not 0) as `cut`;
+/// a response none of whose bytes reached the kernel is logged 499 `not-sent` (not 200).
+#[test]
+fn access_log_combined() {
+    let dir = log_site();
+    let srv = Server::start(dir.path(), &["--log"]);
+    let mut all = Vec::new();
+    let before = SystemTime::now();
+    if have_curl() {
+        let body = curl(&[
+            "-e",
+            "http://example.test/page?a=1",
+            "-A",
+            "agent \"quoted\" back\\slash",
+            &srv.url("small.txt"),
+        ]);
+        assert_eq!(body, b"hello, world\n");
+        let lines = log_lines(&srv, &mut all, 1);
+        let l = parse_clf(lines.last().unwrap());
+        assert_eq!(l.host, "127.0.0.1");
+        assert_eq!(l.request, "GET /small.txt HTTP/1.1");
+        assert_eq!((l.status, l.bytes), (200, 13));
+        assert_eq!(l.referer, "http://example.test/page?a=1");
+        assert_eq!(l.agent, "agent \"quoted\" back\\slash");
+        assert_eq!(l.outcome, "complete");
+        assert!(l.seconds >= 0.0 && l.seconds < 30.0);
+        // The time is the request's, to the second.
+        let t = clf_time_as_http(&l.time);
+        let after = SystemTime::now();
+        let ok = [before, after]
+            .iter()
+            .any(|s| httpdate::fmt_http_date(*s)[5..25] == t);
+        assert!(ok, "{t} not between {before:?} and {after:?}");
+    }
+    let script = r#"
+import http.client, sys
+c = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), timeout=20)
+for method, path in [("GET", "/small.txt"), ("HEAD", "/big.bin"), ("GET", "/nope")]:
+    c.request(method, path, headers={"Referer": "http://r.test/", "User-Agent": "py/1"})
+    r = c.getresponse()
+    r.read()
+    print(r.status)
+"#;
+    let out = run(Command::new("python3").args([
+        "-c",
+        script,
+        &srv.addr.ip().to_string(),
+        &srv.addr.port().to_string(),
+    ]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200\n200\n404\n");
+    let lines = log_lines(&srv, &mut all, 3);
+    let py: Vec<Clf> = lines[lines.len() - 3..]
+        .iter()
+        .map(|l| parse_clf(l))
+        .collect();
+    let got: Vec<_> = py
+        .iter()
+        .map(|l| (l.request.as_str(), l.status, l.bytes, l.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("GET /small.txt HTTP/1.1", 200, 13, "complete"),
+            ("HEAD /big.bin HTTP/1.1", 200, 0, "complete"),
+            ("GET /nope HTTP/1.1", 404, 14, "complete"),
+        ]
+    );
+    assert!(
+        py.iter()
+            .all(|l| l.referer == "http://r.test/" && l.agent == "py/1")
+    );
+    // A head that cannot be parsed: no request line, referer or agent.
+    let mut raw = Raw::connect(srv.addr);
+    raw.send(b"NOT HTTP\r\n\r\n");
+    assert_eq!(raw.response(false).status, 400);
+    let lines = log_lines(&srv, &mut all, 1);
+    let l = parse_clf(lines.last().unwrap());
+    assert_eq!(
+        (
+            l.request.as_str(),
+            l.status,
+            l.referer.as_str(),
+            l.agent.as_str()
+        ),
+        ("-", 400, "-", "-")
+    );
+    // Cut after a megabyte.
+    let read = cut_download(&srv);
+    let lines = log_lines(&srv, &mut all, 1);
+    let l = parse_clf(lines.last().unwrap());
+    assert_eq!((l.status, l.outcome.as_str()), (200, "cut"), "{l:?}");
+    assert!(
+        l.bytes >= read && l.bytes < 64 << 20,
+        "logged {} body bytes, the client read {read}",
+        l.bytes
+    );
+    // Nothing sent: 499, never the status it would have had. A file truncated in place
+    // while the open-file cache holds it fails the library's check before the first byte
+    // (unless the server reopens it and answers afresh); the log tells what the client saw.
+    let cached = Server::start(dir.path(), &["--log", "--open-file-cache", "60"]);
+    let path = dir.path().join("shrinks.txt");
+    std::fs::write(&path, vec![b'x'; 1000]).unwrap();
+    let mut all = Vec::new();
+    let ask = || {
+        let mut c = TcpStream::connect(cached.addr).unwrap();
+        c.set_read_timeout(Some(serve_util::READ_LIMIT)).unwrap();
+        c.write_all(b"GET /shrinks.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).unwrap();
+        got
+    };
+    assert!(ask().starts_with(b"HTTP/1.1 200 "));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(10)
+        .unwrap();
+    let got = ask();
+    let lines = log_lines(&cached, &mut all, 2);
+    let l = parse_clf(lines.last().unwrap());
+    if got.is_empty() {
+        assert_eq!(
+            (l.status, l.bytes, l.outcome.as_str()),
+            (499, 0, "not-sent")
+        );
+    } else {
+        assert!(got.starts_with(b"HTTP/1.1 200 ") && got.ends_with(b"\r\n\r\nxxxxxxxxxx"));
+        assert_eq!(
+            (l.status, l.bytes, l.outcome.as_str()),
+            (200, 10, "complete")
+        );
+    }
+}
+
+/// `--log-format json`: one JSON object per line with the same facts.
+#[test]
+fn access_log_json() {
+    let dir = log_site();
+    let srv = Server::start(dir.path(), &["--log-format", "json"]);
+    let mut all = Vec::new();
+    let mut raw = Raw::connect(srv.addr);
+    raw.send(
+        b"GET /small.txt HTTP/1.1\r\nHost: t\r\nReferer: http://r.test/\"x\"\r\n\
+          User-Agent: raw \xff agent\r\n\r\n",
+    );
+    assert_eq!(raw.response(false).status, 200);
+    let read = cut_download(&srv);
+    let lines = log_lines(&srv, &mut all, 2);
+    let j: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let first = &j[0];
+    assert_eq!(first["method"], "GET");
+    assert_eq!(first["target"], "/small.txt");
+    assert_eq!(first["protocol"], "HTTP/1.1");
+    assert_eq!(first["status"], 200);
+    assert_eq!(first["body_bytes_sent"], 13);
+    assert!(first["bytes_sent"].as_u64().unwrap() > 13);
+    assert_eq!(first["referer"], "http://r.test/\"x\"");
+    assert_eq!(first["user_agent"], "raw \u{fffd} agent");
+    assert_eq!(first["outcome"], "complete");
+    assert_eq!(first["error"], serde_json::Value::Null);
+    assert!(first["duration_ms"].as_f64().unwrap() >= 0.0);
+    let time = first["time"].as_str().unwrap();
+    assert!(
+        time.len() == 24 && time.ends_with('Z') && time.as_bytes()[10] == b'T',
+        "{time}"
+    );
+    let cut = &j[1];
+    assert_eq!(
+        (cut["status"].as_u64(), cut["outcome"].as_str()),
+        (Some(200), Some("cut"))
+    );
+    let body = cut["body_bytes_sent"].as_u64().unwrap();
+    assert!(body >= read && body < 64 << 20, "{cut}");
+    assert!(cut["error"].is_string());
+    assert_eq!(cut["referer"], serde_json::Value::Null);
 }

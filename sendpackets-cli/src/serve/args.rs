@@ -111,9 +111,15 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "BYTES", default_value = ZERO_COPY_FROM,
           value_parser = crate::spec::parse_size)]
     pub(crate) zero_copy_from: u64,
-    /// Print one line per request on stdout.
+    /// Print one line per response on stdout (the access log), in the Combined Log Format
+    /// followed by the duration in seconds and the outcome (complete, cut, not-sent).
+    /// The bytes are the body bytes that reached the kernel; a response none of whose bytes
+    /// did is logged as 499.
     #[arg(long)]
     pub(crate) log: bool,
+    /// The access log's format (implies --log): combined, or json (one object per line).
+    #[arg(long, value_name = "FORMAT", value_enum)]
+    pub(crate) log_format: Option<super::log::LogFormat>,
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {

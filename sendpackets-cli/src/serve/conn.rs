@@ -2,10 +2,9 @@
 //! answer each in order, close on error, on `Connection: close`, at the idle deadline, or when
 //! the server stops.
 
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -13,6 +12,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::args::{LINGER_BYTES, LINGER_TIME, MAX_HEAD};
+use super::log::{self, Entry, LogFormat};
 use super::path::{self, Refused};
 use super::range::{self, RangeAnswer};
 use super::request::{self, Method, Parsed, Refusal, Request};
@@ -26,8 +26,8 @@ pub(crate) struct Context {
     pub(crate) root: Root,
     /// Serve names starting with a dot.
     pub(crate) dotfiles: bool,
-    /// One line per request on stdout.
-    pub(crate) log: bool,
+    /// The access log on stdout, in this format.
+    pub(crate) log: Option<LogFormat>,
     /// Time to deliver a complete head, from the start or the previous response.
     pub(crate) idle_timeout: Duration,
     /// Time a response may make no progress.
@@ -62,7 +62,7 @@ pub(crate) async fn serve(
             Parsed::Complete(req) => {
                 let used = req.head_len;
                 let unread = req.has_body || filled > used;
-                let next = answer(&mut peer, addr, ctx, &req).await;
+                let next = answer(&mut peer, addr, ctx, &req, Started::now()).await;
                 if next == Next::Close {
                     if unread {
                         linger(peer.into_stream()).await;
@@ -125,19 +125,57 @@ async fn linger(mut stream: TcpStream) {
     .await;
 }
 
+/// When a request began, for the log.
+#[derive(Clone, Copy, Debug)]
+struct Started {
+    at: SystemTime,
+    clock: Instant,
+}
+
+impl Started {
+    fn now() -> Started {
+        Started {
+            at: SystemTime::now(),
+            clock: Instant::now(),
+        }
+    }
+}
+
+/// Logs one response (when logging): `head_len` bytes of `head` come before the body, `sent`
+/// is the library's answer.
+fn log_response(
+    ctx: &Context,
+    peer: SocketAddr,
+    request: Option<&Request<'_>>,
+    status: Status,
+    head_len: u64,
+    sent: &Result<u64, SendFailure>,
+    started: Started,
+) {
+    let Some(format) = ctx.log else { return };
+    let entry = Entry {
+        peer,
+        request,
+        status,
+        head_len,
+        sent: match sent {
+            Ok(n) => *n,
+            Err(f) => f.bytes_sent(),
+        },
+        failed: sent.as_ref().err(),
+        started: started.at,
+        duration: started.clock.elapsed(),
+    };
+    log::write(&entry.format(format));
+}
+
 /// Answers a refused or timed-out head, then the caller closes.
 async fn refuse(peer: &mut Peer, addr: SocketAddr, ctx: &Context, status: Status) {
+    let started = Started::now();
     let (head, body) = error_head(status, true, Next::Close, 1);
+    let head_len = head.len() as u64;
     let sent = peer.send(with_body(head, body), None).await;
-    if ctx.log {
-        log_line(
-            addr,
-            None,
-            status,
-            body.len() as u64 + 1,
-            sent.as_ref().err(),
-        );
-    }
+    log_response(ctx, addr, None, status, head_len, &sent, started);
 }
 
 /// A short text response for `status` (and its body, sent unless HEAD).
@@ -168,7 +206,13 @@ fn with_body(mut head: Vec<u8>, body: &str) -> Vec<u8> {
 }
 
 /// Answers one complete request.
-async fn answer(peer: &mut Peer, addr: SocketAddr, ctx: &Context, req: &Request<'_>) -> Next {
+async fn answer(
+    peer: &mut Peer,
+    addr: SocketAddr,
+    ctx: &Context,
+    req: &Request<'_>,
+    started: Started,
+) -> Next {
     let keep = if req.keep_alive {
         Next::KeepOpen
     } else {
@@ -203,10 +247,7 @@ async fn answer(peer: &mut Peer, addr: SocketAddr, ctx: &Context, req: &Request<
         end: *end,
     });
     let sent = peer.send(head, body).await;
-    if ctx.log {
-        let bytes = sent.as_ref().map_or(0, |n| n.saturating_sub(head_len));
-        log_line(addr, Some(req), status, bytes, sent.as_ref().err());
-    }
+    log_response(ctx, addr, Some(req), status, head_len, &sent, started);
     if sent.is_err() { Next::Close } else { next }
 }
 
@@ -338,43 +379,11 @@ fn open_failed(ctx: &Context, relative: &std::path::Path, f: OpenFailure, keep: 
         OpenFailure::Unavailable(e) => (Status::ServiceUnavailable, e),
         OpenFailure::Other(e) => (Status::InternalError, e),
     };
-    if ctx.log {
+    if ctx.log.is_some() {
         eprintln!("cannot open {}: {e}", relative.display());
     }
     Plan::Text {
         status,
         next: Next::Close,
     }
-}
-
-/// One access-log line on stdout: peer, request line, status, body bytes, and why the send
-/// failed if it did.
-fn log_line(
-    peer: SocketAddr,
-    req: Option<&Request<'_>>,
-    status: Status,
-    body_bytes: u64,
-    failed: Option<&SendFailure>,
-) {
-    let request = match req {
-        Some(r) => format!(
-            "{} {} HTTP/1.{}",
-            r.method_text,
-            r.target.escape_debug(),
-            r.minor
-        ),
-        None => "-".to_string(),
-    };
-    let failed = match failed {
-        None => String::new(),
-        Some(SendFailure::Stalled(_)) => " (dropped: client stopped reading)".to_string(),
-        Some(SendFailure::Send(e)) => format!(" (send failed: {e})"),
-    };
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
-        "{peer} \"{request}\" {} {body_bytes}{failed}",
-        status.code()
-    );
-    let _ = out.flush();
 }

@@ -11,6 +11,7 @@ mod conn;
 #[cfg(test)]
 mod fuzz;
 mod limits;
+mod log;
 mod path;
 mod range;
 mod request;
@@ -70,7 +71,11 @@ pub(crate) fn run(args: &ServeArgs) -> Code {
     let ctx = Context {
         root,
         dotfiles: args.dotfiles,
-        log: args.log,
+        log: match (args.log, args.log_format) {
+            (_, Some(f)) => Some(f),
+            (true, None) => Some(log::LogFormat::Combined),
+            (false, None) => None,
+        },
         idle_timeout: args.idle_timeout,
         stall_timeout: args.stall_timeout,
         zero_copy_from: args.zero_copy_from,
@@ -171,7 +176,7 @@ async fn serve(args: &ServeArgs, budget: limits::Budget, ctx: Arc<Context>) -> C
                 if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
                     ctx.root.shed();
                 }
-                if ctx.log {
+                if ctx.log.is_some() {
                     eprintln!("accept failed: {e}");
                 }
                 drop(permit);
