@@ -496,3 +496,67 @@ fn access_log_json() {
     assert!(cut["error"].is_string());
     assert_eq!(cut["referer"], serde_json::Value::Null);
 }
+
+/// Resident memory of a process in KiB, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("a VmRSS line");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// 8,000 idle keep-alive connections (each has had one response) cost little memory each,
+/// and after they close the server's memory comes back near where it was. The bounds here are
+/// twice the targets (4 KiB a connection, 20 MiB after the close, measured in the benchmark)
+/// so that allocator noise cannot fail the test; the old server took about 14 KiB and kept
+/// about 100 MiB.
+#[test]
+fn idle_connections_cost_little_memory() {
+    const CONNS: usize = 8000;
+    let limit = raise_own_nofile();
+    if limit < CONNS as u64 + 200 {
+        eprintln!("skipped: the descriptor limit ({limit}) is below {CONNS} connections");
+        return;
+    }
+    let dir = many_files(1);
+    let srv = Server::start(
+        dir.path(),
+        &["--max-connections", "10000", "--idle-timeout", "120"],
+    );
+    // Baseline after a few requests.
+    let mut warm = Raw::connect(srv.addr);
+    for _ in 0..10 {
+        assert_eq!(get(&mut warm, "f0").status, 200);
+    }
+    drop(warm);
+    std::thread::sleep(Duration::from_millis(200));
+    let baseline = rss_kib(srv.pid());
+    let mut conns: Vec<Raw> = Vec::with_capacity(CONNS);
+    for _ in 0..CONNS {
+        let mut c = Raw::connect(srv.addr);
+        assert_eq!(get(&mut c, "f0").status, 200);
+        conns.push(c);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let idle = rss_kib(srv.pid());
+    let per_conn = (idle.saturating_sub(baseline) * 1024) / CONNS as u64;
+    drop(conns);
+    assert!(wait_for(Duration::from_secs(20), || srv.open_fds() < 40));
+    // Memory is given back after a burst of closes (within a couple of seconds).
+    let mut after = rss_kib(srv.pid());
+    wait_for(Duration::from_secs(5), || {
+        after = rss_kib(srv.pid());
+        after < baseline + 20 * 1024
+    });
+    eprintln!(
+        "rss: baseline {baseline} KiB, {CONNS} idle {idle} KiB ({per_conn} B a connection), \
+         after close {after} KiB"
+    );
+    assert!(per_conn <= 8 * 1024, "{per_conn} bytes per idle connection");
+    assert!(
+        after <= baseline + 40 * 1024,
+        "{after} KiB after the close, baseline {baseline} KiB"
+    );
+}
