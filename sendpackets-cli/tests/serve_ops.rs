@@ -507,11 +507,10 @@ fn rss_kib(pid: u32) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-/// 8,000 idle keep-alive connections (each has had one response) cost little memory each,
-/// and after they close the server's memory comes back near where it was. The bounds here are
-/// twice the targets (4 KiB a connection, 20 MiB after the close, measured in the benchmark)
-/// so that allocator noise cannot fail the test; the old server took about 14 KiB and kept
-/// about 100 MiB.
+/// 8,000 idle keep-alive connections (each has had one response) cost at most 4 KiB each,
+/// and after they close the server's memory comes back within 20 MiB of where it was. The
+/// figures are far from these bounds (about 1.8 KiB and 0.1 MiB on the machine where this was
+/// written; the old server took 13.8 KiB and kept 101 MiB), so allocator noise cannot fail it.
 #[test]
 fn idle_connections_cost_little_memory() {
     const CONNS: usize = 8000;
@@ -554,9 +553,9 @@ fn idle_connections_cost_little_memory() {
         "rss: baseline {baseline} KiB, {CONNS} idle {idle} KiB ({per_conn} B a connection), \
          after close {after} KiB"
     );
-    assert!(per_conn <= 8 * 1024, "{per_conn} bytes per idle connection");
+    assert!(per_conn <= 4 * 1024, "{per_conn} bytes per idle connection");
     assert!(
-        after <= baseline + 40 * 1024,
+        after <= baseline + 20 * 1024,
         "{after} KiB after the close, baseline {baseline} KiB"
     );
 }

@@ -45,6 +45,10 @@ enum Next {
 
 /// Serves one connection until it closes. Never panics on input; every wait is bounded by the
 /// idle or the stall timeout.
+///
+/// An idle connection holds no head buffer: the buffer is taken when bytes arrive and given
+/// back once they are all answered. The work of a response (`answer`, `refuse`, `linger`) is
+/// boxed, so the task of an idle connection keeps only this loop's few hundred bytes.
 pub(crate) async fn serve(
     stream: TcpStream,
     addr: SocketAddr,
@@ -54,23 +58,22 @@ pub(crate) async fn serve(
     let Ok(mut peer) = Peer::new(stream, ctx.stall_timeout, ctx.zero_copy_from) else {
         return; // gone before the first request
     };
-    let mut buf = vec![0u8; MAX_HEAD];
-    let mut filled = 0usize;
+    // Bytes read and not yet answered: `buf.len()`, at most `MAX_HEAD`.
+    let mut buf: Vec<u8> = Vec::new();
     let mut deadline = Instant::now() + ctx.idle_timeout;
     loop {
-        match request::parse(&buf[..filled]) {
+        match request::parse(&buf) {
             Parsed::Complete(req) => {
                 let used = req.head_len;
-                let unread = req.has_body || filled > used;
-                let next = answer(&mut peer, addr, ctx, &req, Started::now()).await;
+                let unread = req.has_body || buf.len() > used;
+                let next = Box::pin(answer(&mut peer, addr, ctx, &req, Started::now())).await;
                 if next == Next::Close {
                     if unread {
-                        linger(peer.into_stream()).await;
+                        Box::pin(linger(peer.into_stream())).await;
                     }
                     return;
                 }
-                buf.copy_within(used..filled, 0);
-                filled -= used;
+                buf.drain(..used);
                 deadline = Instant::now() + ctx.idle_timeout;
                 continue;
             }
@@ -79,29 +82,39 @@ pub(crate) async fn serve(
                     Refusal::Malformed => Status::BadRequest,
                     Refusal::TooLarge => Status::HeadersTooLarge,
                 };
-                refuse(&mut peer, addr, ctx, status).await;
-                linger(peer.into_stream()).await;
+                Box::pin(refuse(&mut peer, addr, ctx, status)).await;
+                Box::pin(linger(peer.into_stream())).await;
                 return;
             }
             Parsed::Partial => {}
         }
-        if *stop.borrow() && filled == 0 {
-            return;
+        if buf.is_empty() {
+            if *stop.borrow() {
+                return;
+            }
+            buf = Vec::new(); // idle: no buffer
         }
-        // `parse` refuses a partial head that fills the buffer, so there is room to read.
         tokio::select! {
-            r = peer.stream_mut().read(&mut buf[filled..]) => match r {
-                Ok(0) | Err(_) => return,
-                Ok(n) => filled += n,
+            r = peer.stream_mut().readable() => if r.is_err() {
+                return;
             },
             () = tokio::time::sleep_until(deadline) => {
-                if filled > 0 {
-                    refuse(&mut peer, addr, ctx, Status::RequestTimeout).await;
-                    linger(peer.into_stream()).await;
+                if !buf.is_empty() {
+                    Box::pin(refuse(&mut peer, addr, ctx, Status::RequestTimeout)).await;
+                    Box::pin(linger(peer.into_stream())).await;
                 }
                 return;
             }
-            _ = stop.changed(), if filled == 0 => return,
+            _ = stop.changed(), if buf.is_empty() => return,
+        }
+        // `parse` refuses a partial head that fills `MAX_HEAD`, so there is room to read,
+        // and reading into the spare capacity never grows the buffer past it.
+        buf.reserve_exact(MAX_HEAD - buf.len());
+        match peer.stream_mut().try_read_buf(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
         }
     }
 }

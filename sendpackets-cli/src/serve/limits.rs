@@ -1,6 +1,7 @@
 //! The process's descriptor limit, and how it is shared: raised to the hard limit at start
 //! (nginx's `worker_rlimit_nofile`), then split between connections and the tables of open
-//! files, so that no table can take the descriptors a connection or a request needs.
+//! files, so that no table can take the descriptors a connection or a request needs. And
+//! memory given back to the system after a burst of connections closes.
 
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
@@ -57,6 +58,55 @@ pub(crate) fn raise_nofile() -> u64 {
     now.current.unwrap_or(u64::MAX)
 }
 
+/// How often [`Trim`] looks at the connection count.
+pub(crate) const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Closes since the last trim below which nothing is given back (a small burst leaves little).
+const TRIM_AFTER_CLOSES: usize = 1024;
+
+/// Gives freed heap memory back to the system after a burst of connections has closed: the
+/// allocator keeps what thousands of connections used (their tasks, their head buffers) in
+/// its free lists, scattered between live blocks, so without this the server stays at its
+/// peak. A burst is over when the live connections fell to half their peak since the last
+/// look, with at least [`TRIM_AFTER_CLOSES`] closes; steady churn at a stable count never
+/// trims.
+#[derive(Debug, Default)]
+pub(crate) struct Trim {
+    closes_seen: usize,
+    peak: usize,
+}
+
+impl Trim {
+    /// Called every [`TRIM_EVERY`] with the total closes so far and the live connections now;
+    /// returns whether it trimmed.
+    pub(crate) fn tick(&mut self, closes: usize, live: usize) -> bool {
+        self.peak = self.peak.max(live);
+        let burst_over =
+            closes.wrapping_sub(self.closes_seen) >= TRIM_AFTER_CLOSES && live * 2 <= self.peak;
+        if !burst_over {
+            return false;
+        }
+        self.closes_seen = closes;
+        self.peak = live;
+        give_back_memory();
+        true
+    }
+
+    /// Notes a live count between ticks (the peak is what a burst reached).
+    pub(crate) fn saw(&mut self, live: usize) {
+        self.peak = self.peak.max(live);
+    }
+}
+
+/// Returns the free pages of every heap arena to the system (glibc's `malloc_trim`).
+fn give_back_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions; it takes the allocator's own locks.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +119,18 @@ mod tests {
         assert_eq!((small.connections, small.files), (48, 24));
         assert_eq!(Budget::of(0).files, 1);
         assert!(Budget::of(u64::MAX).connections > 1 << 30);
+    }
+
+    #[test]
+    fn trims_after_a_burst_only() {
+        let mut t = Trim::default();
+        // Steady churn: many closes, the count stays.
+        assert!(!t.tick(5000, 800));
+        assert!(!t.tick(10_000, 800));
+        // A burst to 8,000 then down to 10.
+        t.saw(8000);
+        assert!(t.tick(18_000, 10));
+        // Nothing more closed: no second trim.
+        assert!(!t.tick(18_000, 10));
     }
 }

@@ -21,6 +21,7 @@ mod response;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::signal::unix::{SignalKind, signal};
@@ -150,8 +151,27 @@ async fn serve(args: &ServeArgs, budget: limits::Budget, ctx: Arc<Context>) -> C
         })
     };
     let slots = Arc::new(Semaphore::new(max_connections));
+    // Connections closed so far, and the most open since the trimmer last looked.
+    let closes = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let trimmer = {
+        let (slots, closes, peak) = (slots.clone(), closes.clone(), peak.clone());
+        tokio::spawn(async move {
+            let mut trim = limits::Trim::default();
+            let mut every = tokio::time::interval(limits::TRIM_EVERY);
+            loop {
+                every.tick().await;
+                trim.saw(peak.swap(0, Ordering::Relaxed));
+                let live = max_connections - slots.available_permits();
+                trim.tick(closes.load(Ordering::Relaxed), live);
+            }
+        })
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
+    // Finished tasks keep their memory until joined: reap them at every accept and, when no
+    // connection comes, every TRIM_EVERY (before the trimmer looks).
+    let mut reap = tokio::time::interval(limits::TRIM_EVERY);
     let signal_name = loop {
         // Reap finished connections so the set stays as large as the live ones.
         while tasks.try_join_next().is_some() {}
@@ -165,6 +185,7 @@ async fn serve(args: &ServeArgs, budget: limits::Budget, ctx: Arc<Context>) -> C
         };
         let accepted = tokio::select! {
             a = listener.accept() => a,
+            _ = reap.tick() => continue,
             _ = interrupt.recv() => break "SIGINT",
             _ = terminate.recv() => break "SIGTERM",
         };
@@ -188,14 +209,21 @@ async fn serve(args: &ServeArgs, budget: limits::Budget, ctx: Arc<Context>) -> C
         let _ = stream.set_nodelay(true);
         let ctx = ctx.clone();
         let stop = stop_rx.clone();
+        let closes = closes.clone();
         tasks.spawn(async move {
             conn::serve(stream, peer, &ctx, stop).await;
             drop(permit);
+            closes.fetch_add(1, Ordering::Relaxed);
         });
+        peak.fetch_max(
+            max_connections - slots.available_permits(),
+            Ordering::Relaxed,
+        );
     };
 
     drop(listener);
     sweeper.abort();
+    trimmer.abort();
     let _ = stop_tx.send(true);
     let in_flight = tasks.len();
     let finished = tokio::time::timeout(args.grace, async {
