@@ -45,7 +45,7 @@ fn raise_own_nofile() -> u64 {
     }
     // SAFETY: as above.
     assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }
 
 /// `(soft, hard)` "Max open files" of a process, from /proc.
