@@ -188,10 +188,8 @@ fn out_of_descriptors_is_503() {
             s => panic!("f{i}: status {s}"),
         }
     }
-    assert!(
-        ok > 0 && unavailable > 0,
-        "{ok} served, {unavailable} refused"
-    );
+    // The first request finds every descriptor taken by a connection: 503 at least once.
+    assert!(unavailable > 0, "{ok} served, {unavailable} refused");
     drop(conns);
     let mut raw = Raw::connect(srv.addr);
     for i in 0..CONNS {
