@@ -4,11 +4,11 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::element::Element;
 use crate::error::{ErrorKind, SendError};
-use crate::operation::{self, Known, Started};
-use crate::options::{FileIo, SendOptions, TransmitFlags};
+use crate::operation::{self, Known, Next, Operation, Waited};
+use crate::options::{SendOptions, TransmitFlags};
 use crate::report::{ProgressHandle, SendReport};
 use crate::sys::{self, Ready};
-use crate::transfer::{Kernel, Step, Stop, SysKernel};
+use crate::transfer::{Kernel, SysKernel};
 
 /// Sends `elements`, in order, over the connected socket `socket`, with default options.
 ///
@@ -105,9 +105,9 @@ pub fn send_with(
     options: &SendOptions,
 ) -> Result<SendReport, SendError> {
     run(
-        &mut SysKernel,
+        SysKernel,
         socket.as_fd(),
-        Known::Nothing,
+        &mut Known::Nothing,
         elements,
         options,
         None,
@@ -131,9 +131,9 @@ pub fn send_observed(
     progress: &ProgressHandle,
 ) -> Result<SendReport, SendError> {
     run(
-        &mut SysKernel,
+        SysKernel,
         socket.as_fd(),
-        Known::Nothing,
+        &mut Known::Nothing,
         elements,
         options,
         Some(progress),
@@ -201,73 +201,45 @@ pub(crate) fn send_using(
     run(
         kernel,
         socket.as_fd(),
-        Known::Nothing,
+        &mut Known::Nothing,
         elements,
         options,
         None,
     )
 }
 
-/// The blocking front end: start, then step and `poll` until done.
+/// The blocking front end: step the operation, and `poll` when it waits.
 pub(crate) fn run(
-    kernel: &mut impl Kernel,
+    kernel: impl Kernel,
     sock: BorrowedFd<'_>,
-    known: Known<'_>,
+    known: &mut Known,
     elements: &[Element],
     options: &SendOptions,
     progress: Option<&ProgressHandle>,
 ) -> Result<SendReport, SendError> {
-    let r = run_inner(kernel, sock, known, elements, options, progress);
-    if let (Some(p), Err(e)) = (progress, &r) {
-        p.publish(e.progress());
-    }
-    r
-}
-
-fn run_inner(
-    kernel: &mut impl Kernel,
-    sock: BorrowedFd<'_>,
-    known: Known<'_>,
-    elements: &[Element],
-    options: &SendOptions,
-    progress: Option<&ProgressHandle>,
-) -> Result<SendReport, SendError> {
-    refuse_runtime_socket(sock)?;
-    // A blocking send reads on its own thread: offloading has nowhere to go.
-    let mut options = *options;
-    if options.file_io == FileIo::Offload {
-        options.file_io = FileIo::Inline;
-    }
-    let mut transfer = match operation::start_here(kernel, sock, known, elements, &options)? {
-        Started::Finished(report) => {
-            if let Some(p) = progress {
-                p.publish(operation::progress_of(&report));
-            }
-            return Ok(report);
-        }
-        Started::Running(t) => t,
-    };
-    loop {
-        let step = transfer.step(kernel, sock);
+    if let Err(e) = refuse_runtime_socket(sock) {
         if let Some(p) = progress {
-            p.publish(transfer.progress());
+            p.publish(e.progress());
         }
-        match step {
-            Ok(Step::Progressed) => {}
-            Ok(Step::Done) => break,
-            Err(Stop::WouldBlock) => {
-                transfer.count_wait();
-                let error = match sys::poll_writable(sock, transfer.wait_limit()) {
-                    Ok(Ready::Writable) => continue,
-                    Ok(Ready::TimedOut) => transfer.timed_out(),
-                    Err(e) => transfer.wait_failed(e),
-                };
-                return Err(transfer.abandon(kernel, sock, error));
-            }
-            Err(Stop::Failed(e)) => return Err(e),
-        }
+        return Err(e);
     }
-    operation::finish(sock, &transfer, &options)
+    let mut op = Operation::new(kernel, *known, options, progress.cloned());
+    let r = loop {
+        match op.next(sock, elements) {
+            Next::Progressed => {}
+            Next::Wait(limit) => op.waited(match sys::poll_writable(sock, limit) {
+                Ok(Ready::Writable) => Waited::Writable,
+                Ok(Ready::TimedOut) => Waited::TimedOut,
+                Err(e) => Waited::Failed(e),
+            }),
+            // This thread may block: the job runs here.
+            Next::Elsewhere(job) => op.resume(Ok(job.run())),
+            Next::Done(report) => break Ok(report),
+            Next::Failed(e) => break Err(e),
+        }
+    };
+    *known = op.known();
+    r
 }
 
 /// Inside a tokio runtime, a non-blocking socket is almost surely a tokio socket: waiting for

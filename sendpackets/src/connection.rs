@@ -127,15 +127,17 @@ impl<S: AsFd> Connection<S> {
         elements: &[Element],
         options: &SendOptions,
     ) -> Result<SendReport, SendError> {
-        let known = Known::State(&self.state);
-        blocking::run(
-            &mut SysKernel,
+        let mut known = Known::State(self.state);
+        let r = blocking::run(
+            SysKernel,
             self.socket.as_fd(),
-            known,
+            &mut known,
             elements,
             options,
             None,
-        )
+        );
+        self.keep(known);
+        r
     }
 
     /// [`send_with`](Self::send_with), publishing its progress to `progress` after every
@@ -154,16 +156,25 @@ impl<S: AsFd> Connection<S> {
         options: &SendOptions,
         progress: &ProgressHandle,
     ) -> Result<SendReport, SendError> {
-        let known = Known::State(&self.state);
+        let mut known = Known::State(self.state);
         let sock = self.socket.as_fd();
-        blocking::run(
-            &mut SysKernel,
+        let r = blocking::run(
+            SysKernel,
             sock,
-            known,
+            &mut known,
             elements,
             options,
             Some(progress),
-        )
+        );
+        self.keep(known);
+        r
+    }
+
+    /// Keeps what a send learned of the socket for the next one.
+    fn keep(&mut self, known: Known) {
+        if let Known::State(s) = known {
+            self.state = s;
+        }
     }
 
     /// The socket.

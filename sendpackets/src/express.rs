@@ -205,8 +205,8 @@ fn fill(
             }
             Payload::Path { path, range } => {
                 let len = range.len.unwrap_or(0) as usize;
-                let ok = sys::open_read(path).is_ok_and(|fd| {
-                    sys::fstat(fd.as_fd()).is_ok_and(|st| st.regular)
+                let ok = k.open_read(path).is_ok_and(|fd| {
+                    k.fstat(fd.as_fd()).is_ok_and(|st| st.regular)
                         && read_exact(k, fd.as_fd(), &mut buf[at..at + len], range.offset, calls)
                 });
                 at += len;

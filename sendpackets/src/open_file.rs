@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -52,7 +52,9 @@ pub struct OpenFile {
 
 struct Opened {
     handle: FileHandle,
-    path: PathBuf,
+    /// The path it was opened by (relative to `beneath`'s directory if that is set); `None`
+    /// when made from a descriptor.
+    path: Option<PathBuf>,
     stat: FileStat,
     modified: SystemTime,
 }
@@ -79,11 +81,84 @@ impl OpenFile {
     /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<OpenFile, SendError> {
         let path = path.as_ref();
-        let named = |kind: ErrorKind| SendError::new(kind).with_path(Some(path));
         if path.as_os_str().is_empty() {
-            return Err(named(ErrorKind::EmptyPath));
+            return Err(SendError::new(ErrorKind::EmptyPath).with_path(Some(path)));
         }
         let fd = sys::open_read(path).map_err(|e| resolve::open_error(e, 0, path).unindexed())?;
+        OpenFile::checked(fd, Some(path))
+    }
+
+    /// Opens `relative` for reading strictly beneath the directory `dir`, and checks it as
+    /// [`open`](Self::open) does. The kernel resolves the path (`openat2` with
+    /// `RESOLVE_BENEATH`): an absolute path, `..` above `dir`, or a symlink whose target lies
+    /// outside fails, whatever renames race the lookup. What a file server needs to serve a
+    /// directory and nothing else.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open); a path that leads outside `dir` is
+    /// [`ErrorKind::PermissionDenied`] (detail: "outside the directory"), and a kernel
+    /// without `openat2` (before Linux 5.6) is [`ErrorKind::FileOpen`] with `ENOSYS`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sendpackets::{ErrorKind, OpenFile};
+    ///
+    /// # let root = tempfile::tempdir()?;
+    /// std::fs::write(root.path().join("index.html"), "<h1>hi</h1>")?;
+    /// let dir = std::fs::File::open(root.path())?;
+    /// let page = OpenFile::open_beneath(&dir, "index.html")?;
+    /// assert_eq!(page.len(), 11);
+    /// let err = OpenFile::open_beneath(&dir, "../../etc/passwd").unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_beneath(dir: impl AsFd, relative: impl AsRef<Path>) -> Result<OpenFile, SendError> {
+        let relative = relative.as_ref();
+        let fd = sys::open_beneath(dir.as_fd(), relative, false)
+            .map_err(|e| beneath_error(e, relative))?;
+        OpenFile::checked(fd, Some(relative))
+    }
+
+    /// Takes an open descriptor and checks it as [`open`](Self::open) does (readable, a
+    /// regular file, not a pseudo file), for files opened by other means (`openat2` with
+    /// flags of the caller's, a descriptor passed over a Unix socket, `memfd`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::IsADirectory`], [`ErrorKind::NotARegularFile`],
+    /// [`ErrorKind::PermissionDenied`] (not open for reading), [`ErrorKind::FileOpen`]
+    /// (`fstat` failed). The descriptor is closed on error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sendpackets::OpenFile;
+    /// use std::os::fd::OwnedFd;
+    ///
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("a.txt");
+    /// std::fs::write(&path, "abc")?;
+    /// let file = OpenFile::from_fd(OwnedFd::from(std::fs::File::open(&path)?))?;
+    /// assert_eq!((file.len(), file.path()), (3, None));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_fd(fd: OwnedFd) -> Result<OpenFile, SendError> {
+        match sys::readable(fd.as_fd()) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(SendError::new(ErrorKind::PermissionDenied)
+                    .with_detail("the descriptor is not open for reading".into()));
+            }
+            Err(e) => return Err(SendError::new(ErrorKind::FileOpen).with_source(e)),
+        }
+        OpenFile::checked(fd, None)
+    }
+
+    /// The checks every way of opening shares: `fstat`, a regular file, not a pseudo file.
+    fn checked(fd: OwnedFd, path: Option<&Path>) -> Result<OpenFile, SendError> {
+        let named = |kind: ErrorKind| SendError::new(kind).with_path(path);
         let stat = sys::fstat(fd.as_fd()).map_err(|e| named(ErrorKind::FileOpen).with_source(e))?;
         if stat.directory {
             return Err(named(ErrorKind::IsADirectory));
@@ -105,11 +180,18 @@ impl OpenFile {
         Ok(OpenFile {
             inner: Arc::new(Opened {
                 handle,
-                path: path.to_path_buf(),
+                path: path.map(Path::to_path_buf),
                 stat,
                 modified,
             }),
         })
+    }
+
+    /// Whether the file changed in place since it was opened (written, truncated, its times
+    /// set): one `fstat` of the open descriptor. A file replaced by a rename is not seen here
+    /// (the descriptor still names the old one).
+    fn changed_in_place(&self) -> bool {
+        sys::fstat(self.inner.handle.as_fd()).map_or(true, |now| now.id != self.inner.stat.id)
     }
 
     /// The file's length when it was opened.
@@ -127,18 +209,31 @@ impl OpenFile {
         self.inner.modified
     }
 
-    /// A tag that changes whenever the file is replaced or modified: device, inode, length and
-    /// modification time (for an `ETag`).
+    /// A tag that changes whenever the file is replaced or modified: device, inode, length,
+    /// modification and change times (for an `ETag`). Stable: the same file version gives the
+    /// same tag whatever build or toolchain computes it.
     pub fn version_tag(&self) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.inner.stat.id.hash(&mut h);
-        h.finish()
+        // FNV-1a over the identity and version, in a fixed byte order: the same file version
+        // gives the same tag on every build and toolchain (std's hasher makes no such promise).
+        let id = &self.inner.stat.id;
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let words = [
+            id.dev.to_le_bytes().to_vec(),
+            id.ino.to_le_bytes().to_vec(),
+            id.len.to_le_bytes().to_vec(),
+            id.mtime_ns.to_le_bytes().to_vec(),
+            id.ctime_ns.to_le_bytes().to_vec(),
+        ];
+        for byte in words.iter().flatten() {
+            h = (h ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h
     }
 
-    /// The path it was opened by.
-    pub fn path(&self) -> &Path {
-        &self.inner.path
+    /// The path it was opened by (relative to the directory for
+    /// [`open_beneath`](Self::open_beneath)); `None` for [`from_fd`](Self::from_fd).
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.path.as_deref()
     }
 
     /// The shared open file.
@@ -154,8 +249,16 @@ impl OpenFile {
 
     /// Whether the file at `path` is still the one opened (same device, inode, length,
     /// modification and change times): one `stat`.
-    fn still_current(&self) -> bool {
-        sys::stat_path(&self.inner.path).is_ok_and(|now| now.id == self.inner.stat.id)
+    /// Whether its path (beneath `dir` when given) still names this file, unchanged.
+    fn still_current(&self, dir: Option<BorrowedFd<'_>>) -> bool {
+        let Some(path) = &self.inner.path else {
+            return !self.changed_in_place();
+        };
+        let now = match dir {
+            Some(dir) => sys::open_beneath(dir, path, true).and_then(|fd| sys::fstat(fd.as_fd())),
+            None => sys::stat_path(path),
+        };
+        now.is_ok_and(|now| now.id == self.inner.stat.id)
     }
 }
 
@@ -175,9 +278,14 @@ impl fmt::Debug for OpenFile {
 /// again) or was replaced or changed (then it is opened anew). At most `capacity` files are
 /// kept open; the least recently used goes first.
 ///
-/// Within the validity period a changed file is still served as it was (as nginx does): a
-/// replaced file's old contents, whole, or a truncated file's error ([`ErrorKind::FileTruncated`]).
-/// Errors are not cached.
+/// Every hit costs one `fstat` of the open descriptor: a file changed in place (written,
+/// truncated), deleted or renamed over (its change time moves with its link count) is dropped
+/// and opened anew at once, so a response never starts from a length the file no longer has.
+/// What that `fstat` cannot see (a file created where none was, a directory of the path renamed)
+/// is seen after the validity period. Errors are not cached.
+///
+/// [`beneath`](Self::beneath) makes a cache that opens every path beneath one directory, as
+/// [`OpenFile::open_beneath`] does: what a file server needs.
 ///
 /// # Examples
 ///
@@ -190,12 +298,14 @@ impl fmt::Debug for OpenFile {
 /// std::fs::write(&path, "one")?;
 /// let cache = FileCache::new(Duration::from_secs(5), 1000);
 /// let first = cache.open(&path)?;
-/// let again = cache.open(&path)?; // no system call
+/// let again = cache.open(&path)?; // one fstat, no open
 /// assert_eq!((first.len(), again.len()), (3, 3));
 /// assert_eq!(cache.len(), 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct FileCache {
+    /// Paths are opened beneath this directory when set.
+    dir: Option<OwnedFd>,
     valid: Duration,
     capacity: usize,
     entries: Mutex<HashMap<PathBuf, Entry>>,
@@ -212,9 +322,36 @@ impl FileCache {
     /// opened or last checked.
     pub fn new(valid: Duration, capacity: usize) -> Self {
         FileCache {
+            dir: None,
             valid,
             capacity: capacity.max(1),
             entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A cache like [`new`](Self::new)'s whose paths are opened beneath the directory `dir`
+    /// ([`OpenFile::open_beneath`]: nothing outside it is ever opened, symlinks included).
+    /// Paths given to [`open`](Self::open) are relative to `dir`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sendpackets::{ErrorKind, FileCache};
+    /// use std::os::fd::OwnedFd;
+    /// use std::time::Duration;
+    ///
+    /// # let root = tempfile::tempdir()?;
+    /// std::fs::write(root.path().join("a.css"), "p{}")?;
+    /// let dir = OwnedFd::from(std::fs::File::open(root.path())?);
+    /// let cache = FileCache::beneath(dir, Duration::from_secs(5), 1000);
+    /// assert_eq!(cache.open("a.css")?.len(), 3);
+    /// assert_eq!(cache.open("/etc/passwd").unwrap_err().kind(), ErrorKind::PermissionDenied);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn beneath(dir: OwnedFd, valid: Duration, capacity: usize) -> Self {
+        FileCache {
+            dir: Some(dir),
+            ..FileCache::new(valid, capacity)
         }
     }
 
@@ -237,9 +374,10 @@ impl FileCache {
                 None => None,
             }
         };
+        let dir = self.dir.as_ref().map(AsFd::as_fd);
         match cached {
-            Some((file, true)) => return Ok(file),
-            Some((file, false)) if file.still_current() => {
+            Some((file, true)) if !file.changed_in_place() => return Ok(file),
+            Some((file, false)) if file.still_current(dir) => {
                 if let Some(e) = self.lock().get_mut(path) {
                     e.checked = now;
                 }
@@ -247,7 +385,10 @@ impl FileCache {
             }
             _ => {}
         }
-        let opened = OpenFile::open(path);
+        let opened = match dir {
+            Some(dir) => OpenFile::open_beneath(dir, path),
+            None => OpenFile::open(path),
+        };
         let mut map = self.lock();
         match &opened {
             Ok(file) => {
@@ -304,5 +445,20 @@ impl fmt::Debug for FileCache {
             .field("capacity", &self.capacity)
             .field("open", &self.len())
             .finish()
+    }
+}
+
+/// The error of [`OpenFile::open_beneath`]: as a path element's, and a path that leads outside
+/// the directory (`EXDEV`, or `ELOOP` from a magic link) is permission denied.
+fn beneath_error(e: std::io::Error, relative: &Path) -> SendError {
+    match e.raw_os_error() {
+        Some(libc::EXDEV | libc::ELOOP) => SendError::new(ErrorKind::PermissionDenied)
+            .with_path(Some(relative))
+            .with_detail("the path leads outside the directory".into())
+            .with_source(e),
+        Some(libc::ENOENT) => SendError::new(ErrorKind::FileNotFound)
+            .with_path(Some(relative))
+            .with_source(e),
+        _ => resolve::open_error(e, 0, relative).unindexed(),
     }
 }

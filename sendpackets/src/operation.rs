@@ -1,13 +1,17 @@
-//! One way in: every front end starts a send here, then runs its own loop over the
-//! [`Transfer`] it gets (blocking `poll`, tokio readiness, or a few steps and then a task).
+//! One loop: a send is an [`Operation`], a state machine that advances through one function,
+//! [`Operation::next`]. The front ends only wait: blocking (`poll`), tokio (readiness, and the
+//! blocking pool for a [`Job`]), completion (a few steps on the caller's thread, then the tokio
+//! waiter in a task).
 //!
-//! A start checks the socket (or takes what a `Connection` knows of it), tries the express path,
-//! runs the checks and decides the policy. The checks run in the order the reference gives:
-//! connected first (even for an empty list), then every file and range, then datagram sizes.
-//! Nothing is sent by any of them.
+//! An operation tries the express path first, then checks the socket (or takes what a
+//! `Connection` knows of it), runs the checks and decides the policy, then sends. The checks run
+//! in the order the reference gives: connected first (even for an empty list), then every file
+//! and range, then datagram sizes. Nothing is sent by any of them. Progress is published here,
+//! and nowhere else.
 
 use std::io;
 use std::os::fd::BorrowedFd;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -16,12 +20,11 @@ use crate::element::{Element, Payload};
 use crate::error::{ErrorKind, SendError};
 use crate::express::{self, Attempt};
 use crate::options::{SendOptions, TransmitFlags};
-use crate::plan::{SocketShape, Wanted};
-use crate::report::SendReport;
+use crate::plan::{Learned, SocketShape, Wanted};
+use crate::report::{Progress, ProgressHandle, SendReport};
 use crate::resolve::{self, Resolved, Segment, Source};
 use crate::sys::{self, DatagramLimits, FactsError, KindHint, Protocol, SocketFacts, SocketKind};
-use crate::transfer::{Kernel, Transfer};
-use crate::tuning;
+use crate::transfer::{Kernel, Step, Stop, SysKernel, Transfer};
 
 /// What a send needs to know about its socket: what it is, and for a datagram socket what it
 /// may send. Asked once per send, or once per [`Connection`](crate::Connection).
@@ -30,6 +33,8 @@ pub(crate) struct SocketState {
     pub(crate) facts: SocketFacts,
     /// Datagram sockets only.
     pub(crate) datagram: Option<DatagramLimits>,
+    /// What sends learned of the socket at run time (refusals), kept for the next send.
+    pub(crate) learned: Learned,
 }
 
 impl SocketState {
@@ -43,43 +48,33 @@ impl SocketState {
         })?;
         let datagram =
             (facts.kind == SocketKind::Datagram).then(|| sys::datagram_limits(sock, &facts));
-        Ok(SocketState { facts, datagram })
+        Ok(SocketState {
+            facts,
+            datagram,
+            learned: Learned::default(),
+        })
     }
 
     fn shape(&self) -> SocketShape {
-        SocketShape {
+        self.learned.shape(SocketShape {
             datagram: self.facts.kind == SocketKind::Datagram,
             tcp: self.facts.protocol == Protocol::Tcp,
             max_datagram: self.datagram.map_or(0, |d| d.max_datagram),
             gso_segment: self.datagram.and_then(|d| d.gso_segment),
-        }
+        })
     }
 }
 
 /// What the front end knows of its socket before the send.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Known<'a> {
+pub(crate) enum Known {
     /// Nothing: ask.
     Nothing,
     /// The socket's type says (tokio's socket types).
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     Hint(KindHint),
     /// A [`Connection`](crate::Connection) asked when it was made.
-    State(&'a SocketState),
-}
-
-/// How a send started.
-// Moved once per send, never stored: boxing the transfer would only add an allocation.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
-pub(crate) enum Start {
-    /// Done already (the express path sent everything).
-    Finished(SendReport),
-    /// Checked; the front end runs the transfer.
-    Running(Transfer),
-    /// The socket is checked; the files are not yet ([`Checks::run`], which an async front end
-    /// may run on another thread).
-    Checking(Checks),
+    State(SocketState),
 }
 
 /// The checks still to run: files and ranges, then datagram sizes. Holds no descriptor.
@@ -100,97 +95,9 @@ impl Checks {
     }
 }
 
-/// Starts a send of `elements` over `sock`. `REUSE_SOCKET` is refused here: only
-/// [`crate::send_reusing`], which owns its socket, may replace it.
-pub(crate) fn start(
-    k: &mut impl Kernel,
-    sock: BorrowedFd<'_>,
-    known: Known<'_>,
-    elements: &[Element],
-    options: &SendOptions,
-) -> Result<Start, SendError> {
-    if options.flags.contains(TransmitFlags::REUSE_SOCKET) {
-        return Err(SendError::new(ErrorKind::Unsupported).with_detail(
-            "REUSE_SOCKET replaces the socket, which only its owner may do: use \
-             sendpackets::send_reusing with an OwnedFd"
-                .into(),
-        ));
-    }
-    if let Some(total) = express::eligible(elements, options) {
-        match express::try_send(k, sock, elements, total) {
-            Attempt::Sent { bytes, calls } => {
-                let kind = match known {
-                    Known::State(s) => s.facts.kind,
-                    Known::Hint(h) => h.kind,
-                    // Sent, but of an unknown kind: a stream is the only kind that takes any
-                    // bytes of a socket we could not ask (none in practice).
-                    Known::Nothing => sys::socket_kind(sock).unwrap_or(SocketKind::Stream),
-                };
-                return Ok(Start::Finished(SendReport {
-                    bytes_sent: bytes,
-                    elements: elements.len(),
-                    datagrams: u64::from(kind == SocketKind::Datagram),
-                    calls,
-                }));
-            }
-            Attempt::Partial {
-                bytes,
-                calls,
-                filled,
-            } => {
-                // Only a stream takes part of a buffer, and the rest is memory: no question to
-                // ask the socket (asking could fail after bytes went out, losing the progress).
-                let shape = SocketShape {
-                    datagram: false,
-                    tcp: false,
-                    max_datagram: 0,
-                    gso_segment: None,
-                };
-                let mut t = Transfer::new(
-                    read_already(elements, filled),
-                    shape,
-                    wanted(options),
-                    options,
-                );
-                t.skip_sent(bytes, calls);
-                return Ok(Start::Running(t));
-            }
-            Attempt::Failed(e) => return Err(e),
-            Attempt::Fallback => {}
-        }
-    }
-    Ok(Start::Checking(Checks {
-        state: state_of(sock, known)?,
-        options: *options,
-    }))
-}
-
-/// [`start`], with the checks run on the calling thread.
-pub(crate) fn start_here(
-    k: &mut impl Kernel,
-    sock: BorrowedFd<'_>,
-    known: Known<'_>,
-    elements: &[Element],
-    options: &SendOptions,
-) -> Result<Started, SendError> {
-    Ok(match start(k, sock, known, elements, options)? {
-        Start::Finished(report) => Started::Finished(report),
-        Start::Running(t) => Started::Running(t),
-        Start::Checking(checks) => Started::Running(checks.run(elements)?),
-    })
-}
-
-/// How [`start_here`] started.
-#[allow(clippy::large_enum_variant)] // as `Start`
-#[derive(Debug)]
-pub(crate) enum Started {
-    Finished(SendReport),
-    Running(Transfer),
-}
-
-fn state_of(sock: BorrowedFd<'_>, known: Known<'_>) -> Result<SocketState, SendError> {
+fn state_of(sock: BorrowedFd<'_>, known: Known) -> Result<SocketState, SendError> {
     match known {
-        Known::State(s) => Ok(*s),
+        Known::State(s) => Ok(s),
         Known::Hint(h) => SocketState::probe(sock, Some(h)),
         Known::Nothing => SocketState::probe(sock, None),
     }
@@ -201,12 +108,13 @@ fn wanted(options: &SendOptions) -> Wanted {
         engine: options.engine,
         offload: options.file_io == crate::FileIo::Offload,
         send_size: options.send_size,
-        sendfile_ok: tuning::sendfile_available(),
+        sendfile_ok: true,
     }
 }
 
 fn transfer(resolved: Resolved, state: &SocketState, options: &SendOptions) -> Transfer {
-    Transfer::new(resolved, state.shape(), wanted(options), options)
+    let wanted = state.learned.wanted(wanted(options));
+    Transfer::new(resolved, state.shape(), wanted, options)
 }
 
 /// The list as the express path read it (`filled`, every element's bytes in order), as
@@ -270,5 +178,356 @@ pub(crate) fn progress_of(report: &SendReport) -> crate::Progress {
         elements_completed: report.elements,
         offset_in_element: 0,
         datagrams_sent: report.datagrams,
+    }
+}
+
+/// A send, from its first check to its last byte: the one state machine every front end runs.
+#[derive(Debug)]
+pub(crate) struct Operation<K: Kernel = SysKernel> {
+    kernel: K,
+    options: SendOptions,
+    known: Known,
+    progress: Option<ProgressHandle>,
+    phase: Phase,
+    /// The checks passed (or the express path sent part): an error now is not one of the
+    /// checks.
+    began: bool,
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// Nothing done yet: the express path comes first.
+    Start,
+    /// The socket is checked (`Operation::known` says what it is); the files are not yet.
+    Check,
+    /// Sending.
+    Run(Transfer),
+    /// A [`Job`] holds the checks or the transfer on another thread; the send is at `progress`.
+    Away { progress: Progress },
+    /// A wait or a job ended the send: the next step uncorks and returns the error.
+    Ending(Option<Transfer>, SendError),
+    /// Done, or failed: nothing more to do.
+    Over,
+}
+
+/// What the front end does next.
+#[allow(clippy::large_enum_variant)] // moved once per step, never stored
+#[derive(Debug)]
+pub(crate) enum Next {
+    /// A step was made: call [`Operation::next`] again.
+    Progressed,
+    /// The socket is full: wait until it is writable (at most this long; `None`: no limit),
+    /// then tell [`Operation::waited`].
+    Wait(Option<Duration>),
+    /// Run this job where reading files may block (tokio's blocking pool, or here), then give
+    /// its result to [`Operation::resume`].
+    Elsewhere(Job),
+    /// Everything was sent.
+    Done(SendReport),
+    /// The send failed; the error carries the progress.
+    Failed(SendError),
+}
+
+/// Work that may block on files: the checks, or the next file read of a transfer. Owns all it
+/// needs, so it can run on another thread.
+#[allow(clippy::large_enum_variant)] // moved to the job's thread and back, never stored
+#[derive(Debug)]
+pub(crate) enum Job {
+    Check {
+        checks: Checks,
+        elements: Vec<Element>,
+    },
+    Read(Transfer),
+}
+
+/// What a [`Job`] did.
+#[derive(Debug)]
+pub(crate) enum JobDone {
+    Checked(Result<Transfer, SendError>),
+    Read(Transfer, Result<(), Stop>),
+}
+
+impl Job {
+    /// Runs the job on the calling thread.
+    pub(crate) fn run(self) -> JobDone {
+        match self {
+            Job::Check { checks, elements } => JobDone::Checked(checks.run(&elements)),
+            Job::Read(mut t) => {
+                let r = t.read_next(&mut SysKernel);
+                JobDone::Read(t, r)
+            }
+        }
+    }
+}
+
+/// How a front end's wait for the socket ended.
+#[derive(Debug)]
+pub(crate) enum Waited {
+    Writable,
+    TimedOut,
+    Failed(io::Error),
+}
+
+// An operation and its jobs cross to the blocking pool and back.
+const _: () = {
+    const fn send<T: Send + 'static>() {}
+    send::<Operation>();
+    send::<Job>();
+    send::<JobDone>();
+};
+
+impl<K: Kernel> Operation<K> {
+    /// An operation that has done nothing yet; `progress` is published at every step.
+    pub(crate) fn new(
+        kernel: K,
+        known: Known,
+        options: &SendOptions,
+        progress: Option<ProgressHandle>,
+    ) -> Self {
+        Operation {
+            kernel,
+            options: *options,
+            known,
+            progress,
+            phase: Phase::Start,
+            began: false,
+        }
+    }
+
+    /// Advances the send by one step: at most one kernel call that sends bytes. `elements` is
+    /// the list the operation sends (read only until the checks are done).
+    pub(crate) fn next(&mut self, sock: BorrowedFd<'_>, elements: &[Element]) -> Next {
+        let next = self.advance(sock, elements);
+        if let Some(p) = &self.progress {
+            match (&next, &self.phase) {
+                (Next::Done(r), _) => p.publish(progress_of(r)),
+                (Next::Failed(e), _) => p.publish(e.progress()),
+                (_, Phase::Run(t)) => p.publish(t.progress()),
+                _ => {}
+            }
+        }
+        next
+    }
+
+    fn advance(&mut self, sock: BorrowedFd<'_>, elements: &[Element]) -> Next {
+        match std::mem::replace(&mut self.phase, Phase::Over) {
+            Phase::Start => self.start(sock, elements),
+            Phase::Check => {
+                let checks = Checks {
+                    state: match self.known {
+                        Known::State(s) => s,
+                        _ => unreachable!("the socket is checked before the files"),
+                    },
+                    options: self.options,
+                };
+                if self.options.file_io == crate::FileIo::Offload {
+                    self.phase = Phase::Away {
+                        progress: Progress::default(),
+                    };
+                    return Next::Elsewhere(Job::Check {
+                        checks,
+                        elements: elements.to_vec(),
+                    });
+                }
+                self.checked(checks.run(elements))
+            }
+            Phase::Run(t) => self.step(t, sock),
+            Phase::Ending(t, e) => {
+                if let Some(mut t) = t {
+                    t.uncork(&mut self.kernel, sock);
+                    self.absorb(&t);
+                }
+                Next::Failed(e)
+            }
+            Phase::Away { .. } => unreachable!("a front end steps an operation whose job is away"),
+            Phase::Over => unreachable!("a front end steps a finished operation"),
+        }
+    }
+
+    /// The first step: `REUSE_SOCKET` refused, the express path tried, the socket asked.
+    fn start(&mut self, sock: BorrowedFd<'_>, elements: &[Element]) -> Next {
+        if self.options.flags.contains(TransmitFlags::REUSE_SOCKET) {
+            return Next::Failed(
+                SendError::new(ErrorKind::Unsupported).with_detail(
+                    "REUSE_SOCKET replaces the socket, which only its owner may do: use \
+                 sendpackets::send_reusing with an OwnedFd"
+                        .into(),
+                ),
+            );
+        }
+        if let Some(total) = express::eligible(elements, &self.options) {
+            match express::try_send(&mut self.kernel, sock, elements, total) {
+                Attempt::Sent { bytes, calls } => {
+                    let kind = match self.known {
+                        Known::State(s) => s.facts.kind,
+                        Known::Hint(h) => h.kind,
+                        // Sent, but of an unknown kind: a stream is the only kind that takes
+                        // any bytes of a socket we could not ask (none in practice).
+                        Known::Nothing => sys::socket_kind(sock).unwrap_or(SocketKind::Stream),
+                    };
+                    return Next::Done(SendReport {
+                        bytes_sent: bytes,
+                        elements: elements.len(),
+                        datagrams: u64::from(kind == SocketKind::Datagram),
+                        calls,
+                    });
+                }
+                Attempt::Partial {
+                    bytes,
+                    calls,
+                    filled,
+                } => {
+                    // Only a stream takes part of a buffer, and the rest is memory: no question
+                    // to ask the socket (asking could fail after bytes went out, losing the
+                    // progress).
+                    let shape = SocketShape {
+                        datagram: false,
+                        tcp: false,
+                        max_datagram: 0,
+                        gso_segment: None,
+                    };
+                    let mut t = Transfer::new(
+                        read_already(elements, filled),
+                        shape,
+                        wanted(&self.options),
+                        &self.options,
+                    );
+                    t.skip_sent(bytes, calls);
+                    self.began = true;
+                    self.phase = Phase::Run(t);
+                    return Next::Progressed;
+                }
+                Attempt::Failed(e) => return Next::Failed(e),
+                Attempt::Fallback => {}
+            }
+        }
+        match state_of(sock, self.known) {
+            Ok(state) => {
+                self.known = Known::State(state);
+                self.phase = Phase::Check;
+                Next::Progressed
+            }
+            Err(e) => Next::Failed(e),
+        }
+    }
+
+    fn checked(&mut self, r: Result<Transfer, SendError>) -> Next {
+        match r {
+            Ok(t) => {
+                self.began = true;
+                self.phase = Phase::Run(t);
+                Next::Progressed
+            }
+            Err(e) => Next::Failed(e),
+        }
+    }
+
+    /// Keeps what a transfer learned of the socket with the socket's state.
+    fn absorb(&mut self, t: &Transfer) {
+        if let Known::State(s) = &mut self.known {
+            s.learned = s.learned.merge(t.learned());
+        }
+    }
+
+    /// What the operation knows of its socket now, lessons included (a `Connection` keeps it).
+    pub(crate) fn known(&self) -> Known {
+        self.known
+    }
+
+    fn step(&mut self, mut t: Transfer, sock: BorrowedFd<'_>) -> Next {
+        if self.options.file_io == crate::FileIo::Offload && t.next_reads_file() {
+            self.phase = Phase::Away {
+                progress: t.progress(),
+            };
+            return Next::Elsewhere(Job::Read(t));
+        }
+        let r = t.step(&mut self.kernel, sock);
+        if !matches!(r, Ok(Step::Progressed) | Err(Stop::WouldBlock)) {
+            self.absorb(&t);
+        }
+        match r {
+            Ok(Step::Progressed) => {
+                self.phase = Phase::Run(t);
+                Next::Progressed
+            }
+            Ok(Step::Done) => match finish(sock, &t, &self.options) {
+                Ok(report) => Next::Done(report),
+                Err(e) => Next::Failed(e),
+            },
+            Err(Stop::WouldBlock) => {
+                let limit = t.wait_limit();
+                self.phase = Phase::Run(t);
+                Next::Wait(limit)
+            }
+            Err(Stop::Failed(e)) => Next::Failed(e),
+        }
+    }
+
+    /// Whether the next step writes to the socket (a readiness-driven front end steps inside
+    /// its readiness then; every other step it makes at once).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn writes_next(&self) -> bool {
+        matches!(self.phase, Phase::Run(_))
+    }
+
+    /// How long a wait for the socket may last now (`None`: no limit).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn wait_limit(&self) -> Option<Duration> {
+        match &self.phase {
+            Phase::Run(t) => t.wait_limit(),
+            _ => None,
+        }
+    }
+
+    /// A front end's wait for the socket ended: a timeout or a failure ends the send (the next
+    /// step returns the error with its progress).
+    pub(crate) fn waited(&mut self, w: Waited) {
+        let Phase::Run(t) = &mut self.phase else {
+            return;
+        };
+        t.count_wait();
+        let e = match w {
+            Waited::Writable => return,
+            Waited::TimedOut => t.timed_out(),
+            Waited::Failed(e) => t.wait_failed(e),
+        };
+        let Phase::Run(t) = std::mem::replace(&mut self.phase, Phase::Over) else {
+            unreachable!()
+        };
+        self.phase = Phase::Ending(Some(t), e);
+    }
+
+    /// The job of [`Next::Elsewhere`] is back: `Err` when it could not run (the runtime shut
+    /// down), which ends the send at the progress it had.
+    pub(crate) fn resume(&mut self, done: Result<JobDone, SendError>) {
+        let Phase::Away { progress } = self.phase else {
+            unreachable!("resume without a job away")
+        };
+        self.phase = match done {
+            Err(e) => Phase::Ending(None, e.with_progress(progress)),
+            Ok(JobDone::Checked(Ok(t))) => {
+                self.began = true;
+                Phase::Run(t)
+            }
+            Ok(JobDone::Checked(Err(e))) => Phase::Ending(None, e),
+            // A read never blocks on the socket.
+            Ok(JobDone::Read(t, Ok(()) | Err(Stop::WouldBlock))) => Phase::Run(t),
+            Ok(JobDone::Read(t, Err(Stop::Failed(e)))) => Phase::Ending(Some(t), e),
+        };
+    }
+
+    /// Whether the checks passed and the send began (an error before is one of the checks).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn is_sending(&self) -> bool {
+        self.began
+    }
+
+    /// Leaves the socket as the send found it (uncorked), when the send stops before its end
+    /// (a dropped future).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn abandon(&mut self, sock: BorrowedFd<'_>) {
+        if let Phase::Run(t) | Phase::Ending(Some(t), _) = &mut self.phase {
+            t.uncork(&mut self.kernel, sock);
+        }
     }
 }

@@ -66,6 +66,44 @@ pub(crate) struct SocketShape {
     pub(crate) gso_segment: Option<u64>,
 }
 
+/// What sends on one socket learned at run time, kept with the socket's state (a `Connection`
+/// keeps it for its life; a free function's send learns afresh), so that a refusal costs one
+/// failed call per socket, not one per send.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Learned {
+    /// The route refused UDP generic segmentation offload (`EIO`, `EINVAL`, `EMSGSIZE` on a
+    /// GSO message that sent nothing).
+    pub(crate) gso_refused: bool,
+    /// The kernel has no `sendfile` (`ENOSYS`).
+    pub(crate) sendfile_missing: bool,
+}
+
+impl Learned {
+    /// Both lessons: what either knew.
+    pub(crate) fn merge(self, other: Learned) -> Learned {
+        Learned {
+            gso_refused: self.gso_refused || other.gso_refused,
+            sendfile_missing: self.sendfile_missing || other.sendfile_missing,
+        }
+    }
+
+    /// The socket's shape as these lessons leave it.
+    pub(crate) fn shape(self, mut shape: SocketShape) -> SocketShape {
+        if self.gso_refused {
+            shape.gso_segment = None;
+        }
+        shape
+    }
+
+    /// What may be wanted once these lessons are learned.
+    pub(crate) fn wanted(self, mut wanted: Wanted) -> Wanted {
+        if self.sendfile_missing {
+            wanted.sendfile_ok = false;
+        }
+        wanted
+    }
+}
+
 /// What the caller asked for, as the planner needs it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Wanted {
@@ -74,7 +112,7 @@ pub(crate) struct Wanted {
     /// sending thread.
     pub(crate) offload: bool,
     pub(crate) send_size: Option<std::num::NonZeroUsize>,
-    /// `sendfile` works in this process (false after `ENOSYS`).
+    /// `sendfile` may be tried (false once the socket's sends learned it is missing).
     pub(crate) sendfile_ok: bool,
 }
 

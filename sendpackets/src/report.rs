@@ -1,7 +1,7 @@
 //! What a send did: progress while running or at a failure, the report at success.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering, fence};
 
 use crate::element::Element;
 
@@ -132,8 +132,12 @@ pub struct SendReport {
 #[derive(Clone, Debug, Default)]
 pub struct ProgressHandle(Arc<ProgressCells>);
 
+/// A sequence lock over the four fields: the sequence is odd while a publish writes them, and a
+/// reader retries until it read them all between two equal, even sequence values. The send never
+/// waits for a reader; a reader waits at most for one publish (four stores).
 #[derive(Debug, Default)]
 struct ProgressCells {
+    sequence: AtomicU64,
     bytes_sent: AtomicU64,
     elements_completed: AtomicU64,
     offset_in_element: AtomicU64,
@@ -146,25 +150,117 @@ impl ProgressHandle {
         ProgressHandle::default()
     }
 
-    /// The progress last published by the send (each field is current; together they may be
-    /// one kernel call apart while the send runs).
+    /// The progress last published by the send: always one the send passed through (all four
+    /// fields from the same moment), never a mix of two.
     pub fn get(&self) -> Progress {
         let c = &self.0;
-        Progress {
-            bytes_sent: c.bytes_sent.load(Ordering::Relaxed),
-            elements_completed: c.elements_completed.load(Ordering::Relaxed) as usize,
-            offset_in_element: c.offset_in_element.load(Ordering::Relaxed),
-            datagrams_sent: c.datagrams_sent.load(Ordering::Relaxed),
+        loop {
+            let before = c.sequence.load(Ordering::Acquire);
+            if before % 2 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let p = Progress {
+                bytes_sent: c.bytes_sent.load(Ordering::Relaxed),
+                elements_completed: c.elements_completed.load(Ordering::Relaxed) as usize,
+                offset_in_element: c.offset_in_element.load(Ordering::Relaxed),
+                datagrams_sent: c.datagrams_sent.load(Ordering::Relaxed),
+            };
+            // The field loads happen before the second sequence load.
+            fence(Ordering::Acquire);
+            if c.sequence.load(Ordering::Relaxed) == before {
+                return p;
+            }
         }
     }
 
     pub(crate) fn publish(&self, p: Progress) {
         let c = &self.0;
+        // Enter the write (odd), one writer at a time: a handle may be shared by sends run one
+        // after another, and the last of them may still be publishing its error.
+        let mut seq = c.sequence.load(Ordering::Relaxed);
+        loop {
+            if seq % 2 == 1 {
+                std::hint::spin_loop();
+                seq = c.sequence.load(Ordering::Relaxed);
+                continue;
+            }
+            match c.sequence.compare_exchange_weak(
+                seq,
+                seq + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => seq = now,
+            }
+        }
+        // The odd sequence is visible before any field changes.
+        fence(Ordering::Release);
+        c.bytes_sent.store(p.bytes_sent, Ordering::Relaxed);
         c.elements_completed
             .store(p.elements_completed as u64, Ordering::Relaxed);
         c.offset_in_element
             .store(p.offset_in_element, Ordering::Relaxed);
         c.datagrams_sent.store(p.datagrams_sent, Ordering::Relaxed);
-        c.bytes_sent.store(p.bytes_sent, Ordering::Relaxed);
+        c.sequence.store(seq + 2, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::time::{Duration, Instant};
+
+    /// Every snapshot is one the send passed through: a writer publishes the progress of a send
+    /// of equal elements of `L` bytes, a byte at a time, while a reader checks
+    /// `bytes_sent == elements_completed × L + offset_in_element` on every read (for 1 s).
+    #[test]
+    fn every_snapshot_is_one_the_send_passed_through() {
+        const L: u64 = 7;
+        let handle = ProgressHandle::new();
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (handle, stop) = (handle.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut bytes = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    bytes += 1;
+                    handle.publish(Progress {
+                        bytes_sent: bytes,
+                        elements_completed: (bytes / L) as usize,
+                        offset_in_element: bytes % L,
+                        datagrams_sent: bytes / L,
+                    });
+                }
+            })
+        };
+        let (mut reads, mut torn, mut last) = (0u64, Vec::new(), 0u64);
+        let until = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < until {
+            for _ in 0..1_000 {
+                let p = handle.get();
+                reads += 1;
+                let whole = p.elements_completed as u64 * L + p.offset_in_element;
+                if whole != p.bytes_sent || p.datagrams_sent != p.elements_completed as u64 {
+                    torn.push(p);
+                }
+                assert!(
+                    p.bytes_sent >= last,
+                    "progress went back: {p:?} after {last}"
+                );
+                last = p.bytes_sent;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+        assert!(last > 0, "the reader saw the writer");
+        assert!(
+            torn.is_empty(),
+            "{} of {reads} reads were torn, e.g. {:?}",
+            torn.len(),
+            &torn[..torn.len().min(3)]
+        );
     }
 }

@@ -5,8 +5,6 @@
 //! figure decided each one); each rule here is the same on every path (loopback, a real network
 //! link) and on every front end.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 /// The page size every copy buffer is aligned to (see `buffer.rs`).
 pub(crate) const PAGE: usize = 4096;
 
@@ -89,15 +87,3 @@ pub(crate) const OPEN_BUDGET_MAX: u64 = 1024;
 /// rest to a task (as .NET completes a send synchronously when it can).
 #[cfg(feature = "tokio")]
 pub(crate) const COMPLETION_SYNC_STEPS: usize = 64;
-
-static SENDFILE_MISSING: AtomicBool = AtomicBool::new(false);
-
-/// Whether `sendfile` may be tried (false once it returned `ENOSYS`).
-pub(crate) fn sendfile_available() -> bool {
-    cfg!(target_os = "linux") && !SENDFILE_MISSING.load(Ordering::Relaxed)
-}
-
-/// Remembers that the kernel has no `sendfile`, for every later send of the process.
-pub(crate) fn disable_sendfile() {
-    SENDFILE_MISSING.store(true, Ordering::Relaxed);
-}

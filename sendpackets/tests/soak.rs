@@ -33,7 +33,7 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
 use std::sync::{Arc, Mutex, MutexGuard, Once, OnceLock, mpsc};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -209,18 +209,34 @@ fn soak_loop(
         let head = format!("{test}: seed {} case {index}", cfg.seed);
         *watched().lock().unwrap_or_else(|e| e.into_inner()) =
             Some((Instant::now(), head.clone(), log.clone()));
+        let open_before = util::test_files_open();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| case(index, &log)));
         *watched().lock().unwrap_or_else(|e| e.into_inner()) = None;
         ran += 1;
-        if ran == 1 {
-            // What the process keeps from a first case (lazily made, once per process) is not a
-            // leak of the cases: count descriptors from here on.
-            let settle = Instant::now() + Duration::from_secs(2);
-            while Instant::now() < settle && util::open_fds() > FDS_AFTER_FIRST.load(Relaxed) {
+        // Every case closes what it opened: once it returned, no descriptor names a test file
+        // but those open before it (a test's shared pool of handles); its own handles are
+        // dropped, and receiver threads open no files. Bounded: 5 s.
+        let r = r.and_then(|()| {
+            let opened = || {
+                let mut now = util::test_files_open();
+                now.retain(|d| !open_before.contains(d));
+                now
+            };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut open = opened();
+            while !open.is_empty() && Instant::now() < deadline {
                 thread::sleep(Duration::from_millis(20));
+                open = opened();
             }
-            FDS_AFTER_FIRST.store(util::open_fds(), Relaxed);
-        }
+            if open.is_empty() {
+                Ok(())
+            } else {
+                Err(Box::new(format!(
+                    "the case left files open:\n  {}",
+                    open.join("\n  ")
+                )) as Box<dyn std::any::Any + Send>)
+            }
+        });
         if let Err(payload) = r {
             let msg = payload
                 .downcast_ref::<String>()
@@ -253,17 +269,7 @@ fn soak_loop(
     }
 }
 
-/// Descriptors open after the first case of the running test (see `soak_loop`).
-static FDS_AFTER_FIRST: AtomicUsize = AtomicUsize::new(usize::MAX);
-
-/// Fails the test with every failing case, or if a descriptor was left open.
 fn verdict(result: Result<(), String>, fds_before: usize) {
-    // Two descriptors were seen to stay open once per test process (not per case) after the
-    // first soak case: the count starts after that case when it ran.
-    let fds_before = match FDS_AFTER_FIRST.swap(usize::MAX, Relaxed) {
-        usize::MAX => fds_before,
-        after_first => fds_before.max(after_first),
-    };
     if let Err(report) = result {
         panic!("{report}");
     }
@@ -273,12 +279,29 @@ fn verdict(result: Result<(), String>, fds_before: usize) {
     while util::open_fds() > fds_before && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(
-        util::open_fds(),
-        fds_before,
-        "every descriptor the sends opened was closed (seed {})",
-        config().seed
-    );
+    let now = util::open_fds();
+    if now != fds_before {
+        let listing: Vec<String> = fs::read_dir("/proc/self/fd")
+            .map(|d| {
+                d.filter_map(|e| {
+                    let e = e.ok()?;
+                    Some(format!(
+                        "{} -> {}",
+                        e.file_name().to_string_lossy(),
+                        fs::read_link(e.path()).ok()?.display()
+                    ))
+                })
+                .collect()
+            })
+            .unwrap_or_default();
+        let threads = fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
+        panic!(
+            "every descriptor the sends opened was closed (seed {}): {now} open, {fds_before} \
+             expected; {threads} threads; open now:\n  {}",
+            config().seed,
+            listing.join("\n  ")
+        );
+    }
 }
 
 fn mix(mut z: u64) -> u64 {

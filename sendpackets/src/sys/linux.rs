@@ -1,5 +1,7 @@
 //! The Linux-only system calls (see the contract in `sys/mod.rs`).
 
+#![allow(unsafe_code)]
+
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 

@@ -12,10 +12,12 @@
 //!   them (a `Connection` does, for its whole life).
 //! - rustix first; libc only for what rustix lacks (`sendmmsg` with `UDP_SEGMENT`, the GSO and
 //!   path-MTU socket options, `dup3`, `getrlimit`). Every `unsafe` block says why it is sound.
-//! - Portable POSIX calls live in this file. The Linux-only calls (`sendfile`, `TCP_CORK`,
-//!   `sendmmsg`, UDP GSO, `fstatfs` magic numbers, `dup3`) live in `linux.rs`; `other.rs` gives
-//!   the same functions for other Unix systems, each failing with `ENOSYS` (or answering "no")
-//!   so that the caller takes its portable path.
+//! - The crate is Linux-only (it does not compile elsewhere). POSIX calls live in this file, the
+//!   Linux-only ones (`sendfile`, `TCP_CORK`, `sendmmsg`, UDP GSO, `fstatfs` magic numbers,
+//!   `dup3`) in `linux.rs`, page-aligned buffers in `buffer.rs`: the only files where `unsafe`
+//!   is allowed.
+
+#![allow(unsafe_code)]
 
 use std::io::{self, IoSlice};
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -26,14 +28,10 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::net::{AddressFamily, SendAncillaryBuffer, SendFlags, SocketType, ipproto};
 
-#[cfg(target_os = "linux")]
-#[path = "linux.rs"]
-mod imp;
-#[cfg(not(target_os = "linux"))]
-#[path = "other.rs"]
-mod imp;
+pub(crate) mod buffer;
+mod linux;
 
-pub(crate) use imp::{
+pub(crate) use linux::{
     on_pseudo_fs, replace_with_fresh_socket, sendfile, sendmmsg, set_tcp_cork, udp_gso_max_segment,
 };
 
@@ -370,6 +368,38 @@ pub(crate) fn open_read(path: &Path) -> io::Result<OwnedFd> {
         Mode::empty(),
     )
     .map_err(from_rustix)
+}
+
+/// Opens `path` for reading strictly beneath the directory `dir` (`openat2` with
+/// `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS`): an absolute path, `..` above `dir`, or a symlink
+/// leading outside fails with `EXDEV`, whatever renames race the lookup. Retried a few times on
+/// `EAGAIN` (the kernel's answer when a rename raced the lookup). `O_PATH` with `path_only`
+/// (for `fstat` alone).
+pub(crate) fn open_beneath(
+    dir: BorrowedFd<'_>,
+    path: &Path,
+    path_only: bool,
+) -> io::Result<OwnedFd> {
+    const TRIES: usize = 4;
+    let path = if path.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        path
+    };
+    let flags = if path_only {
+        OFlags::PATH | OFlags::CLOEXEC
+    } else {
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK
+    };
+    let resolve = rustix::fs::ResolveFlags::BENEATH | rustix::fs::ResolveFlags::NO_MAGICLINKS;
+    let mut last = rustix::io::Errno::AGAIN;
+    for _ in 0..TRIES {
+        match rustix::fs::openat2(dir, path, flags, Mode::empty(), resolve) {
+            Err(rustix::io::Errno::AGAIN) => last = rustix::io::Errno::AGAIN,
+            r => return r.map_err(from_rustix),
+        }
+    }
+    Err(from_rustix(last))
 }
 
 /// Whether an open descriptor may be read (`fcntl(F_GETFL)` access mode).

@@ -641,3 +641,51 @@ fn dropping_a_corked_async_send_uncorks() {
         "the dropped send uncorked the socket"
     );
 }
+
+/// A route that refuses UDP GSO is learned once per socket: a `Connection`'s state keeps it, so
+/// its next send pays no failed `sendmmsg`.
+#[test]
+fn a_refused_gso_is_remembered_by_the_socket_state() {
+    use crate::operation::{Known, SocketState};
+    use std::os::fd::AsFd;
+    let f = fixture();
+    let list: Vec<Element> = (0..50u64)
+        .map(|i| Element::file(&f.small, i..i + 1000).end_of_packet())
+        .collect();
+    let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    tx.connect(rx.local_addr().unwrap()).unwrap();
+    rustix::net::sockopt::set_socket_recv_buffer_size(&rx, 8 << 20).unwrap();
+    let state = SocketState::probe(tx.as_fd(), None).unwrap();
+    if state.datagram.and_then(|d| d.gso_segment).is_none() {
+        eprintln!("skipped: this kernel offers no UDP GSO on loopback");
+        return;
+    }
+    let mut known = Known::State(state);
+    let mut refused = Vec::new();
+    for _ in 0..2 {
+        let mut k = FaultKernel::new(Faults {
+            gso_errno: Some(libc::EIO),
+            ..Default::default()
+        });
+        let r = crate::blocking::run(
+            &mut k,
+            tx.as_fd(),
+            &mut known,
+            &list,
+            &SendOptions::new(),
+            None,
+        );
+        assert_eq!(r.unwrap().datagrams, 50);
+        refused.push(k.injected);
+    }
+    assert_eq!(
+        refused,
+        [1, 0],
+        "one refused GSO message, on the first send only"
+    );
+    let Known::State(s) = known else {
+        unreachable!()
+    };
+    assert!(s.learned.gso_refused);
+}

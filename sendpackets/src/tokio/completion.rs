@@ -5,14 +5,14 @@ use std::sync::Arc;
 
 use crate::element::Element;
 use crate::error::{ErrorKind, SendError};
-use crate::operation::{self, Known, Started as Begun};
+use crate::operation::{Known, Next, Operation};
 use crate::options::SendOptions;
 use crate::report::{ProgressHandle, SendReport};
 use crate::transfer::SysKernel;
 use crate::tuning::COMPLETION_SYNC_STEPS;
 
 use super::AsyncSocket;
-use super::drive::{self, Now};
+use super::drive;
 
 /// The completion callback: called once per pending operation, on a runtime worker, with the
 /// finished arguments object (.NET's `Completed` event).
@@ -280,49 +280,46 @@ where
     args.progress.publish(Default::default());
     let options = args.options;
     let known = Known::Hint(socket.hint());
-    // Files are opened here, on the caller's thread, as .NET does.
-    let begun = operation::start_here(&mut SysKernel, sock, known, &args.elements, &options);
-    let mut transfer = match begun {
-        Ok(Begun::Finished(report)) => {
-            args.progress.publish(operation::progress_of(&report));
-            return Ok(Started::Completed(args.complete(Ok(report))));
+    let mut op = Operation::new(SysKernel, known, &options, Some(args.progress.clone()));
+    // The checks (files are opened here, on the caller's thread, as .NET does, even when reads
+    // are offloaded) and up to `COMPLETION_SYNC_STEPS` calls without waiting.
+    let mut job = None;
+    let mut steps = 0;
+    while steps < COMPLETION_SYNC_STEPS {
+        match op.next(sock, &args.elements) {
+            Next::Progressed => steps += 1,
+            Next::Elsewhere(checks) if !op.is_sending() => op.resume(Ok(checks.run())),
+            Next::Elsewhere(read) => {
+                job = Some(read);
+                break;
+            }
+            Next::Wait(_) => break,
+            Next::Done(report) => return Ok(Started::Completed(args.complete(Ok(report)))),
+            Next::Failed(error) if !op.is_sending() && thrown_at_start(error.kind()) => {
+                return Err(Box::new(StartError { error, args }));
+            }
+            Next::Failed(error) => return Ok(Started::Completed(args.complete(Err(error)))),
         }
-        Ok(Begun::Running(t)) => t,
-        Err(error) if thrown_at_start(error.kind()) => {
-            return Err(Box::new(StartError { error, args }));
-        }
-        Err(error) => return Ok(Started::Completed(args.complete(Err(error)))),
-    };
-    let steps = COMPLETION_SYNC_STEPS;
-    match drive::step_now(&mut transfer, sock, &options, &args.progress, steps) {
-        Now::Done => {
-            let result = operation::finish(sock, &transfer, &options);
-            return Ok(Started::Completed(args.complete(result)));
-        }
-        Now::Failed(e) => return Ok(Started::Completed(args.complete(Err(e)))),
-        Now::Blocked | Now::Later => {}
     }
     let progress = args.progress.clone();
     let socket = Arc::clone(socket);
     let mut pending = Pending { args: Some(args) };
     runtime.spawn(async move {
-        let p = progress_of(&pending);
-        let result = drive::drive(&*socket, transfer, &options, Some(&p), false).await;
+        if let Some(job) = job {
+            op.resume(drive::elsewhere(job).await);
+        }
+        let elements = &pending
+            .args
+            .as_ref()
+            .expect("pending has its arguments")
+            .elements;
+        let result = drive::drive(&*socket, &mut op, elements, false).await;
         // The operation lets go of the socket before the callback runs: a caller that closes
         // its last handle in the callback closes the socket.
         drop(socket);
         pending.complete(result);
     });
     Ok(Started::Pending(progress))
-}
-
-fn progress_of<T>(pending: &Pending<T>) -> ProgressHandle {
-    pending
-        .args
-        .as_ref()
-        .expect("a pending operation has its arguments")
-        .progress
-        .clone()
 }
 
 /// The arguments of a pending operation, owned by its task. The callback is called exactly

@@ -164,8 +164,12 @@ impl<S: AsyncSocket> Connection<S> {
         elements: &[Element],
         options: &SendOptions,
     ) -> Result<SendReport, SendError> {
-        let known = Known::State(&self.state);
-        drive::run(&self.socket, known, elements, options, None).await
+        let mut known = Known::State(self.state);
+        let r = drive::run(&self.socket, &mut known, elements, options, None).await;
+        if let Known::State(s) = known {
+            self.state = s;
+        }
+        r
     }
 
     /// [`send_with`](Self::send_with), publishing its progress to `progress` after every
@@ -189,8 +193,12 @@ impl<S: AsyncSocket> Connection<S> {
         options: &SendOptions,
         progress: &ProgressHandle,
     ) -> Result<SendReport, SendError> {
-        let known = Known::State(&self.state);
-        drive::run(&self.socket, known, elements, options, Some(progress)).await
+        let mut known = Known::State(self.state);
+        let r = drive::run(&self.socket, &mut known, elements, options, Some(progress)).await;
+        if let Known::State(s) = known {
+            self.state = s;
+        }
+        r
     }
 
     /// The socket.

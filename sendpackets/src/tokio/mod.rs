@@ -181,7 +181,7 @@ pub async fn send_with<S: AsyncSocket>(
     elements: &[Element],
     options: &SendOptions,
 ) -> Result<SendReport, SendError> {
-    drive::run(socket, Known::Nothing, elements, options, None).await
+    drive::run(socket, &mut Known::Nothing, elements, options, None).await
 }
 
 /// [`send_with`], publishing its progress to `progress` after every kernel call: for a progress
@@ -225,5 +225,12 @@ pub async fn send_observed<S: AsyncSocket>(
     options: &SendOptions,
     progress: &ProgressHandle,
 ) -> Result<SendReport, SendError> {
-    drive::run(socket, Known::Nothing, elements, options, Some(progress)).await
+    drive::run(
+        socket,
+        &mut Known::Nothing,
+        elements,
+        options,
+        Some(progress),
+    )
+    .await
 }

@@ -121,7 +121,10 @@ impl Transfer {
                 // The first message was a GSO one and nothing was sent: this route refuses
                 // segmentation (a device without checksum offload, a segment over the path
                 // MTU). This send goes on one datagram per message.
-                self.policy.gso_segment = None;
+                self.learn(crate::plan::Learned {
+                    gso_refused: true,
+                    ..Default::default()
+                });
                 Ok(Step::Progressed)
             }
             Err(e) if e.kind() == io::ErrorKind::WriteZero => {

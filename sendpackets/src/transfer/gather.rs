@@ -231,7 +231,7 @@ impl Transfer {
                 j += 1;
             }
             let read = self
-                .ensure_open(slot, parts[i].seg)
+                .ensure_open(k, slot, parts[i].seg)
                 .map_err(|e| (i, e))
                 .and_then(|()| self.read_run(k, slot, offset, parts, &run));
             i = run.last().map_or(j, |&last| last + 1);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::buffer::PageBuf;
 use crate::error::{ErrorKind, SendError};
 use crate::options::{FileIo, SendOptions};
-use crate::plan::{self, Batch, Cursor, PlanSeg, Policy, SegKind, SocketShape, Wanted};
+use crate::plan::{self, Batch, Cursor, Learned, PlanSeg, Policy, SegKind, SocketShape, Wanted};
 use crate::report::{KernelCalls, Progress, SendReport};
 use crate::resolve::{Origin, Resolved, Source};
 use crate::sys::{self, Message};
@@ -48,6 +48,13 @@ pub(crate) trait Kernel {
     ) -> io::Result<usize>;
     fn set_cork(&mut self, sock: BorrowedFd<'_>, on: bool) -> io::Result<()>;
     fn sendmmsg(&mut self, sock: BorrowedFd<'_>, msgs: &[Message<'_>]) -> io::Result<usize>;
+    /// Opens a path file for reading during a send (the express path, a reopen).
+    fn open_read(&mut self, path: &std::path::Path) -> io::Result<std::os::fd::OwnedFd> {
+        sys::open_read(path)
+    }
+    fn fstat(&mut self, file: BorrowedFd<'_>) -> io::Result<sys::FileStat> {
+        sys::fstat(file)
+    }
 }
 
 /// The kernel as it is.
@@ -91,6 +98,50 @@ impl Kernel for SysKernel {
     }
 }
 
+/// A borrowed kernel is a kernel (tests keep their fault-injecting kernel to inspect it).
+impl<K: Kernel + ?Sized> Kernel for &mut K {
+    fn sendmsg(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        bufs: &[IoSlice<'_>],
+        more: bool,
+    ) -> io::Result<usize> {
+        (**self).sendmsg(sock, bufs, more)
+    }
+    fn sendfile(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        file: BorrowedFd<'_>,
+        offset: u64,
+        len: usize,
+    ) -> io::Result<usize> {
+        (**self).sendfile(sock, file, offset, len)
+    }
+    fn pread(&mut self, file: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        (**self).pread(file, buf, offset)
+    }
+    fn preadv(
+        &mut self,
+        file: BorrowedFd<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+        offset: u64,
+    ) -> io::Result<usize> {
+        (**self).preadv(file, bufs, offset)
+    }
+    fn set_cork(&mut self, sock: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+        (**self).set_cork(sock, on)
+    }
+    fn sendmmsg(&mut self, sock: BorrowedFd<'_>, msgs: &[Message<'_>]) -> io::Result<usize> {
+        (**self).sendmmsg(sock, msgs)
+    }
+    fn open_read(&mut self, path: &std::path::Path) -> io::Result<std::os::fd::OwnedFd> {
+        (**self).open_read(path)
+    }
+    fn fstat(&mut self, file: BorrowedFd<'_>) -> io::Result<sys::FileStat> {
+        (**self).fstat(file)
+    }
+}
+
 /// What one step did.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Step {
@@ -114,7 +165,13 @@ pub(crate) enum Stop {
 pub(crate) struct Transfer {
     res: Resolved,
     plan: Vec<PlanSeg>,
+    /// Decided from `shape`, `wanted` and `learned` by the pure planner; a lesson learned
+    /// during the send yields a new policy for the rest (never an edit of this one).
     policy: Policy,
+    shape: SocketShape,
+    wanted: Wanted,
+    /// What this send learned of its socket (reported back to a `Connection`).
+    learned: Learned,
     cursor: Cursor,
     bytes_sent: u64,
     datagrams: u64,
@@ -236,6 +293,7 @@ impl Transfer {
     ) -> Self {
         let plan = plan_segments(&res);
         let policy = plan::policy(socket, wanted, &plan);
+        let (shape, learned) = (socket, Learned::default());
         if options.file_io == FileIo::Readahead {
             read_ahead(&res);
         }
@@ -244,6 +302,9 @@ impl Transfer {
             res,
             plan,
             policy,
+            shape,
+            wanted,
+            learned,
             cursor: Cursor::default(),
             bytes_sent: 0,
             datagrams: 0,
@@ -265,6 +326,21 @@ impl Transfer {
         self.cursor = plan::advance(&self.plan, self.cursor, bytes);
         self.bytes_sent = bytes;
         self.calls = calls;
+    }
+
+    /// What this send learned of its socket.
+    pub(crate) fn learned(&self) -> Learned {
+        self.learned
+    }
+
+    /// Takes a lesson: the policy for the rest of the send is decided anew from it.
+    pub(crate) fn learn(&mut self, lesson: Learned) {
+        self.learned = self.learned.merge(lesson);
+        self.policy = plan::policy(
+            self.learned.shape(self.shape),
+            self.learned.wanted(self.wanted),
+            &self.plan,
+        );
     }
 
     /// How far the send got.
@@ -295,7 +371,6 @@ impl Transfer {
         self.calls.waits += 1;
     }
 
-    #[cfg(feature = "tokio")]
     /// Whether the next step starts by reading file bytes into memory (and no socket call has
     /// to come first).
     pub(crate) fn next_reads_file(&self) -> bool {
@@ -314,7 +389,6 @@ impl Transfer {
             .any(|s| s.len > 0 && matches!(s.kind, SegKind::File { .. }))
     }
 
-    #[cfg(feature = "tokio")]
     /// Reads the next gather's file bytes into memory without touching the socket, so that a
     /// caller can do the reading on another thread; the next [`step`](Self::step) writes them.
     pub(crate) fn read_next(&mut self, k: &mut impl Kernel) -> Result<(), Stop> {
@@ -363,17 +437,6 @@ impl Transfer {
             .with_detail(self.deadline.why())
             .with_source(io::Error::from(io::ErrorKind::TimedOut))
             .with_progress(self.progress())
-    }
-
-    /// Ends a send that stopped while waiting (`error` already built): uncorks the socket.
-    pub(crate) fn abandon(
-        &mut self,
-        k: &mut impl Kernel,
-        sock: BorrowedFd<'_>,
-        error: SendError,
-    ) -> SendError {
-        self.uncork(k, sock);
-        error
     }
 
     /// The error of a failed wait for the socket, with progress.
@@ -439,7 +502,7 @@ impl Transfer {
         let Source::File { slot, offset: base } = self.res.segments[seg].source else {
             unreachable!("sendfile batches are file segments")
         };
-        self.ensure_open(slot, seg)?;
+        self.ensure_open(k, slot, seg)?;
         let fd = self.res.files[slot].borrow_fd().expect("file opened above");
         let r = k.sendfile(sock, fd, base + offset, len as usize);
         match r {
@@ -458,7 +521,10 @@ impl Transfer {
                 // The kernel will not splice this file (procfs, some FUSE and network file
                 // systems): read and write it instead, from where we are.
                 if e.raw_os_error() == Some(libc::ENOSYS) {
-                    tuning::disable_sendfile();
+                    self.learn(Learned {
+                        sendfile_missing: true,
+                        ..Learned::default()
+                    });
                 }
                 self.calls.fallback_files += 1;
                 for (p, s) in self.plan.iter_mut().zip(&self.res.segments) {
@@ -559,7 +625,7 @@ impl Transfer {
     /// saw: same device and inode, length, and modification and change times to the nanosecond
     /// (ext4 reuses a freed inode number at once, so a file deleted and re-created can have the
     /// old one).
-    fn ensure_open(&mut self, slot: usize, seg: usize) -> Result<(), Stop> {
+    fn ensure_open(&mut self, k: &mut impl Kernel, slot: usize, seg: usize) -> Result<(), Stop> {
         let f = &self.res.files[slot];
         let path = match &f.origin {
             Origin::Path(path) if f.fd.is_none() => path.clone(),
@@ -568,12 +634,12 @@ impl Transfer {
         if self.open_paths >= self.res.open_budget {
             self.close_other_files(slot);
         }
-        let opened = match sys::open_read(&path) {
+        let opened = match k.open_read(&path) {
             Err(e) if sys::is_out_of_descriptors(&e) => {
                 // Descriptors ran short (others of the process hold them): give back this
                 // send's other files and try once more.
                 self.close_other_files(slot);
-                sys::open_read(&path)
+                k.open_read(&path)
             }
             r => r,
         };
@@ -587,7 +653,8 @@ impl Transfer {
                 return Err(self.fail(kind, Some(seg), Some(e)));
             }
         };
-        let now = sys::fstat(fd.as_fd())
+        let now = k
+            .fstat(fd.as_fd())
             .map_err(|e| self.fail(ErrorKind::FileOpen, Some(seg), Some(e)))?;
         if now.id != self.res.files[slot].stat.id {
             let err = self.fail(ErrorKind::FileChanged, Some(seg), None);

@@ -7,6 +7,8 @@
 //! process lands 16 bytes past one. So every buffer the library copies file bytes into starts
 //! on a page boundary, on purpose.
 
+#![allow(unsafe_code)]
+
 use std::alloc::{self, Layout};
 use std::fmt;
 use std::ops::{Deref, DerefMut};
