@@ -15,6 +15,7 @@ mod asyncio;
 mod baseline;
 mod buf;
 mod bulk;
+mod charts;
 mod datagram;
 mod fixture;
 mod http;
@@ -126,6 +127,8 @@ enum Cmd {
     /// `sendpackets serve` against nginx under wrk (not part of `all`; needs the release
     /// `sendpackets` binary, nginx-light and wrk).
     ServeNginx(serve_nginx::Args),
+    /// SVG charts from the result files (`last-run.md`, `serve-nginx-*.md`).
+    Charts(charts::Args),
 }
 
 /// What every workload is run with.
@@ -213,6 +216,9 @@ fn main() {
             file: file.clone(),
         };
         std::process::exit(scale::receiver_main(&a));
+    }
+    if let Cmd::Charts(args) = &cli.command {
+        std::process::exit(charts::main(args));
     }
     let code = run(cli);
     std::process::exit(code);

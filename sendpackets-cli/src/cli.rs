@@ -9,7 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::target::Endpoint;
 
 const SEND_HELP: &str = "\
-ELEMENT syntax (sent in the order given, numbered from 1 in messages):
+ELEMENT syntax (sent in the order given; messages and --json number the ELEMENT arguments
+from 0, as the library numbers elements, a glob being one argument):
   PATH                 the whole file
   PATH@OFFSET          the file from byte OFFSET to its end
   PATH@OFFSET+COUNT    COUNT bytes of the file from byte OFFSET

@@ -105,7 +105,7 @@ pub(crate) struct Failure {
     pub(crate) code: Code,
     /// A snake_case name of the failure (`file_not_found`, `connect`, ...).
     pub(crate) kind: Box<str>,
-    /// The message, starting with what it is about (`element 3 (a.log): no such file`).
+    /// The message, starting with what it is about (`element 2 (a.log): no such file`, counted from 0).
     pub(crate) message: String,
     /// The ELEMENT argument it is about, numbered from 1.
     pub(crate) element: Option<usize>,

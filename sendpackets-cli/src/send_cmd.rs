@@ -42,9 +42,9 @@ fn send(args: &SendArgs) -> Result<Sent, Failure> {
             let mut f = Failure::new(
                 Code::Usage,
                 "bad_element",
-                format!("element {} ('{}'): {m}", i + 1, raw.to_string_lossy()),
+                format!("element {i} ('{}'): {m}", raw.to_string_lossy()),
             );
-            f.element = Some(i + 1);
+            f.element = Some(i);
             f.note("see 'sendpackets send --help' for the ELEMENT syntax")
         })?;
         specs.push((raw.clone(), spec));

@@ -234,7 +234,7 @@ pub(crate) fn build(
     let mut origins: Vec<Origin> = Vec::new();
     let mut stdin_used = false;
     for (i, (raw, spec)) in specs.iter().enumerate() {
-        let arg = i + 1;
+        let arg = i;
         let origin = |label: String, path: Option<PathBuf>| Origin { arg, label, path };
         match spec {
             Spec::File { path, range } => {
@@ -471,7 +471,7 @@ mod tests {
         let marks: Vec<bool> = els.iter().map(|e| e.end_of_packet).collect();
         assert_eq!(marks, [true, true, true, false]);
         let args: Vec<usize> = origins.iter().map(|o| o.arg).collect();
-        assert_eq!(args, [1, 2, 4, 5]);
+        assert_eq!(args, [0, 1, 3, 4]);
         assert_eq!(origins[3].label, "hex");
     }
 
@@ -503,12 +503,12 @@ mod tests {
             .collect();
         assert_eq!(names, ["a.log", "b.log"]);
         assert!(!els[0].end_of_packet && els[1].end_of_packet);
-        assert!(origins.iter().all(|o| o.arg == 1));
+        assert!(origins.iter().all(|o| o.arg == 0));
 
         let none = format!("{}/*.nothing", dir.path().display());
         match build(&specs(&[&none]), &mut &b""[..]) {
             Err(BuildError::Input { origin, message }) => {
-                assert_eq!(origin.arg, 1);
+                assert_eq!(origin.arg, 0);
                 assert!(message.contains("no file matches"));
             }
             other => panic!("{other:?}"),

@@ -30,7 +30,7 @@ fn help_documents_exit_codes_and_syntax() {
 fn usage_errors_exit_2() {
     let bad_element = run(bin().args(["send", "127.0.0.1:9", "text:ok", r"text:\q"]));
     assert_eq!(code(&bad_element), 2);
-    assert!(stderr(&bad_element).contains(r"element 2 ('text:\q'): unknown escape \q"));
+    assert!(stderr(&bad_element).contains(r"element 1 ('text:\q'): unknown escape \q"));
 
     let bad_range = run(bin().args(["send", "127.0.0.1:9", "a.bin@12x"]));
     assert_eq!(code(&bad_range), 2);
@@ -63,7 +63,7 @@ fn input_errors_exit_3_and_name_the_element() {
     let missing = send(&["text:x", "logs/*.log", "logs/b.log"]);
     assert_eq!(code(&missing), 3);
     assert!(
-        stderr(&missing).contains("element 3 (logs/b.log): no such file"),
+        stderr(&missing).contains("element 2 (logs/b.log): no such file"),
         "{}",
         stderr(&missing)
     );
@@ -71,20 +71,20 @@ fn input_errors_exit_3_and_name_the_element() {
 
     let no_match = send(&["logs/*.txt"]);
     assert_eq!(code(&no_match), 3);
-    assert!(stderr(&no_match).contains("element 1 (logs/*.txt): no file matches"));
+    assert!(stderr(&no_match).contains("element 0 (logs/*.txt): no file matches"));
 
     let out_of_bounds = send(&["small.bin@5+10000"]);
     assert_eq!(code(&out_of_bounds), 3);
     let msg = stderr(&out_of_bounds);
     assert!(
-        msg.contains("element 1 (small.bin): range out of bounds"),
+        msg.contains("element 0 (small.bin): range out of bounds"),
         "{msg}"
     );
     assert!(msg.contains("1024"), "{msg}");
 
     let directory = send(&["logs"]);
     assert_eq!(code(&directory), 3);
-    assert!(stderr(&directory).contains("element 1 (logs): is a directory"));
+    assert!(stderr(&directory).contains("element 0 (logs): is a directory"));
     drop(listener);
 }
 
@@ -99,14 +99,29 @@ fn json_errors_are_one_object() {
     assert_eq!(v["exit_code"], 3);
     assert_eq!(v["error"]["category"], "input");
     assert_eq!(v["error"]["kind"], "directory_not_found");
-    assert_eq!(v["error"]["element"], 2);
+    assert_eq!(v["error"]["element"], 1);
     assert_eq!(v["error"]["path"], "/no/such/dir/f.bin");
     assert_eq!(v["bytes_sent"], 0);
     assert!(
         v["error"]["message"]
             .as_str()
             .unwrap()
-            .starts_with("element 2 (/no/such/dir/f.bin)")
+            .starts_with("element 1 (/no/such/dir/f.bin)")
+    );
+    // One numbering: the library names the same element of the same list alike.
+    let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let lib = sendpackets::send(
+        &a,
+        &[
+            sendpackets::Element::memory(b"a".to_vec()),
+            sendpackets::Element::file("/no/such/dir/f.bin", ..),
+        ],
+    )
+    .unwrap_err();
+    assert_eq!(lib.element(), Some(1));
+    assert!(
+        lib.to_string()
+            .starts_with("element 1 (/no/such/dir/f.bin)")
     );
 }
 
@@ -120,7 +135,7 @@ fn datagram_too_large_exits_3() {
     assert_eq!(code(&out), 3);
     let v = json(&out);
     assert_eq!(v["error"]["kind"], "message_too_large");
-    assert_eq!(v["error"]["element"], 3);
+    assert_eq!(v["error"]["element"], 2);
     assert_eq!(v["bytes_sent"], 0);
     drop(recv);
 }
@@ -186,7 +201,7 @@ fn mid_send_failure_exits_5_and_says_how_much_went_out() {
     assert_eq!(code(&out), 5);
     let msg = stderr(&out);
     assert!(
-        msg.starts_with("sendpackets: element 1 (big.bin): "),
+        msg.starts_with("sendpackets: element 0 (big.bin): "),
         "{msg}"
     );
     assert!(msg.contains("bytes were sent before the error"), "{msg}");
@@ -201,7 +216,7 @@ fn a_check_time_read_failure_exits_3() {
     assert_eq!(code(&out), 3, "{}", util::stdout(&out));
     let v = json(&out);
     assert_eq!(v["error"]["category"], "input");
-    assert_eq!(v["error"]["element"], 2);
+    assert_eq!(v["error"]["element"], 1);
     assert_eq!(v["bytes_sent"], 0);
     assert!(v["notes"].to_string().contains("nothing was sent"), "{v}");
     drop(listener);

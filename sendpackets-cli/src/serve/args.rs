@@ -29,9 +29,9 @@ const GRACE_SECS: &str = "5";
 /// so the library decides wherever it would read the file into memory.
 const ZERO_COPY_FROM: &str = "64K";
 
-/// Default most connections served at once; when reached, the server stops accepting until
-/// one closes (the others wait in the listen backlog). nginx's default `worker_connections` is
-/// 512 per worker.
+/// Default most connections served at once (unless the descriptor limit leaves room for
+/// fewer, `limits::Budget`); when reached, the server stops accepting until one closes (the
+/// others wait in the listen backlog). nginx's default `worker_connections` is 512 per worker.
 pub(crate) const MAX_CONNECTIONS: usize = 1024;
 
 /// Lingering close: after answering a request the server will not read on (a refusal, a
@@ -48,8 +48,9 @@ pub(crate) const LINGER_BYTES: usize = 1 << 20;
 pub(crate) const BACKLOG: i32 = 1024;
 
 /// Pause after a failed `accept` (out of descriptors, ...) before the next try, so the loop
-/// does not spin.
-pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// does not spin. Out of descriptors, the tables of open files are emptied first, so the next
+/// try usually succeeds; the pause stays short so accepting never stops for long.
+pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
 
 const SERVE_HELP: &str = "\
 Serves the files under DIR read-only over HTTP/1.1: GET and HEAD, keep-alive and pipelining,
@@ -79,9 +80,10 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub(crate) threads: Option<u16>,
     /// Most connections at once; beyond it the server stops accepting until one closes.
-    #[arg(long, value_name = "N", default_value_t = MAX_CONNECTIONS as u32,
-          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub(crate) max_connections: u32,
+    /// Default: 1024, or half the descriptor limit (less a reserve) when that is lower, so
+    /// that files can still be opened with every connection in use.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub(crate) max_connections: Option<u32>,
     /// Seconds a connection may take to deliver a complete request head, from its start or
     /// the end of the previous response; then 408 (or a silent close if nothing came).
     #[arg(long, value_name = "SECS", default_value = IDLE_TIMEOUT_SECS, value_parser = parse_secs)]
@@ -109,9 +111,15 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "BYTES", default_value = ZERO_COPY_FROM,
           value_parser = crate::spec::parse_size)]
     pub(crate) zero_copy_from: u64,
-    /// Print one line per request on stdout.
+    /// Print one line per response on stdout (the access log), in the Combined Log Format
+    /// followed by the duration in seconds and the outcome (complete, cut, not-sent).
+    /// The bytes are the body bytes that reached the kernel; a response none of whose bytes
+    /// did is logged as 499.
     #[arg(long)]
     pub(crate) log: bool,
+    /// The access log's format (implies --log): combined, or json (one object per line).
+    #[arg(long, value_name = "FORMAT", value_enum)]
+    pub(crate) log_format: Option<super::log::LogFormat>,
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {

@@ -2,10 +2,9 @@
 //! answer each in order, close on error, on `Connection: close`, at the idle deadline, or when
 //! the server stops.
 
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -13,6 +12,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::args::{LINGER_BYTES, LINGER_TIME, MAX_HEAD};
+use super::log::{self, Entry, LogFormat};
 use super::path::{self, Refused};
 use super::range::{self, RangeAnswer};
 use super::request::{self, Method, Parsed, Refusal, Request};
@@ -26,8 +26,8 @@ pub(crate) struct Context {
     pub(crate) root: Root,
     /// Serve names starting with a dot.
     pub(crate) dotfiles: bool,
-    /// One line per request on stdout.
-    pub(crate) log: bool,
+    /// The access log on stdout, in this format.
+    pub(crate) log: Option<LogFormat>,
     /// Time to deliver a complete head, from the start or the previous response.
     pub(crate) idle_timeout: Duration,
     /// Time a response may make no progress.
@@ -45,6 +45,10 @@ enum Next {
 
 /// Serves one connection until it closes. Never panics on input; every wait is bounded by the
 /// idle or the stall timeout.
+///
+/// An idle connection holds no head buffer: the buffer is taken when bytes arrive and given
+/// back once they are all answered. The work of a response (`answer`, `refuse`, `linger`) is
+/// boxed, so the task of an idle connection keeps only this loop's few hundred bytes.
 pub(crate) async fn serve(
     stream: TcpStream,
     addr: SocketAddr,
@@ -54,23 +58,22 @@ pub(crate) async fn serve(
     let Ok(mut peer) = Peer::new(stream, ctx.stall_timeout, ctx.zero_copy_from) else {
         return; // gone before the first request
     };
-    let mut buf = vec![0u8; MAX_HEAD];
-    let mut filled = 0usize;
+    // Bytes read and not yet answered: `buf.len()`, at most `MAX_HEAD`.
+    let mut buf: Vec<u8> = Vec::new();
     let mut deadline = Instant::now() + ctx.idle_timeout;
     loop {
-        match request::parse(&buf[..filled]) {
+        match request::parse(&buf) {
             Parsed::Complete(req) => {
                 let used = req.head_len;
-                let unread = req.has_body || filled > used;
-                let next = answer(&mut peer, addr, ctx, &req).await;
+                let unread = req.has_body || buf.len() > used;
+                let next = Box::pin(answer(&mut peer, addr, ctx, &req, Started::now())).await;
                 if next == Next::Close {
                     if unread {
-                        linger(peer.into_stream()).await;
+                        Box::pin(linger(peer.into_stream())).await;
                     }
                     return;
                 }
-                buf.copy_within(used..filled, 0);
-                filled -= used;
+                buf.drain(..used);
                 deadline = Instant::now() + ctx.idle_timeout;
                 continue;
             }
@@ -79,29 +82,39 @@ pub(crate) async fn serve(
                     Refusal::Malformed => Status::BadRequest,
                     Refusal::TooLarge => Status::HeadersTooLarge,
                 };
-                refuse(&mut peer, addr, ctx, status).await;
-                linger(peer.into_stream()).await;
+                Box::pin(refuse(&mut peer, addr, ctx, status)).await;
+                Box::pin(linger(peer.into_stream())).await;
                 return;
             }
             Parsed::Partial => {}
         }
-        if *stop.borrow() && filled == 0 {
-            return;
+        if buf.is_empty() {
+            if *stop.borrow() {
+                return;
+            }
+            buf = Vec::new(); // idle: no buffer
         }
-        // `parse` refuses a partial head that fills the buffer, so there is room to read.
         tokio::select! {
-            r = peer.stream_mut().read(&mut buf[filled..]) => match r {
-                Ok(0) | Err(_) => return,
-                Ok(n) => filled += n,
+            r = peer.stream_mut().readable() => if r.is_err() {
+                return;
             },
             () = tokio::time::sleep_until(deadline) => {
-                if filled > 0 {
-                    refuse(&mut peer, addr, ctx, Status::RequestTimeout).await;
-                    linger(peer.into_stream()).await;
+                if !buf.is_empty() {
+                    Box::pin(refuse(&mut peer, addr, ctx, Status::RequestTimeout)).await;
+                    Box::pin(linger(peer.into_stream())).await;
                 }
                 return;
             }
-            _ = stop.changed(), if filled == 0 => return,
+            _ = stop.changed(), if buf.is_empty() => return,
+        }
+        // `parse` refuses a partial head that fills `MAX_HEAD`, so there is room to read,
+        // and reading into the spare capacity never grows the buffer past it.
+        buf.reserve_exact(MAX_HEAD - buf.len());
+        match peer.stream_mut().try_read_buf(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
         }
     }
 }
@@ -125,19 +138,57 @@ async fn linger(mut stream: TcpStream) {
     .await;
 }
 
+/// When a request began, for the log.
+#[derive(Clone, Copy, Debug)]
+struct Started {
+    at: SystemTime,
+    clock: Instant,
+}
+
+impl Started {
+    fn now() -> Started {
+        Started {
+            at: SystemTime::now(),
+            clock: Instant::now(),
+        }
+    }
+}
+
+/// Logs one response (when logging): `head_len` bytes of `head` come before the body, `sent`
+/// is the library's answer.
+fn log_response(
+    ctx: &Context,
+    peer: SocketAddr,
+    request: Option<&Request<'_>>,
+    status: Status,
+    head_len: u64,
+    sent: &Result<u64, SendFailure>,
+    started: Started,
+) {
+    let Some(format) = ctx.log else { return };
+    let entry = Entry {
+        peer,
+        request,
+        status,
+        head_len,
+        sent: match sent {
+            Ok(n) => *n,
+            Err(f) => f.bytes_sent(),
+        },
+        failed: sent.as_ref().err(),
+        started: started.at,
+        duration: started.clock.elapsed(),
+    };
+    log::write(&entry.format(format));
+}
+
 /// Answers a refused or timed-out head, then the caller closes.
 async fn refuse(peer: &mut Peer, addr: SocketAddr, ctx: &Context, status: Status) {
+    let started = Started::now();
     let (head, body) = error_head(status, true, Next::Close, 1);
+    let head_len = head.len() as u64;
     let sent = peer.send(with_body(head, body), None).await;
-    if ctx.log {
-        log_line(
-            addr,
-            None,
-            status,
-            body.len() as u64 + 1,
-            sent.as_ref().err(),
-        );
-    }
+    log_response(ctx, addr, None, status, head_len, &sent, started);
 }
 
 /// A short text response for `status` (and its body, sent unless HEAD).
@@ -148,6 +199,9 @@ fn error_head(status: Status, with: bool, next: Next, minor: u8) -> (Vec<u8>, &'
         .content_length(body.len() as u64 + 1);
     if status == Status::MethodNotAllowed {
         h.header("Allow", "GET, HEAD");
+    }
+    if status == Status::ServiceUnavailable {
+        h.header("Retry-After", "1");
     }
     (
         h.finish(next == Next::KeepOpen, minor),
@@ -165,7 +219,13 @@ fn with_body(mut head: Vec<u8>, body: &str) -> Vec<u8> {
 }
 
 /// Answers one complete request.
-async fn answer(peer: &mut Peer, addr: SocketAddr, ctx: &Context, req: &Request<'_>) -> Next {
+async fn answer(
+    peer: &mut Peer,
+    addr: SocketAddr,
+    ctx: &Context,
+    req: &Request<'_>,
+    started: Started,
+) -> Next {
     let keep = if req.keep_alive {
         Next::KeepOpen
     } else {
@@ -200,10 +260,7 @@ async fn answer(peer: &mut Peer, addr: SocketAddr, ctx: &Context, req: &Request<
         end: *end,
     });
     let sent = peer.send(head, body).await;
-    if ctx.log {
-        let bytes = sent.as_ref().map_or(0, |n| n.saturating_sub(head_len));
-        log_line(addr, Some(req), status, bytes, sent.as_ref().err());
-    }
+    log_response(ctx, addr, Some(req), status, head_len, &sent, started);
     if sent.is_err() { Next::Close } else { next }
 }
 
@@ -252,28 +309,11 @@ fn plan(ctx: &Context, req: &Request<'_>, keep: Next) -> Plan {
             relative.push("index.html");
             match ctx.root.open_cached(&relative) {
                 Ok(Opened::File(f)) => f,
-                Ok(Opened::Directory) | Err(OpenFailure::NotFound) => {
-                    return text(Status::NotFound);
-                }
-                Err(OpenFailure::Forbidden) => return text(Status::Forbidden),
-                Err(OpenFailure::Other(e)) => {
-                    open_failed(ctx, &relative, &e);
-                    return Plan::Text {
-                        status: Status::InternalError,
-                        next: Next::Close,
-                    };
-                }
+                Ok(Opened::Directory) => return text(Status::NotFound),
+                Err(f) => return open_failed(ctx, &relative, f, keep),
             }
         }
-        Err(OpenFailure::NotFound) => return text(Status::NotFound),
-        Err(OpenFailure::Forbidden) => return text(Status::Forbidden),
-        Err(OpenFailure::Other(e)) => {
-            open_failed(ctx, &relative, &e);
-            return Plan::Text {
-                status: Status::InternalError,
-                next: Next::Close,
-            };
-        }
+        Err(f) => return open_failed(ctx, &relative, f, keep),
     };
     let v = file.validators;
     let ka = keep == Next::KeepOpen;
@@ -332,41 +372,31 @@ fn plan(ctx: &Context, req: &Request<'_>, keep: Next) -> Plan {
     }
 }
 
-/// An unexpected open failure (500), on stderr when logging.
-fn open_failed(ctx: &Context, relative: &std::path::Path, e: &std::io::Error) {
-    if ctx.log {
+/// The answer to a failed open: 404, 403, 503 when out of descriptors (after the tables let
+/// go of theirs), 500 for the unexpected (both on stderr when logging, and closing, which
+/// gives a descriptor back).
+fn open_failed(ctx: &Context, relative: &std::path::Path, f: OpenFailure, keep: Next) -> Plan {
+    let (status, e) = match f {
+        OpenFailure::NotFound => {
+            return Plan::Text {
+                status: Status::NotFound,
+                next: keep,
+            };
+        }
+        OpenFailure::Forbidden => {
+            return Plan::Text {
+                status: Status::Forbidden,
+                next: keep,
+            };
+        }
+        OpenFailure::Unavailable(e) => (Status::ServiceUnavailable, e),
+        OpenFailure::Other(e) => (Status::InternalError, e),
+    };
+    if ctx.log.is_some() {
         eprintln!("cannot open {}: {e}", relative.display());
     }
-}
-
-/// One access-log line on stdout: peer, request line, status, body bytes, and why the send
-/// failed if it did.
-fn log_line(
-    peer: SocketAddr,
-    req: Option<&Request<'_>>,
-    status: Status,
-    body_bytes: u64,
-    failed: Option<&SendFailure>,
-) {
-    let request = match req {
-        Some(r) => format!(
-            "{} {} HTTP/1.{}",
-            r.method_text,
-            r.target.escape_debug(),
-            r.minor
-        ),
-        None => "-".to_string(),
-    };
-    let failed = match failed {
-        None => String::new(),
-        Some(SendFailure::Stalled) => " (dropped: client stopped reading)".to_string(),
-        Some(SendFailure::Send(e)) => format!(" (send failed: {e})"),
-    };
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
-        "{peer} \"{request}\" {} {body_bytes}{failed}",
-        status.code()
-    );
-    let _ = out.flush();
+    Plan::Text {
+        status,
+        next: Next::Close,
+    }
 }

@@ -10,6 +10,8 @@ mod args;
 mod conn;
 #[cfg(test)]
 mod fuzz;
+mod limits;
+mod log;
 mod path;
 mod range;
 mod request;
@@ -19,6 +21,7 @@ mod response;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::signal::unix::{SignalKind, signal};
@@ -34,7 +37,13 @@ use respond::Root;
 
 /// Runs the server until SIGINT or SIGTERM; returns the exit code.
 pub(crate) fn run(args: &ServeArgs) -> Code {
-    let root = match Root::new(&args.dir, args.follow_symlinks, args.open_file_cache) {
+    let budget = limits::Budget::of(limits::raise_nofile());
+    let root = match Root::new(
+        &args.dir,
+        args.follow_symlinks,
+        args.open_file_cache,
+        budget.files,
+    ) {
         Ok(r) => r,
         Err(e) => {
             eprintln!(
@@ -63,12 +72,16 @@ pub(crate) fn run(args: &ServeArgs) -> Code {
     let ctx = Context {
         root,
         dotfiles: args.dotfiles,
-        log: args.log,
+        log: match (args.log, args.log_format) {
+            (_, Some(f)) => Some(f),
+            (true, None) => Some(log::LogFormat::Combined),
+            (false, None) => None,
+        },
         idle_timeout: args.idle_timeout,
         stall_timeout: args.stall_timeout,
         zero_copy_from: args.zero_copy_from,
     };
-    let code = runtime.block_on(serve(args, Arc::new(ctx)));
+    let code = runtime.block_on(serve(args, budget, Arc::new(ctx)));
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     code
 }
@@ -84,7 +97,7 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(BACKLOG as u32)
 }
 
-async fn serve(args: &ServeArgs, ctx: Arc<Context>) -> Code {
+async fn serve(args: &ServeArgs, budget: limits::Budget, ctx: Arc<Context>) -> Code {
     let (mut interrupt, mut terminate) = match (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
@@ -113,6 +126,19 @@ async fn serve(args: &ServeArgs, ctx: Arc<Context>) -> Code {
             return Code::Connect;
         }
     }
+    let max_connections = match args.max_connections {
+        Some(n) => {
+            if n as usize > budget.connections {
+                eprintln!(
+                    "warning: --max-connections {n} leaves too few of the {} descriptors for \
+                     files; out of descriptors, requests get 503",
+                    budget.limit
+                );
+            }
+            n as usize
+        }
+        None => args::MAX_CONNECTIONS.min(budget.connections),
+    };
 
     let sweeper = {
         let ctx = ctx.clone();
@@ -124,9 +150,28 @@ async fn serve(args: &ServeArgs, ctx: Arc<Context>) -> Code {
             }
         })
     };
-    let slots = Arc::new(Semaphore::new(args.max_connections as usize));
+    let slots = Arc::new(Semaphore::new(max_connections));
+    // Connections closed so far, and the most open since the trimmer last looked.
+    let closes = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let trimmer = {
+        let (slots, closes, peak) = (slots.clone(), closes.clone(), peak.clone());
+        tokio::spawn(async move {
+            let mut trim = limits::Trim::default();
+            let mut every = tokio::time::interval(limits::TRIM_EVERY);
+            loop {
+                every.tick().await;
+                trim.saw(peak.swap(0, Ordering::Relaxed));
+                let live = max_connections - slots.available_permits();
+                trim.tick(closes.load(Ordering::Relaxed), live);
+            }
+        })
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
+    // Finished tasks keep their memory until joined: reap them at every accept and, when no
+    // connection comes, every TRIM_EVERY (before the trimmer looks).
+    let mut reap = tokio::time::interval(limits::TRIM_EVERY);
     let signal_name = loop {
         // Reap finished connections so the set stays as large as the live ones.
         while tasks.try_join_next().is_some() {}
@@ -140,14 +185,19 @@ async fn serve(args: &ServeArgs, ctx: Arc<Context>) -> Code {
         };
         let accepted = tokio::select! {
             a = listener.accept() => a,
+            _ = reap.tick() => continue,
             _ = interrupt.recv() => break "SIGINT",
             _ = terminate.recv() => break "SIGTERM",
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                // Out of descriptors or a connection reset before accept: wait, go on.
-                if ctx.log {
+                // Out of descriptors: let go of the tables' files. Then, as after a connection
+                // reset before accept, wait briefly and go on.
+                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                    ctx.root.shed();
+                }
+                if ctx.log.is_some() {
                     eprintln!("accept failed: {e}");
                 }
                 drop(permit);
@@ -159,14 +209,21 @@ async fn serve(args: &ServeArgs, ctx: Arc<Context>) -> Code {
         let _ = stream.set_nodelay(true);
         let ctx = ctx.clone();
         let stop = stop_rx.clone();
+        let closes = closes.clone();
         tasks.spawn(async move {
             conn::serve(stream, peer, &ctx, stop).await;
             drop(permit);
+            closes.fetch_add(1, Ordering::Relaxed);
         });
+        peak.fetch_max(
+            max_connections - slots.available_permits(),
+            Ordering::Relaxed,
+        );
     };
 
     drop(listener);
     sweeper.abort();
+    trimmer.abort();
     let _ = stop_tx.send(true);
     let in_flight = tasks.len();
     let finished = tokio::time::timeout(args.grace, async {

@@ -38,6 +38,10 @@ pub(crate) struct Request<'a> {
     pub(crate) if_none_match: Option<&'a [u8]>,
     /// `If-Modified-Since`.
     pub(crate) if_modified_since: Option<&'a [u8]>,
+    /// `Referer` (for the log).
+    pub(crate) referer: Option<&'a [u8]>,
+    /// `User-Agent` (for the log).
+    pub(crate) user_agent: Option<&'a [u8]>,
     /// Bytes of the buffer the head took (the next request starts there).
     pub(crate) head_len: usize,
 }
@@ -102,6 +106,8 @@ pub(crate) fn parse(buf: &[u8]) -> Parsed<'_> {
         if_range: None,
         if_none_match: None,
         if_modified_since: None,
+        referer: None,
+        user_agent: None,
         head_len,
     };
     let mut hosts = 0usize;
@@ -137,6 +143,10 @@ pub(crate) fn parse(buf: &[u8]) -> Parsed<'_> {
             r.if_none_match.get_or_insert(h.value);
         } else if name.eq_ignore_ascii_case("if-modified-since") {
             r.if_modified_since.get_or_insert(h.value);
+        } else if name.eq_ignore_ascii_case("referer") {
+            r.referer.get_or_insert(h.value);
+        } else if name.eq_ignore_ascii_case("user-agent") {
+            r.user_agent.get_or_insert(h.value);
         }
     }
     // RFC 9112 section 3.2: a 1.1 request without exactly one Host is answered with 400.

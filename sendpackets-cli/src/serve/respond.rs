@@ -53,6 +53,8 @@ pub(crate) struct Root {
 #[derive(Debug, Default)]
 struct Checked {
     map: Mutex<HashMap<FileKey, CheckedFile>>,
+    /// Most entries (the smaller of [`CHECKED_MAX`] and the descriptor budget's share).
+    max: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -89,9 +91,9 @@ impl Checked {
     fn insert(&self, key: FileKey, version: Version, file: Arc<ServedFile>) {
         let Ok(mut map) = self.map.lock() else { return };
         let now = Instant::now();
-        if map.len() >= CHECKED_MAX && !map.contains_key(&key) {
+        if map.len() >= self.max && !map.contains_key(&key) {
             map.retain(|_, e| now.duration_since(e.used) < CHECKED_IDLE);
-            if map.len() >= CHECKED_MAX {
+            if map.len() >= self.max {
                 map.clear();
             }
         }
@@ -111,6 +113,7 @@ impl Checked {
 #[derive(Debug)]
 struct FileCache {
     valid: Duration,
+    max: usize,
     map: Mutex<HashMap<PathBuf, Cached>>,
 }
 
@@ -152,7 +155,9 @@ pub(crate) enum OpenFailure {
     NotFound,
     /// Leads outside the root through a symlink, not readable, or not a regular file: 403.
     Forbidden,
-    /// Anything else (out of descriptors, I/O error): 500.
+    /// Out of descriptors even after letting go of the tables' ones: 503.
+    Unavailable(io::Error),
+    /// Anything else (I/O error): 500.
     Other(io::Error),
 }
 
@@ -163,10 +168,12 @@ impl Root {
     ///
     /// The `open` error, or `NotADirectory`.
     /// `cache_valid`: keep opened files that long (`None`: open on every request).
+    /// `max_files`: most descriptors each table of open files may hold.
     pub(crate) fn new(
         dir: &Path,
         follow_symlinks: bool,
         cache_valid: Option<Duration>,
+        max_files: usize,
     ) -> io::Result<Root> {
         let dir = rustix::fs::open(
             dir,
@@ -178,10 +185,27 @@ impl Root {
             follow_symlinks,
             cache: cache_valid.map(|valid| FileCache {
                 valid,
+                max: max_files.min(CACHE_MAX),
                 map: Mutex::new(HashMap::new()),
             }),
-            checked: Checked::default(),
+            checked: Checked {
+                max: max_files.min(CHECKED_MAX),
+                ..Checked::default()
+            },
         })
+    }
+
+    /// Lets go of every file the tables hold (out of descriptors: those not being sent are
+    /// closed at once).
+    pub(crate) fn shed(&self) {
+        if let Ok(mut map) = self.checked.map.lock() {
+            map.clear();
+        }
+        if let Some(cache) = &self.cache {
+            if let Ok(mut map) = cache.map.lock() {
+                map.clear();
+            }
+        }
     }
 
     /// Lets go of checked files unused for [`CHECKED_IDLE`] and of expired cache entries
@@ -214,7 +238,7 @@ impl Root {
         }
         let opened = self.open(relative)?;
         if let Ok(mut m) = cache.map.lock() {
-            if m.len() >= CACHE_MAX {
+            if m.len() >= cache.max {
                 m.clear();
             }
             m.insert(
@@ -239,10 +263,19 @@ impl Root {
         };
         // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused after fstat).
         let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
-        let opened = if self.follow_symlinks {
-            rustix::fs::openat(&self.dir, path, flags, Mode::empty())
-        } else {
-            open_beneath(&self.dir, path, flags)
+        let open = || {
+            if self.follow_symlinks {
+                rustix::fs::openat(&self.dir, path, flags, Mode::empty())
+            } else {
+                open_beneath(&self.dir, path, flags)
+            }
+        };
+        let opened = match open() {
+            Err(rustix::io::Errno::MFILE | rustix::io::Errno::NFILE) => {
+                self.shed();
+                open()
+            }
+            r => r,
         };
         let fd = opened.map_err(|e| match e {
             rustix::io::Errno::NOENT
@@ -252,6 +285,9 @@ impl Root {
             | rustix::io::Errno::PERM
             | rustix::io::Errno::XDEV
             | rustix::io::Errno::LOOP => OpenFailure::Forbidden,
+            e @ (rustix::io::Errno::MFILE | rustix::io::Errno::NFILE) => {
+                OpenFailure::Unavailable(e.into())
+            }
             e => OpenFailure::Other(e.into()),
         })?;
         let st = rustix::fs::fstat(&fd).map_err(|e| OpenFailure::Other(e.into()))?;
@@ -321,10 +357,20 @@ pub(crate) struct Body<'a> {
 /// Why a response did not go out whole. The connection is closed either way.
 #[derive(Debug)]
 pub(crate) enum SendFailure {
-    /// No progress for the stall timeout: the client stopped reading.
-    Stalled,
+    /// No progress for the stall timeout: the client stopped reading (the library's error,
+    /// with its progress).
+    Stalled(SendError),
     /// The library's error (peer reset, file truncated, ...), with its progress.
     Send(SendError),
+}
+
+impl SendFailure {
+    /// Bytes the kernel took before the failure.
+    pub(crate) fn bytes_sent(&self) -> u64 {
+        match self {
+            SendFailure::Stalled(e) | SendFailure::Send(e) => e.progress().bytes_sent,
+        }
+    }
 }
 
 /// An accepted connection as the library knows it: checked once (connected TCP), then every
@@ -403,7 +449,7 @@ impl Peer {
         };
         match self.conn.send_with(list, opts).await {
             Ok(report) => Ok(report.bytes_sent),
-            Err(e) if e.kind() == ErrorKind::TimedOut => Err(SendFailure::Stalled),
+            Err(e) if e.kind() == ErrorKind::TimedOut => Err(SendFailure::Stalled(e)),
             Err(e) => Err(SendFailure::Send(e)),
         }
     }

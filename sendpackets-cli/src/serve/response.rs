@@ -29,8 +29,10 @@ pub(crate) enum Status {
     RangeNotSatisfiable,
     /// 431.
     HeadersTooLarge,
-    /// 500 (an unexpected error opening a file: out of descriptors, I/O error).
+    /// 500 (an unexpected error opening a file: I/O error).
     InternalError,
+    /// 503 (out of descriptors).
+    ServiceUnavailable,
 }
 
 impl Status {
@@ -49,6 +51,7 @@ impl Status {
             Status::RangeNotSatisfiable => 416,
             Status::HeadersTooLarge => 431,
             Status::InternalError => 500,
+            Status::ServiceUnavailable => 503,
         }
     }
 
@@ -67,6 +70,7 @@ impl Status {
             Status::RangeNotSatisfiable => "HTTP/1.1 416 Range Not Satisfiable\r\n",
             Status::HeadersTooLarge => "HTTP/1.1 431 Request Header Fields Too Large\r\n",
             Status::InternalError => "HTTP/1.1 500 Internal Server Error\r\n",
+            Status::ServiceUnavailable => "HTTP/1.1 503 Service Unavailable\r\n",
         }
     }
 

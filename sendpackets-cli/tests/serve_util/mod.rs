@@ -25,22 +25,32 @@ pub struct Server {
     pub addr: SocketAddr,
     /// Its stdout (access log) lines, read by a thread.
     log: mpsc::Receiver<String>,
+    /// Its stderr lines after the first, read by a thread (and echoed).
+    errors: mpsc::Receiver<String>,
 }
 
 impl Server {
     /// Starts `sendpackets serve DIR --listen 127.0.0.1:0 ARGS...`, waits for its address.
     pub fn start(dir: &Path, args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sendpackets"))
-            .arg("serve")
+        Server::start_with(dir, args, |_| {})
+    }
+
+    /// [`start`](Self::start), with `prepare` applied to the command before it is spawned.
+    pub fn start_with(dir: &Path, args: &[&str], prepare: impl FnOnce(&mut Command)) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sendpackets"));
+        cmd.arg("serve")
             .arg(dir)
             .args(["--listen", "127.0.0.1:0", "--threads", "2"])
-            .args(args)
+            .args(args);
+        prepare(&mut cmd);
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn sendpackets serve");
         let (tx, rx) = mpsc::channel();
+        let (err_tx, errors) = mpsc::channel();
         let stderr = child.stderr.take().unwrap();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stderr).lines();
@@ -48,6 +58,7 @@ impl Server {
             let _ = tx.send(first);
             for l in lines.map_while(Result::ok) {
                 eprintln!("server: {l}");
+                let _ = err_tx.send(l);
             }
         });
         let line = rx
@@ -71,6 +82,7 @@ impl Server {
             child: Some(child),
             addr,
             log,
+            errors,
         }
     }
 
@@ -94,6 +106,11 @@ impl Server {
     /// Access-log lines printed so far.
     pub fn log_lines(&self) -> Vec<String> {
         self.log.try_iter().collect()
+    }
+
+    /// Stderr lines printed so far (after the address line).
+    pub fn error_lines(&self) -> Vec<String> {
+        self.errors.try_iter().collect()
     }
 
     /// Sends SIGTERM and waits (bounded) for the exit.
