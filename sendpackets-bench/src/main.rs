@@ -21,6 +21,8 @@ mod http;
 mod limits;
 mod measure;
 mod netpath;
+mod rr;
+mod rr_server;
 mod scale;
 mod serve_nginx;
 mod sink;
@@ -126,6 +128,21 @@ enum Cmd {
     /// `sendpackets serve` against nginx under wrk (not part of `all`; needs the release
     /// `sendpackets` binary, nginx-light and wrk).
     ServeNginx(serve_nginx::Args),
+    /// Request/response: N keep-alive connections (wrk), one request then the whole response,
+    /// against a responder per mechanism, the library's choice, the C limit server, `sendpackets
+    /// serve`, nginx and static-web-server, under each congestion control, on both paths (not
+    /// part of `all`; needs the release `sendpackets` binary).
+    Rr(rr::Args),
+    /// A responder of `rr` (started by the bench inside its namespace).
+    #[command(hide = true)]
+    RrServer {
+        #[arg(long)]
+        mode: String,
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+    },
 }
 
 /// What every workload is run with.
@@ -214,6 +231,9 @@ fn main() {
         };
         std::process::exit(scale::receiver_main(&a));
     }
+    if let Cmd::RrServer { mode, dir, listen } = &cli.command {
+        std::process::exit(rr_server::main(mode, dir, *listen));
+    }
     let code = run(cli);
     std::process::exit(code);
 }
@@ -230,6 +250,14 @@ fn run(cli: Cli) -> i32 {
     raise_nofile();
     if let Cmd::ServeNginx(args) = &cli.command {
         serve_nginx::run(args, reps, cli.quick, !cli.no_install);
+        return 0;
+    }
+    if let Cmd::Rr(args) = &cli.command {
+        if let Err(e) = netpath::install_signal_cleanup() {
+            eprintln!("cannot watch for signals: {e}");
+            return 1;
+        }
+        rr::run(args, reps, cli.quick, !cli.no_install, cli.gate_redos);
         return 0;
     }
 
