@@ -29,7 +29,7 @@ use crate::table::Table;
 /// How long a server gets to start listening.
 const START_LIMIT: Duration = Duration::from_secs(20);
 /// Extra time a wrk run may take past its duration before it is killed.
-const WRK_SLACK: Duration = Duration::from_secs(30);
+const WRK_SLACK: Duration = Duration::from_secs(60);
 
 /// The workload's own options (after `rr`).
 #[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
@@ -115,6 +115,9 @@ struct Sample {
     cpu_us: f64,
     /// wrk's socket errors (connect, read, write, timeout) and non-2xx responses.
     errors: u64,
+    /// Bytes read per second (partial responses included: with 1,000 connections and 8 MiB
+    /// responses few complete within a run).
+    bps: f64,
 }
 
 /// A contender's servers: one for every size, or one per size (the limit server).
@@ -315,6 +318,7 @@ fn body(
     // results[(path, cc, conns, size, key)]
     let mut results: HashMap<(String, String, u32, u64, String), Vec<Sample>> = HashMap::new();
     let (mut discarded, mut kept_noisy) = (0usize, 0usize);
+    let mut failures: Vec<String> = Vec::new();
     let wrk_bin = which("wrk").unwrap_or_else(|| PathBuf::from("wrk"));
     let began = Instant::now();
     for &path in &paths {
@@ -333,7 +337,21 @@ fn body(
                             let sample = loop {
                                 let before = others_cpu_ticks();
                                 let t0 = Instant::now();
-                                let sample = wrk(v, path, &wrk_bin, srv, &url, conns, secs)?;
+                                let sample = match wrk(v, path, &wrk_bin, srv, &url, conns, secs) {
+                                    Ok(s) => s,
+                                    Err(e) => {
+                                        eprintln!(
+                                            "  rr {path} {cc} c{conns} {} {k}: FAILED: {e}",
+                                            crate::size_name(len)
+                                        );
+                                        failures.push(format!(
+                                            "{path}, {cc}, {conns} connection(s), {}, {}: {e}",
+                                            crate::size_name(len),
+                                            title(k)
+                                        ));
+                                        break None;
+                                    }
+                                };
                                 let window = t0.elapsed().as_secs_f64();
                                 let others = ticks_to_secs(others_cpu_ticks().since(&before));
                                 let noisy = others > GATE_SHARE * window + GATE_SLACK;
@@ -348,16 +366,18 @@ fn body(
                                     continue;
                                 }
                                 kept_noisy += usize::from(noisy);
-                                break sample;
+                                break Some(sample);
                             };
+                            let Some(sample) = sample else { continue };
                             eprintln!(
                                 "  rr {path} {cc} c{conns} round {}/{reps} {:>7} {:<18} \
-                                 {:>9.0} req/s {:>8.1} µs/req{}",
+                                 {:>9.0} req/s {:>8.1} µs/req {:>7.0} MB/s{}",
                                 round + 1,
                                 crate::size_name(len),
                                 k,
                                 sample.rps,
                                 sample.cpu_us,
+                                sample.bps / 1e6,
                                 if sample.errors > 0 {
                                     format!("  ({} errors)", sample.errors)
                                 } else {
@@ -395,7 +415,10 @@ fn body(
     for n in &notes {
         let _ = writeln!(out, "- {n}");
     }
-    if !notes.is_empty() {
+    for f in &failures {
+        let _ = writeln!(out, "- Run failed (left out of the medians): {f}");
+    }
+    if !notes.is_empty() || !failures.is_empty() {
         out.push('\n');
     }
     let cols: Vec<String> = keys.iter().map(|k| title(k).to_string()).collect();
@@ -431,7 +454,13 @@ fn body(
                             } else {
                                 String::new()
                             };
-                            format!("{} ({:.1}{err})", rate(m.rps), m.cpu_us)
+                            // Where few responses complete in a run, the bytes say more.
+                            let mbs = if len >= 1 << 20 && conns >= 1000 {
+                                format!(", {:.0} MB/s", m.bps / 1e6)
+                            } else {
+                                String::new()
+                            };
+                            format!("{} ({:.1}{mbs}{err})", rate(m.rps), m.cpu_us)
                         }));
                     }
                     let best_limit = ["limit-mem", "limit-more", "limit-cork"]
@@ -473,6 +502,7 @@ fn median(v: &[Sample]) -> Option<Sample> {
         rps: mid(v.iter().map(|s| s.rps).collect())?,
         cpu_us: mid(v.iter().map(|s| s.cpu_us).collect())?,
         errors: v.iter().map(|s| s.errors).max().unwrap_or(0),
+        bps: mid(v.iter().map(|s| s.bps).collect())?,
     })
 }
 
@@ -593,7 +623,26 @@ fn wrk(
         rps: w.rps,
         cpu_us: (cpu1 - cpu0) * 1e6 / w.requests.max(1) as f64,
         errors: w.bad + socket_errors,
+        bps: transfer_rate(&text).unwrap_or(0.0),
     })
+}
+
+/// wrk's `Transfer/sec:  12.34MB` in bytes per second.
+fn transfer_rate(text: &str) -> Option<f64> {
+    let v = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Transfer/sec:"))?
+        .trim();
+    let split = v.find(|c: char| c.is_ascii_alphabetic())?;
+    let (num, unit) = v.split_at(split);
+    let mult = match unit {
+        "B" => 1.0,
+        "KB" => 1024.0,
+        "MB" => 1024.0 * 1024.0,
+        "GB" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some(num.parse::<f64>().ok()? * mult)
 }
 
 /// One request with the bench's own client: status 200, and the body is the file, byte for
@@ -840,5 +889,8 @@ mod tests {
         assert_eq!(parse_size("100"), Some(100));
         assert_eq!(parse_size("x"), None);
         assert_eq!(file_name(64 << 10), "64kib.bin");
+        let wrk = "Requests/sec:   1.50\nTransfer/sec:     12.50MB\n";
+        assert_eq!(transfer_rate(wrk), Some(12.5 * 1024.0 * 1024.0));
+        assert_eq!(transfer_rate("nothing"), None);
     }
 }
