@@ -50,7 +50,8 @@ pub(crate) struct Args {
     cc: Vec<String>,
     /// Contenders, comma-separated (default: all but the epoll responder's mem, cork and more,
     /// which the limit server covers): limit-mem, limit-more, limit-cork, mem, cork, more,
-    /// copy, splice, lib, serve, nginx, sws.
+    /// copy, splice, lib, serve, nginx, sws; and serve-old, `sendpackets serve` of an older
+    /// build named by SENDPACKETS_OLD_BIN (before and after a change, side by side).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Seconds per wrk run (default 3, quick 1).
@@ -84,6 +85,7 @@ fn title(key: &str) -> &'static str {
         "splice" => "epoll: splice",
         "lib" => "library's choice",
         "serve" => "sendpackets serve",
+        "serve-old" => "serve, older build",
         "nginx" => "nginx",
         "sws" => "static-web-server",
         _ => "?",
@@ -285,6 +287,19 @@ fn body(
                 false,
                 Some(v),
             )?),
+            "serve-old" => {
+                let bin = std::env::var_os("SENDPACKETS_OLD_BIN").ok_or_else(|| {
+                    io::Error::other("serve-old needs SENDPACKETS_OLD_BIN (an older build)")
+                })?;
+                Servers::One(serve_nginx::start_ours(
+                    Path::new(&bin),
+                    &www,
+                    ip,
+                    1,
+                    false,
+                    Some(v),
+                )?)
+            }
             "nginx" => Servers::One(serve_nginx::start_nginx(
                 dir.path(),
                 &www,
@@ -316,7 +331,7 @@ fn body(
         .filter(|p| matches!(*p, "loopback" | "veth"))
         .collect();
     // results[(path, cc, conns, size, key)]
-    let mut results: HashMap<(String, String, u32, u64, String), Vec<Sample>> = HashMap::new();
+    let mut results: Results = HashMap::new();
     let (mut discarded, mut kept_noisy) = (0usize, 0usize);
     let mut failures: Vec<String> = Vec::new();
     let wrk_bin = which("wrk").unwrap_or_else(|| PathBuf::from("wrk"));
@@ -391,6 +406,8 @@ fn body(
                         }
                     }
                 }
+                // Each table as soon as it is measured (a run stopped later keeps it).
+                eprintln!("{}", render(&keys, &sizes, &results, path, cc, conns));
             }
         }
     }
@@ -421,69 +438,86 @@ fn body(
     if !notes.is_empty() || !failures.is_empty() {
         out.push('\n');
     }
-    let cols: Vec<String> = keys.iter().map(|k| title(k).to_string()).collect();
     for &path in &paths {
         for cc in &ccs {
             for &conns in &args.conns {
-                let _ = writeln!(out, "### {path}, {cc}, {conns} connection(s)\n");
-                let mut head = vec!["size".to_string()];
-                head.extend(cols.iter().cloned());
-                head.extend(
-                    [
-                        "serve ÷ best limit",
-                        "library ÷ best limit",
-                        "serve ÷ nginx",
-                        "serve ÷ sws",
-                        "library ÷ copy",
-                    ]
-                    .map(String::from),
-                );
-                let head_refs: Vec<&str> = head.iter().map(String::as_str).collect();
-                let mut t = Table::new(&head_refs);
-                for &len in &sizes {
-                    let med = |k: &str| {
-                        results
-                            .get(&(path.into(), cc.clone(), conns, len, k.to_string()))
-                            .and_then(|v| median(v))
-                    };
-                    let mut row = vec![crate::size_name(len)];
-                    for k in &keys {
-                        row.push(med(k).map_or("–".into(), |m| {
-                            let err = if m.errors > 0 {
-                                format!(", {} err", m.errors)
-                            } else {
-                                String::new()
-                            };
-                            // Where few responses complete in a run, the bytes say more.
-                            let mbs = if len >= 1 << 20 && conns >= 1000 {
-                                format!(", {:.0} MB/s", m.bps / 1e6)
-                            } else {
-                                String::new()
-                            };
-                            format!("{} ({:.1}{mbs}{err})", rate(m.rps), m.cpu_us)
-                        }));
-                    }
-                    let best_limit = ["limit-mem", "limit-more", "limit-cork"]
-                        .iter()
-                        .filter_map(|k| med(k).map(|m| m.rps))
-                        .fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.max(x))));
-                    let ratio = |a: Option<Sample>, b: Option<f64>| match (a, b) {
-                        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a.rps / b),
-                        _ => "–".into(),
-                    };
-                    row.push(ratio(med("serve"), best_limit));
-                    row.push(ratio(med("lib"), best_limit));
-                    row.push(ratio(med("serve"), med("nginx").map(|m| m.rps)));
-                    row.push(ratio(med("serve"), med("sws").map(|m| m.rps)));
-                    row.push(ratio(med("lib"), med("copy").map(|m| m.rps)));
-                    t.row(row);
-                }
-                out.push_str(&t.render());
-                out.push('\n');
+                out.push_str(&render(&keys, &sizes, &results, path, cc, conns));
             }
         }
     }
     Ok(out)
+}
+
+/// Every sample, by path, congestion control, connections, size and contender.
+type Results = HashMap<(String, String, u32, u64, String), Vec<Sample>>;
+
+/// The table of one path, congestion control and connection count.
+fn render(
+    keys: &[&str],
+    sizes: &[u64],
+    results: &Results,
+    path: &str,
+    cc: &String,
+    conns: u32,
+) -> String {
+    let mut out = String::new();
+    let cols: Vec<String> = keys.iter().map(|k| title(k).to_string()).collect();
+    let _ = writeln!(out, "### {path}, {cc}, {conns} connection(s)\n");
+    let mut head = vec!["size".to_string()];
+    head.extend(cols.iter().cloned());
+    head.extend(
+        [
+            "serve ÷ best limit",
+            "library ÷ best limit",
+            "serve ÷ nginx",
+            "serve ÷ sws",
+            "library ÷ copy",
+        ]
+        .map(String::from),
+    );
+    let head_refs: Vec<&str> = head.iter().map(String::as_str).collect();
+    let mut t = Table::new(&head_refs);
+    for &len in sizes {
+        let med = |k: &str| {
+            results
+                .get(&(path.into(), cc.clone(), conns, len, k.to_string()))
+                .and_then(|v| median(v))
+        };
+        let mut row = vec![crate::size_name(len)];
+        for k in keys {
+            row.push(med(k).map_or("–".into(), |m| {
+                let err = if m.errors > 0 {
+                    format!(", {} err", m.errors)
+                } else {
+                    String::new()
+                };
+                // Where few responses complete in a run, the bytes say more.
+                let mbs = if len >= 1 << 20 && conns >= 1000 {
+                    format!(", {:.0} MB/s", m.bps / 1e6)
+                } else {
+                    String::new()
+                };
+                format!("{} ({:.1}{mbs}{err})", rate(m.rps), m.cpu_us)
+            }));
+        }
+        let best_limit = ["limit-mem", "limit-more", "limit-cork"]
+            .iter()
+            .filter_map(|k| med(k).map(|m| m.rps))
+            .fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.max(x))));
+        let ratio = |a: Option<Sample>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a.rps / b),
+            _ => "–".into(),
+        };
+        row.push(ratio(med("serve"), best_limit));
+        row.push(ratio(med("lib"), best_limit));
+        row.push(ratio(med("serve"), med("nginx").map(|m| m.rps)));
+        row.push(ratio(med("serve"), med("sws").map(|m| m.rps)));
+        row.push(ratio(med("lib"), med("copy").map(|m| m.rps)));
+        t.row(row);
+    }
+    out.push_str(&t.render());
+    out.push('\n');
+    out
 }
 
 fn rate(rps: f64) -> String {
