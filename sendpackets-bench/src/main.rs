@@ -22,6 +22,8 @@ mod http;
 mod limits;
 mod measure;
 mod netpath;
+mod rr;
+mod rr_server;
 mod scale;
 mod serve_nginx;
 mod sink;
@@ -129,6 +131,21 @@ enum Cmd {
     ServeNginx(serve_nginx::Args),
     /// SVG charts from the result files (`last-run.md`, `serve-nginx-*.md`).
     Charts(charts::Args),
+    /// Request/response: N keep-alive connections (wrk), one request then the whole response,
+    /// against a responder per mechanism, the library's choice, the C limit server, `sendpackets
+    /// serve`, nginx and static-web-server, under each congestion control, on both paths (not
+    /// part of `all`; needs the release `sendpackets` binary).
+    Rr(rr::Args),
+    /// A responder of `rr` (started by the bench inside its namespace).
+    #[command(hide = true)]
+    RrServer {
+        #[arg(long)]
+        mode: String,
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+    },
 }
 
 /// What every workload is run with.
@@ -220,6 +237,9 @@ fn main() {
     if let Cmd::Charts(args) = &cli.command {
         std::process::exit(charts::main(args));
     }
+    if let Cmd::RrServer { mode, dir, listen } = &cli.command {
+        std::process::exit(rr_server::main(mode, dir, *listen));
+    }
     let code = run(cli);
     std::process::exit(code);
 }
@@ -236,6 +256,14 @@ fn run(cli: Cli) -> i32 {
     raise_nofile();
     if let Cmd::ServeNginx(args) = &cli.command {
         serve_nginx::run(args, reps, cli.quick, !cli.no_install);
+        return 0;
+    }
+    if let Cmd::Rr(args) = &cli.command {
+        if let Err(e) = netpath::install_signal_cleanup() {
+            eprintln!("cannot watch for signals: {e}");
+            return 1;
+        }
+        rr::run(args, reps, cli.quick, !cli.no_install, cli.gate_redos);
         return 0;
     }
 

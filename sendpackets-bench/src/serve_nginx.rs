@@ -71,12 +71,12 @@ struct Cell {
 
 /// One server under test.
 #[derive(Debug)]
-struct Server {
-    name: String,
-    child: Child,
-    addr: SocketAddr,
+pub(crate) struct Server {
+    pub(crate) name: String,
+    pub(crate) child: Child,
+    pub(crate) addr: SocketAddr,
     /// Every process whose CPU counts (nginx: master and workers).
-    pids: Vec<u32>,
+    pub(crate) pids: Vec<u32>,
 }
 
 impl Drop for Server {
@@ -293,7 +293,7 @@ fn cell(name: &'static str, path: &'static str, body: u64) -> Cell {
 }
 
 /// nginx and wrk present, installed with apt-get when missing (and allowed).
-fn tools(install: bool) -> Result<(), String> {
+pub(crate) fn tools(install: bool) -> Result<(), String> {
     let have = |bin: &str| {
         Command::new("sh")
             .args([
@@ -328,7 +328,7 @@ fn tools(install: bool) -> Result<(), String> {
 }
 
 /// The `sendpackets` binary: `$SENDPACKETS_BIN`, or beside this bench's executable.
-fn serve_binary() -> Result<PathBuf, String> {
+pub(crate) fn serve_binary() -> Result<PathBuf, String> {
     let path = match std::env::var_os("SENDPACKETS_BIN") {
         Some(p) => PathBuf::from(p),
         None => std::env::current_exe()
@@ -354,7 +354,7 @@ fn command_in(veth: Option<&crate::netpath::Veth>, program: &Path) -> Command {
     }
 }
 
-fn start_ours(
+pub(crate) fn start_ours(
     bin: &Path,
     www: &Path,
     ip: IpAddr,
@@ -397,7 +397,7 @@ fn start_ours(
     })
 }
 
-fn start_nginx(
+pub(crate) fn start_nginx(
     dir: &Path,
     www: &Path,
     ip: IpAddr,
@@ -516,7 +516,7 @@ fn stat_fields(pid: u32) -> Option<StatFields> {
     })
 }
 
-fn cpu_seconds(pids: &[u32]) -> f64 {
+pub(crate) fn cpu_seconds(pids: &[u32]) -> f64 {
     // SAFETY: sysconf has no memory-safety preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let ticks: u64 = pids
@@ -579,14 +579,14 @@ fn measure(s: &mut Server, url: &str, c: &Cell, conns: u32, secs: u64) -> io::Re
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct WrkResult {
-    requests: u64,
-    rps: f64,
+pub(crate) struct WrkResult {
+    pub(crate) requests: u64,
+    pub(crate) rps: f64,
     /// Non-2xx or 3xx responses.
-    bad: u64,
+    pub(crate) bad: u64,
 }
 
-fn parse_wrk(text: &str) -> Option<WrkResult> {
+pub(crate) fn parse_wrk(text: &str) -> Option<WrkResult> {
     let mut requests = None;
     let mut rps = None;
     let mut bad = 0;

@@ -45,8 +45,9 @@
 //! 2. **Sending.** Neighbouring memory elements and small file ranges (read with `pread` into a
 //!    bounded scratch buffer) go out together in one vectored `sendmsg`; large file ranges go out
 //!    with `sendfile` at explicit offsets (a handle's cursor is never used or moved), each call
-//!    capped at the send size. On TCP the socket is corked while headers, file and trailer go
-//!    out, and always uncorked at the end, errors included.
+//!    capped at the send size. On TCP, bytes before such a range go out with `MSG_MORE`; where
+//!    bytes follow a range (a trailer) the socket is corked instead, and always uncorked at the
+//!    end, errors included.
 //! 3. **Errors carry progress.** A failure after bytes went out says exactly how many bytes the
 //!    kernel accepted, how many elements completed and how far into the current one, so the
 //!    caller can resume ([`SendError::remaining`]).
@@ -82,12 +83,14 @@
 //!   reading is given up on.
 //! - **`TCP_NODELAY` and corking.** A response that is one send needs no help from Nagle's
 //!   algorithm: set `TCP_NODELAY` on the connection (`stream.set_nodelay(true)`), or a small
-//!   response can wait up to 40 ms for the peer's delayed ACK before it leaves. Where a file
-//!   range goes out with `sendfile` next to other bytes, the send corks the TCP socket
-//!   (`TCP_CORK`, as nginx's `tcp_nopush`) so that header, file and trailer fill whole segments,
-//!   pushes at each end-of-packet mark, and always uncorks before it returns (errors and a
-//!   dropped async send included): the next response never waits behind a cork. The rule is the
-//!   same over loopback and over a real link.
+//!   response can wait up to 40 ms for the peer's delayed ACK before it leaves. A header before
+//!   a file range that goes out with `sendfile` is sent with `MSG_MORE`, so header and file
+//!   share segments without a cork (under `bbr` a corked response costs a pacing timer, and 2–3×
+//!   the CPU). Where bytes follow such a range (a trailer, the next message of a list), the send
+//!   corks the TCP socket (`TCP_CORK`, as nginx's `tcp_nopush`) so that the range's tail and the
+//!   trailer fill whole segments, pushes at each end-of-packet mark, and always uncorks before
+//!   it returns (errors and a dropped async send included): the next response never waits
+//!   behind a cork. The rule is the same over loopback and over a real link.
 //!
 //! # Memory per send
 //!

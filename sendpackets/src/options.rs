@@ -29,7 +29,7 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum Engine {
     /// Pick per element: `sendfile` for large file ranges, small ranges read and coalesced with
-    /// neighbouring buffers into one vectored write, corking on TCP. The default.
+    /// neighbouring buffers into one vectored write, `MSG_MORE` or a cork on TCP. The default.
     #[default]
     Auto,
     /// Every file range goes out with `sendfile`, whatever its size (falls back to reading only

@@ -127,6 +127,9 @@ pub(crate) struct Policy {
     pub(crate) limits: Limits,
     /// Cork the TCP socket while the send runs (pushed at end-of-packet marks).
     pub(crate) cork: bool,
+    /// Uncorked TCP: a gather that ends right before a range going out with `sendfile` is
+    /// sent with `MSG_MORE` (see [`more_follows`]).
+    pub(crate) more: bool,
     /// Datagrams go out in bursts (`sendmmsg`), not one per call.
     pub(crate) burst: bool,
     /// UDP GSO: the largest segment of one GSO message, when used.
@@ -167,19 +170,28 @@ pub(crate) fn policy(socket: SocketShape, wanted: Wanted, segs: &[PlanSeg]) -> P
         stop_at_eop: false,
         small_copy: tuning::SMALL_COPY,
     };
-    // Cork a TCP socket whenever a file range goes out with sendfile (nginx's `tcp_nopush`):
-    // header, file and trailer share segments, and sendfile's page-sized pieces leave as full
-    // segments. Measured in one run (BENCHMARKS.md, 1 GiB, page-aligned receivers): corked
-    // header + sendfile + trailer 3.25 GB/s against 2.50 per element on loopback (raw C m-cork
-    // 3.13 against m-naive 2.50), 3.07 against 2.79 over veth; a lone uncorked sendfile of the
-    // same file ran 2.46 and 2.84. Two setsockopt calls per send, against a range of at least
-    // `COPY_THRESHOLD` bytes.
-    let cork = socket.tcp && segs.iter().any(|s| uses_sendfile(s, &limits));
+    // A TCP socket is corked only where bytes follow a range that goes out with sendfile (a
+    // trailer, the next message of a list): the end of each sendfile call pushes, and only a
+    // cork keeps the range's tail for what follows. Bytes before a range go out with MSG_MORE
+    // instead (a response: header + file). Under bbr (paced by the kernel itself when the
+    // qdisc is not fq) a corked response arms the pacing timer about once per 16 KiB response
+    // and twice per 256 KiB one, MSG_MORE almost never (0.05), at 2-3x the CPU per response;
+    // under reno both cost the same. Same-run figures in `tuning.rs` (`COPY_THRESHOLD`) and
+    // BENCHMARKS.md (`rr`). Header + 1 GiB + trailer keeps its cork (bulk rows).
+    let first_sendfile = segs.iter().position(|s| uses_sendfile(s, &limits));
+    let cork = socket.tcp
+        && first_sendfile.is_some_and(|i| {
+            segs[i + 1..]
+                .iter()
+                .any(|s| s.len > 0 && !uses_sendfile(s, &limits))
+        });
+    let more = socket.tcp && first_sendfile.is_some() && !cork;
     limits.stop_at_eop = cork;
     let portable = wanted.engine == Engine::Portable;
     Policy {
         limits,
         cork,
+        more,
         burst: socket.datagram && !portable,
         gso_segment: socket.gso_segment.filter(|_| !portable),
         max_datagram: socket.max_datagram,
@@ -303,6 +315,19 @@ pub(crate) fn next_batch(segs: &[PlanSeg], at: Cursor, lim: &Limits) -> Option<B
         copied,
         coalesce,
     })
+}
+
+/// Whether a stream gather that ends at `end` goes out with `MSG_MORE`: the policy says so,
+/// no end-of-packet mark ends it, and the next segment is a range that goes out with
+/// `sendfile` (which then pushes header and range out together).
+pub(crate) fn more_follows(segs: &[PlanSeg], end: Cursor, policy: &Policy) -> bool {
+    policy.more
+        && end.off == 0
+        && end.seg > 0
+        && !segs[end.seg - 1].end_of_packet
+        && segs
+            .get(end.seg)
+            .is_some_and(|s| uses_sendfile(s, &policy.limits))
 }
 
 /// The cursor `n` bytes after `at` (empty segments on the way are passed over).
@@ -480,6 +505,41 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_response_is_not_corked_its_header_goes_with_more() {
+        let tcp = SocketShape {
+            datagram: false,
+            tcp: true,
+            max_datagram: 0,
+            gso_segment: None,
+        };
+        let wanted = Wanted {
+            engine: crate::options::Engine::Auto,
+            offload: false,
+            send_size: None,
+            sendfile_ok: true,
+            paced: false,
+        };
+        let response = [mem(240), file(1 << 20)];
+        let p = policy(tcp, wanted, &response);
+        assert!(!p.cork && p.more);
+        assert!(more_follows(&response, Cursor { seg: 1, off: 0 }, &p));
+        assert!(!more_follows(&response, Cursor { seg: 2, off: 0 }, &p));
+        let mut eop = response;
+        eop[0].end_of_packet = true;
+        assert!(!more_follows(&eop, Cursor { seg: 1, off: 0 }, &p));
+        // A trailer after the range: corked, no MSG_MORE.
+        let p = policy(tcp, wanted, &[mem(240), file(1 << 20), mem(50)]);
+        assert!(p.cork && !p.more);
+        // Nothing goes out with sendfile: neither.
+        let p = policy(tcp, wanted, &[mem(240), file(1000)]);
+        assert!(!p.cork && !p.more);
+        // Not TCP: neither.
+        let unix = SocketShape { tcp: false, ..tcp };
+        let p = policy(unix, wanted, &response);
+        assert!(!p.cork && !p.more);
     }
 
     #[test]

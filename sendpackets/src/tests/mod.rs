@@ -602,6 +602,97 @@ fn tcp_is_corked_and_uncorked() {
     assert!(got == shared::model(&list).unwrap());
 }
 
+/// The real kernel, recording the `MSG_MORE` flag of every `sendmsg` and every cork toggle.
+#[derive(Debug, Default)]
+struct MoreKernel {
+    more: Vec<bool>,
+    corks: Vec<bool>,
+}
+
+impl Kernel for MoreKernel {
+    fn sendmsg(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        bufs: &[IoSlice<'_>],
+        more: bool,
+    ) -> io::Result<usize> {
+        self.more.push(more);
+        SysKernel.sendmsg(sock, bufs, more)
+    }
+    fn sendfile(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        file: BorrowedFd<'_>,
+        offset: u64,
+        len: usize,
+    ) -> io::Result<usize> {
+        SysKernel.sendfile(sock, file, offset, len)
+    }
+    fn pread(&mut self, file: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        SysKernel.pread(file, buf, offset)
+    }
+    fn preadv(
+        &mut self,
+        file: BorrowedFd<'_>,
+        bufs: &mut [io::IoSliceMut<'_>],
+        offset: u64,
+    ) -> io::Result<usize> {
+        SysKernel.preadv(file, bufs, offset)
+    }
+    fn set_cork(&mut self, sock: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+        self.corks.push(on);
+        SysKernel.set_cork(sock, on)
+    }
+    fn sendmmsg(&mut self, sock: BorrowedFd<'_>, msgs: &[Message<'_>]) -> io::Result<usize> {
+        SysKernel.sendmmsg(sock, msgs)
+    }
+}
+
+#[test]
+fn a_header_before_a_sendfile_range_goes_with_msg_more_and_no_cork() {
+    // A response (header + file range): the header leaves with MSG_MORE and the socket is never
+    // corked; under bbr a cork costs a pacing timer per response (BENCHMARKS.md, `rr`). With a
+    // trailer after the range the socket is corked as before (the end of a sendfile call
+    // pushes; only a cork keeps the range's tail for the trailer).
+    let f = fixture();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut server = server;
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).map(|_| got)
+    });
+    let response = [
+        Element::memory(vec![b'h'; 240]),
+        Element::file(&f.large, ..),
+    ];
+    let mut k = MoreKernel::default();
+    let report = send_using(&mut k, &client, &response, &SendOptions::new()).unwrap();
+    assert!(report.calls.sendfile > 0);
+    assert_eq!(report.calls.cork_toggles, 0);
+    assert!(k.corks.is_empty());
+    assert_eq!(k.more, [true], "the header, with MSG_MORE");
+    assert!(!shared::cork_on(&client));
+
+    let with_trailer = [
+        Element::memory("H"),
+        Element::file(&f.large, ..),
+        Element::memory("T"),
+    ];
+    let mut k = MoreKernel::default();
+    let report = send_using(&mut k, &client, &with_trailer, &SendOptions::new()).unwrap();
+    assert!(report.calls.sendfile > 0);
+    assert_eq!(k.corks.first(), Some(&true));
+    assert_eq!(k.corks.last(), Some(&false));
+    assert!(k.more.iter().all(|m| !m), "corked: no MSG_MORE");
+    drop(client);
+    let got = reader.join().unwrap().unwrap();
+    let mut want = shared::model(&response).unwrap();
+    want.extend(shared::model(&with_trailer).unwrap());
+    assert!(got == want);
+}
+
 #[cfg(feature = "tokio")]
 #[test]
 fn dropping_a_corked_async_send_uncorks() {

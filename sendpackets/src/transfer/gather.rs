@@ -382,7 +382,8 @@ impl Transfer {
             pending.written,
             &mut iov,
         );
-        let r = k.sendmsg(sock, &iov, false);
+        let more = plan::more_follows(&self.plan, msg.end, &self.policy);
+        let r = k.sendmsg(sock, &iov, more);
         drop(iov);
         self.calls.gather_writes += 1;
         match r {
