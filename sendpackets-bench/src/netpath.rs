@@ -130,6 +130,18 @@ pub(crate) fn remove_all() {
     }
 }
 
+/// Server processes of the bench's own, killed by the signal watcher (they would outlive the
+/// bench, in a namespace that is gone).
+static PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Has the signal watcher kill `pid` (a child of the bench's own) before the process ends on a
+/// signal; a normal end stops it through its own guard.
+pub(crate) fn kill_on_signal(pid: u32) {
+    if let Ok(mut p) = PIDS.lock() {
+        p.push(pid);
+    }
+}
+
 /// Folders of the bench's own (its test files) removed by the signal watcher too.
 static DIRS: Mutex<Vec<std::path::PathBuf>> = Mutex::new(Vec::new());
 
@@ -152,6 +164,12 @@ pub(crate) fn install_signal_cleanup() -> io::Result<()> {
         .spawn(move || {
             if let Some(sig) = signals.forever().next() {
                 eprintln!("signal {sig}: removing the bench's network namespace, links and files");
+                let pids = PIDS.lock().map(|p| p.clone()).unwrap_or_default();
+                for pid in pids {
+                    // SAFETY: kill has no memory preconditions. The pids are the bench's own
+                    // children, not yet reaped while it runs, so none names another process.
+                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                }
                 remove_all();
                 let dirs = DIRS.lock().map(|d| d.clone()).unwrap_or_default();
                 for d in dirs {

@@ -311,6 +311,13 @@ fn body(
             "sws" => Servers::One(start_sws(v, sws_bin.as_ref().expect("found above"), &www)?),
             other => return Err(io::Error::other(format!("unknown contender {other}"))),
         };
+        let pids: Vec<u32> = match &s {
+            Servers::One(x) => x.pids.clone(),
+            Servers::PerSize(m) => m.values().flat_map(|x| x.pids.clone()).collect(),
+        };
+        for pid in pids {
+            crate::netpath::kill_on_signal(pid);
+        }
         servers.push((k.to_string(), s));
     }
     // Every server answers every size with the file's exact bytes before anything is measured.

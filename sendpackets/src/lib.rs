@@ -85,9 +85,9 @@
 //!   algorithm: set `TCP_NODELAY` on the connection (`stream.set_nodelay(true)`), or a small
 //!   response can wait up to 40 ms for the peer's delayed ACK before it leaves. A header before
 //!   a file range that goes out with `sendfile` is sent with `MSG_MORE`, so header and file
-//!   share segments without a cork (under `bbr` a corked response costs a pacing timer, and 2–3×
-//!   the CPU). Where bytes follow such a range (a trailer, the next message of a list), the send
-//!   corks the TCP socket (`TCP_CORK`, as nginx's `tcp_nopush`) so that the range's tail and the
+//!   share segments without a cork (under `bbr` a corked response costs a pacing timer, and up
+//!   to 3× the CPU). Where bytes follow such a range (a trailer, the next message of a list),
+//!   the send corks the TCP socket (`TCP_CORK`, as nginx's `tcp_nopush`) so that the range's tail and the
 //!   trailer fill whole segments, pushes at each end-of-packet mark, and always uncorks before
 //!   it returns (errors and a dropped async send included): the next response never waits
 //!   behind a cork. The rule is the same over loopback and over a real link.

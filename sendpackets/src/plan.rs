@@ -173,11 +173,12 @@ pub(crate) fn policy(socket: SocketShape, wanted: Wanted, segs: &[PlanSeg]) -> P
     // A TCP socket is corked only where bytes follow a range that goes out with sendfile (a
     // trailer, the next message of a list): the end of each sendfile call pushes, and only a
     // cork keeps the range's tail for what follows. Bytes before a range go out with MSG_MORE
-    // instead (a response: header + file). Under bbr (paced by the kernel itself when the
-    // qdisc is not fq) a corked response arms the pacing timer about once per 16 KiB response
-    // and twice per 256 KiB one, MSG_MORE almost never (0.05), at 2-3x the CPU per response;
-    // under reno both cost the same. Same-run figures in `tuning.rs` (`COPY_THRESHOLD`) and
-    // BENCHMARKS.md (`rr`). Header + 1 GiB + trailer keeps its cork (bulk rows).
+    // instead (a response: header + file). Under bbr (paced inside TCP when the qdisc is not
+    // fq) a corked response arms the pacing timer once per 16 KiB response and 2.2 times per
+    // 256 KiB one, MSG_MORE 0.01-0.05 times; server CPU per response over veth, corked vs
+    // MSG_MORE, same run: 16 KiB 53.4 vs 16.3 µs, 64 KiB 53.1 vs 26.8, 256 KiB 161.1 vs 64.8
+    // (loopback 256 KiB 112.4 vs 78.4). Under reno both cost the same (256 KiB loopback 47.6 vs
+    // 48.3). BENCHMARKS.md, `rr`. Header + 1 GiB + trailer keeps its cork (bulk rows).
     let first_sendfile = segs.iter().position(|s| uses_sendfile(s, &limits));
     let cork = socket.tcp
         && first_sendfile.is_some_and(|i| {

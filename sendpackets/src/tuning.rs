@@ -14,6 +14,14 @@ pub(crate) const PAGE: usize = 4096;
 /// Measured (200 B header + S file bytes + 50 B trailer, one message per operation): one
 /// `pread` + one `writev` is 2.5x the per-element loop at 1 KiB and 1.5x at 16 KiB, while
 /// corked `sendfile` wins at 256 KiB.
+///
+/// Request/response (`sendpackets-bench rr`, 64 connections, server CPU µs per response of the
+/// C limit server, same runs, bbr; BENCHMARKS.md): at 16 KiB a copy from memory costs less than
+/// `MSG_MORE` + `sendfile` (loopback 11.4 vs 12.5, veth 14.0 vs 16.3); from 64 KiB `sendfile`
+/// costs less (64 KiB 23.6 vs 19.4 and 29.3 vs 26.8, 256 KiB over veth 115.0 vs 64.8, 1 MiB
+/// 322.1 vs 146.8 and 391.2 vs 316.6). The crossing is at the same size on both paths, so it
+/// is one rule, not a per-route one. (At 16 KiB a *corked* `sendfile` is what costs 3x a copy
+/// under bbr: see `plan::policy`.)
 pub(crate) const COPY_THRESHOLD: u64 = 64 * 1024;
 
 /// Memory elements shorter than this are copied next to their neighbours in the scratch
