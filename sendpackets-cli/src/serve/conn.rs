@@ -4,7 +4,6 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -12,20 +11,16 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::args::{LINGER_BYTES, LINGER_TIME, MAX_HEAD};
-use super::path::{self, Refused};
-use super::range::{self, RangeAnswer};
-use super::request::{self, Method, Parsed, Refusal, Request};
-use super::respond::{Body, OpenFailure, Opened, Peer, Root, SendFailure, ServedFile};
-use super::response::{Head, Status};
+use sendpackets_http::{Files, MAX_HEAD, Parsed, RequestHead, Response, Status};
+
+use super::args::{LINGER_BYTES, LINGER_TIME};
+use super::peer::{Peer, SendFailure};
 
 /// What every connection shares.
 #[derive(Debug)]
 pub(crate) struct Context {
     /// The served directory.
-    pub(crate) root: Root,
-    /// Serve names starting with a dot.
-    pub(crate) dotfiles: bool,
+    pub(crate) files: Files,
     /// One line per request on stdout.
     pub(crate) log: bool,
     /// Time to deliver a complete head, from the start or the previous response.
@@ -58,10 +53,10 @@ pub(crate) async fn serve(
     let mut filled = 0usize;
     let mut deadline = Instant::now() + ctx.idle_timeout;
     loop {
-        match request::parse(&buf[..filled]) {
+        match RequestHead::parse(&buf[..filled]) {
             Parsed::Complete(req) => {
-                let used = req.head_len;
-                let unread = req.has_body || filled > used;
+                let used = req.head_len();
+                let unread = req.has_body() || filled > used;
                 let next = answer(&mut peer, addr, ctx, &req).await;
                 if next == Next::Close {
                     if unread {
@@ -75,15 +70,11 @@ pub(crate) async fn serve(
                 continue;
             }
             Parsed::Refused(why) => {
-                let status = match why {
-                    Refusal::Malformed => Status::BadRequest,
-                    Refusal::TooLarge => Status::HeadersTooLarge,
-                };
-                refuse(&mut peer, addr, ctx, status).await;
+                refuse(&mut peer, addr, ctx, Response::refusal(why)).await;
                 linger(peer.into_stream()).await;
                 return;
             }
-            Parsed::Partial => {}
+            _ => {} // Partial: read more
         }
         if *stop.borrow() && filled == 0 {
             return;
@@ -96,7 +87,7 @@ pub(crate) async fn serve(
             },
             () = tokio::time::sleep_until(deadline) => {
                 if filled > 0 {
-                    refuse(&mut peer, addr, ctx, Status::RequestTimeout).await;
+                    refuse(&mut peer, addr, ctx, Response::request_timeout()).await;
                     linger(peer.into_stream()).await;
                 }
                 return;
@@ -126,80 +117,31 @@ async fn linger(mut stream: TcpStream) {
 }
 
 /// Answers a refused or timed-out head, then the caller closes.
-async fn refuse(peer: &mut Peer, addr: SocketAddr, ctx: &Context, status: Status) {
-    let (head, body) = error_head(status, true, Next::Close, 1);
-    let sent = peer.send(with_body(head, body), None).await;
+async fn refuse(peer: &mut Peer, addr: SocketAddr, ctx: &Context, response: Response) {
+    let status = response.status();
+    let body = response.body_len();
+    let sent = peer.send(response).await;
     if ctx.log {
-        log_line(
-            addr,
-            None,
-            status,
-            body.len() as u64 + 1,
-            sent.as_ref().err(),
-        );
+        log_line(addr, None, status, body, sent.as_ref().err());
     }
-}
-
-/// A short text response for `status` (and its body, sent unless HEAD).
-fn error_head(status: Status, with: bool, next: Next, minor: u8) -> (Vec<u8>, &'static str) {
-    let body = status.text();
-    let mut h = Head::new(status);
-    h.header("Content-Type", "text/plain; charset=utf-8")
-        .content_length(body.len() as u64 + 1);
-    if status == Status::MethodNotAllowed {
-        h.header("Allow", "GET, HEAD");
-    }
-    (
-        h.finish(next == Next::KeepOpen, minor),
-        if with { body } else { "" },
-    )
-}
-
-/// Head and text body as one buffer (the body ends with a newline).
-fn with_body(mut head: Vec<u8>, body: &str) -> Vec<u8> {
-    if !body.is_empty() {
-        head.extend_from_slice(body.as_bytes());
-        head.push(b'\n');
-    }
-    head
 }
 
 /// Answers one complete request.
-async fn answer(peer: &mut Peer, addr: SocketAddr, ctx: &Context, req: &Request<'_>) -> Next {
-    let keep = if req.keep_alive {
+async fn answer(peer: &mut Peer, addr: SocketAddr, ctx: &Context, req: &RequestHead<'_>) -> Next {
+    let response = ctx.files.respond(req);
+    if let Some((path, e)) = response.open_error() {
+        if ctx.log {
+            eprintln!("cannot open {}: {e}", path.display());
+        }
+    }
+    let status = response.status();
+    let head_len = response.head().len() as u64;
+    let next = if response.keep_alive() {
         Next::KeepOpen
     } else {
         Next::Close
     };
-    let plan = plan(ctx, req, keep);
-    // `text`: bytes of a text body sent inside `head` (for the log).
-    let (status, head, text, body, next) = match plan {
-        Plan::Text { status, next } => {
-            let (head, text) = error_head(status, req.method != Method::Head, next, req.minor);
-            let n = if text.is_empty() { 0 } else { text.len() + 1 };
-            (status, with_body(head, text), n as u64, None, next)
-        }
-        Plan::Redirect { location } => {
-            let mut h = Head::new(Status::MovedPermanently);
-            h.header("Location", &location).content_length(0);
-            let head = h.finish(keep == Next::KeepOpen, req.minor);
-            (Status::MovedPermanently, head, 0, None, keep)
-        }
-        Plan::File {
-            status,
-            head,
-            file,
-            start,
-            end,
-        } => (status, head, 0, Some((file, start, end)), keep),
-    };
-    let head_len = head.len() as u64 - text;
-    let body = body.as_ref().map(|(file, start, end)| Body {
-        file,
-        start: *start,
-        end: *end,
-    });
-    let sent = peer.send(head, body).await;
+    let sent = peer.send(response).await;
     if ctx.log {
         let bytes = sent.as_ref().map_or(0, |n| n.saturating_sub(head_len));
         log_line(addr, Some(req), status, bytes, sent.as_ref().err());
@@ -207,143 +149,11 @@ async fn answer(peer: &mut Peer, addr: SocketAddr, ctx: &Context, req: &Request<
     if sent.is_err() { Next::Close } else { next }
 }
 
-/// What to answer.
-enum Plan {
-    /// A short text response (errors, 304 without body is a `File` with an empty range).
-    Text { status: Status, next: Next },
-    /// 301 to the directory's path with a slash.
-    Redirect { location: String },
-    /// A head and a range of a file (empty for HEAD, 304, 416).
-    File {
-        status: Status,
-        head: Vec<u8>,
-        file: Arc<ServedFile>,
-        start: u64,
-        end: u64,
-    },
-}
-
-fn plan(ctx: &Context, req: &Request<'_>, keep: Next) -> Plan {
-    let text = |status| Plan::Text { status, next: keep };
-    if req.method == Method::Other {
-        return text(Status::MethodNotAllowed);
-    }
-    let mapped = match path::map(req.target, ctx.dotfiles) {
-        Ok(m) => m,
-        Err(Refused::BadTarget) => {
-            return Plan::Text {
-                status: Status::BadRequest,
-                next: Next::Close,
-            };
-        }
-        Err(Refused::Hidden) => return text(Status::NotFound),
-    };
-    let mut relative = mapped.relative;
-    let file = match ctx.root.open_cached(&relative) {
-        Ok(Opened::File(f)) if !mapped.trailing_slash => f,
-        Ok(Opened::File(_)) => return text(Status::NotFound), // "/file.txt/"
-        Ok(Opened::Directory) if !mapped.trailing_slash => {
-            let (path, query) = req.target.split_at(mapped.raw_path_len);
-            return Plan::Redirect {
-                location: format!("{path}/{query}"),
-            };
-        }
-        Ok(Opened::Directory) => {
-            relative.push("index.html");
-            match ctx.root.open_cached(&relative) {
-                Ok(Opened::File(f)) => f,
-                Ok(Opened::Directory) | Err(OpenFailure::NotFound) => {
-                    return text(Status::NotFound);
-                }
-                Err(OpenFailure::Forbidden) => return text(Status::Forbidden),
-                Err(OpenFailure::Other(e)) => {
-                    open_failed(ctx, &relative, &e);
-                    return Plan::Text {
-                        status: Status::InternalError,
-                        next: Next::Close,
-                    };
-                }
-            }
-        }
-        Err(OpenFailure::NotFound) => return text(Status::NotFound),
-        Err(OpenFailure::Forbidden) => return text(Status::Forbidden),
-        Err(OpenFailure::Other(e)) => {
-            open_failed(ctx, &relative, &e);
-            return Plan::Text {
-                status: Status::InternalError,
-                next: Next::Close,
-            };
-        }
-    };
-    let v = file.validators;
-    let ka = keep == Next::KeepOpen;
-    if range::not_modified(&v, req.if_none_match, req.if_modified_since) {
-        let mut h = Head::new(Status::NotModified);
-        h.header("ETag", &file.etag)
-            .header("Last-Modified", &file.last_modified);
-        return Plan::File {
-            status: Status::NotModified,
-            head: h.finish(ka, req.minor),
-            file,
-            start: 0,
-            end: 0,
-        };
-    }
-    let answer = if range::if_range_holds(&v, req.if_range) {
-        range::range(req.range, v.len)
-    } else {
-        RangeAnswer::Whole
-    };
-    let (status, start, end) = match answer {
-        RangeAnswer::Whole => (Status::Ok, 0, v.len),
-        RangeAnswer::Part { start, end } => (Status::PartialContent, start, end),
-        RangeAnswer::Unsatisfiable => {
-            let mut h = Head::new(Status::RangeNotSatisfiable);
-            h.content_length(0).content_range_unsatisfied(v.len);
-            return Plan::File {
-                status: Status::RangeNotSatisfiable,
-                head: h.finish(ka, req.minor),
-                file,
-                start: 0,
-                end: 0,
-            };
-        }
-    };
-    let mut h = Head::new(status);
-    h.header("Content-Type", file.content_type)
-        .content_length(end - start)
-        .header("Last-Modified", &file.last_modified)
-        .header("ETag", &file.etag)
-        .header("Accept-Ranges", "bytes");
-    if status == Status::PartialContent {
-        h.content_range(start, end, v.len);
-    }
-    let end = if req.method == Method::Head {
-        start
-    } else {
-        end
-    };
-    Plan::File {
-        status,
-        head: h.finish(ka, req.minor),
-        file,
-        start,
-        end,
-    }
-}
-
-/// An unexpected open failure (500), on stderr when logging.
-fn open_failed(ctx: &Context, relative: &std::path::Path, e: &std::io::Error) {
-    if ctx.log {
-        eprintln!("cannot open {}: {e}", relative.display());
-    }
-}
-
 /// One access-log line on stdout: peer, request line, status, body bytes, and why the send
 /// failed if it did.
 fn log_line(
     peer: SocketAddr,
-    req: Option<&Request<'_>>,
+    req: Option<&RequestHead<'_>>,
     status: Status,
     body_bytes: u64,
     failed: Option<&SendFailure>,
@@ -351,9 +161,9 @@ fn log_line(
     let request = match req {
         Some(r) => format!(
             "{} {} HTTP/1.{}",
-            r.method_text,
-            r.target.escape_debug(),
-            r.minor
+            r.method_text(),
+            r.target().escape_debug(),
+            r.minor_version()
         ),
         None => "-".to_string(),
     };

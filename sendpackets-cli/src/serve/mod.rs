@@ -1,20 +1,14 @@
 //! `sendpackets serve`: a static HTTP/1.1 file server on the library.
 //!
+//! The HTTP file logic (request heads, confined opening, conditionals, ranges, MIME types,
+//! response heads) is the `sendpackets-http` crate's [`Files`]; what stays here:
 //! - `args`: the command line and every bound, in one place;
-//! - `request`: request heads (`httparse`); `path`: target to relative path, refusing escapes;
-//! - `range`: validators, conditionals, byte ranges; `response`: response heads;
-//! - `respond`: the only code that opens files and calls the library (one call per response);
+//! - `peer`: the one call to the library per response;
 //! - `conn`: one connection's loop; this file: the listener, limits and graceful stop.
 
 mod args;
 mod conn;
-#[cfg(test)]
-mod fuzz;
-mod path;
-mod range;
-mod request;
-mod respond;
-mod response;
+mod peer;
 
 use std::io;
 use std::net::SocketAddr;
@@ -30,12 +24,15 @@ pub(crate) use args::ServeArgs;
 use crate::exit::Code;
 use args::{ACCEPT_BACKOFF, BACKLOG};
 use conn::Context;
-use respond::Root;
+use sendpackets_http::Files;
 
 /// Runs the server until SIGINT or SIGTERM; returns the exit code.
 pub(crate) fn run(args: &ServeArgs) -> Code {
-    let root = match Root::new(&args.dir, args.follow_symlinks, args.open_file_cache) {
-        Ok(r) => r,
+    let files = match Files::open(&args.dir) {
+        Ok(f) => f
+            .follow_symlinks(args.follow_symlinks)
+            .dotfiles(args.dotfiles)
+            .open_file_cache(args.open_file_cache),
         Err(e) => {
             eprintln!(
                 "error: cannot serve {}: {}",
@@ -61,8 +58,7 @@ pub(crate) fn run(args: &ServeArgs) -> Code {
         }
     };
     let ctx = Context {
-        root,
-        dotfiles: args.dotfiles,
+        files,
         log: args.log,
         idle_timeout: args.idle_timeout,
         stall_timeout: args.stall_timeout,
@@ -117,10 +113,10 @@ async fn serve(args: &ServeArgs, ctx: Arc<Context>) -> Code {
     let sweeper = {
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(respond::CHECKED_IDLE);
+            let mut every = tokio::time::interval(ctx.files.sweep_interval());
             loop {
                 every.tick().await;
-                ctx.root.sweep();
+                ctx.files.sweep();
             }
         })
     };
