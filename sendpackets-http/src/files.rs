@@ -82,6 +82,8 @@ pub struct Files {
     dir: OwnedFd,
     follow_symlinks: bool,
     dotfiles: bool,
+    /// The path the directory is mounted at, without a trailing `/` (empty: `/`).
+    prefix: String,
     cache: Option<FileCache>,
     checked: Checked,
 }
@@ -223,6 +225,7 @@ impl Files {
             dir,
             follow_symlinks: false,
             dotfiles: false,
+            prefix: String::new(),
             cache: None,
             checked: Checked::default(),
         })
@@ -250,6 +253,54 @@ impl Files {
             map: Mutex::new(HashMap::new()),
         });
         self
+    }
+
+    /// Serves the directory under `prefix` (default `/`): `GET /static/a.txt` with
+    /// `at("/static")` is the file `a.txt`; targets outside the prefix are answered 404 by
+    /// [`respond`](Self::respond) (see [`matches`](Self::matches) to route them elsewhere).
+    /// A trailing `/` is ignored; a prefix not starting with `/` gets one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sendpackets_http::Files;
+    ///
+    /// let files = Files::open(".")?.at("/static/");
+    /// assert!(files.matches("/static/app.js?v=2"));
+    /// assert!(files.matches("/static"));
+    /// assert!(!files.matches("/staticky"));
+    /// assert!(!files.matches("/api/hello"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn at(mut self, prefix: &str) -> Files {
+        let trimmed = prefix.trim_end_matches('/');
+        self.prefix = if trimmed.is_empty() || trimmed.starts_with('/') {
+            trimmed.to_string()
+        } else {
+            format!("/{trimmed}")
+        };
+        self
+    }
+
+    /// The prefix given to [`at`](Self::at), without its trailing `/` (empty for `/`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Whether a request target lies under the prefix (an origin-form target whose path is the
+    /// prefix or starts with the prefix and `/`).
+    pub fn matches(&self, target: &str) -> bool {
+        self.strip(target).is_some()
+    }
+
+    /// The target without the prefix: `Some("")` or `Some("?q")` for the prefix itself,
+    /// `Some("/...")` beneath it.
+    fn strip<'t>(&self, target: &'t str) -> Option<&'t str> {
+        if !target.starts_with('/') {
+            return None;
+        }
+        let rest = target.strip_prefix(self.prefix.as_str())?;
+        matches!(rest.as_bytes().first(), None | Some(b'/' | b'?' | b'#')).then_some(rest)
     }
 
     /// How often [`sweep`](Self::sweep) should run.
@@ -289,7 +340,15 @@ impl Files {
         if req.method() == Method::Other {
             return text(Status::MethodNotAllowed);
         }
-        let mapped = match path::map(req.target(), self.dotfiles) {
+        let Some(rest) = self.strip(req.target()) else {
+            return text(Status::NotFound);
+        };
+        let prefix_len = req.target().len() - rest.len();
+        if !rest.starts_with('/') {
+            // The prefix itself: its directory, with the slash.
+            return redirect(req, prefix_len, keep, minor);
+        }
+        let mapped = match path::map(rest, self.dotfiles) {
             Ok(m) => m,
             Err(Refused::BadTarget) => {
                 return Response::text(Status::BadRequest, with_body, false, minor);
@@ -307,11 +366,7 @@ impl Files {
             Ok(Opened::File(f)) if !mapped.trailing_slash => f,
             Ok(Opened::File(_)) => return text(Status::NotFound), // "/file.txt/"
             Ok(Opened::Directory) if !mapped.trailing_slash => {
-                let (path, query) = req.target().split_at(mapped.raw_path_len);
-                let mut h = Head::new(Status::MovedPermanently);
-                h.header("Location", &format!("{path}/{query}"))
-                    .content_length(0);
-                return Response::head_only(Status::MovedPermanently, h.finish(keep, minor), keep);
+                return redirect(req, prefix_len + mapped.raw_path_len, keep, minor);
             }
             Ok(Opened::Directory) => {
                 relative.push("index.html");
@@ -464,6 +519,15 @@ impl Files {
             _ => Err(OpenFailure::Forbidden),
         }
     }
+}
+
+/// 301 to the target's path up to `path_len`, a `/`, then the rest (the query).
+fn redirect(req: &RequestHead<'_>, path_len: usize, keep: bool, minor: u8) -> Response {
+    let (path, query) = req.target().split_at(path_len);
+    let mut h = Head::new(Status::MovedPermanently);
+    h.header("Location", &format!("{path}/{query}"))
+        .content_length(0);
+    Response::head_only(Status::MovedPermanently, h.finish(keep, minor), keep)
 }
 
 /// `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`, retried a few times on `EAGAIN` (the

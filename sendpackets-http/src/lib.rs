@@ -47,7 +47,11 @@ mod path;
 mod range;
 mod request;
 mod response;
+#[cfg(feature = "server")]
+mod server;
 
 pub use files::Files;
 pub use request::{BodyFraming, MAX_HEAD, MAX_HEADERS, Method, Parsed, Refusal, RequestHead};
 pub use response::{Response, Status};
+#[cfg(feature = "server")]
+pub use server::{AppService, Serve, StaticFiles, Stats, serve};

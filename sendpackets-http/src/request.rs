@@ -72,6 +72,7 @@ pub struct RequestHead<'a> {
     target: &'a str,
     minor: u8,
     keep_alive: bool,
+    client_keep_alive: bool,
     has_body: bool,
     upgrade: bool,
     range: Option<&'a [u8]>,
@@ -126,6 +127,7 @@ impl<'a> RequestHead<'a> {
             target,
             minor,
             keep_alive: minor >= 1,
+            client_keep_alive: minor >= 1,
             has_body: false,
             upgrade: false,
             range: None,
@@ -151,8 +153,10 @@ impl<'a> RequestHead<'a> {
                 let token = token.trim_ascii();
                 if token.eq_ignore_ascii_case(b"close") {
                     self.keep_alive = false;
+                    self.client_keep_alive = false;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") && self.minor == 0 {
-                    self.keep_alive = true;
+                    self.keep_alive = !self.has_body;
+                    self.client_keep_alive = true;
                 } else if token.eq_ignore_ascii_case(b"upgrade") {
                     self.upgrade = true;
                 }
@@ -275,6 +279,13 @@ impl<'a> RequestHead<'a> {
         self.keep_alive
     }
 
+    /// Whether the client lets the connection stay open after the response (HTTP/1.1 unless
+    /// `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`), whether or not the
+    /// request has a body. A server that reads the body may keep the connection on this.
+    pub fn client_keep_alive(&self) -> bool {
+        self.client_keep_alive
+    }
+
     /// The request announces a body (`Content-Length` > 0 or `Transfer-Encoding`).
     pub fn has_body(&self) -> bool {
         self.has_body
@@ -365,6 +376,8 @@ mod tests {
         );
         let up = complete("GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\n\r\n");
         assert!(up.wants_upgrade());
+        let post = complete("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nab");
+        assert!(!post.keep_alive() && post.client_keep_alive());
     }
 
     #[test]

@@ -134,3 +134,41 @@ fn options() {
     assert!(Files::open(d.path().join("www/a.txt")).is_err());
     assert!(Files::open(d.path().join("nothing")).is_err());
 }
+
+#[test]
+fn mounted_under_a_prefix() {
+    let (_d, files) = site();
+    let files = files.at("/static/");
+    assert_eq!(files.prefix(), "/static");
+    let r = respond(&files, &get("/static/a.txt", "Range: bytes=0-1\r\n"));
+    assert_eq!((r.status(), r.body_len()), (Status::PartialContent, 2));
+    assert_eq!(
+        respond(&files, &get("/a.txt", "")).status(),
+        Status::NotFound
+    );
+    for (target, location) in [
+        ("/static", "/static/"),
+        ("/static?x=1", "/static/?x=1"),
+        ("/static/sub?x", "/static/sub/?x"),
+    ] {
+        let r = respond(&files, &get(target, ""));
+        assert_eq!(r.status(), Status::MovedPermanently, "{target}");
+        let head = String::from_utf8(r.head().to_vec()).unwrap();
+        assert!(
+            head.contains(&format!("\r\nLocation: {location}\r\n")),
+            "{head}"
+        );
+    }
+    assert_eq!(
+        respond(&files, &get("/static/", "")).status(),
+        Status::NotFound
+    );
+    assert_eq!(
+        respond(&files, &get("/static/sub/", "")).status(),
+        Status::Ok
+    );
+    assert_eq!(
+        respond(&files, &get("/static/../a.txt", "")).status(),
+        Status::BadRequest
+    );
+}
