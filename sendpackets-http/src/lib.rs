@@ -1,4 +1,5 @@
-//! HTTP/1.1 static file responses as [`sendpackets`] element lists.
+//! HTTP/1.1 static file responses as [`sendpackets`] element lists, and zero-copy static files
+//! for hyper/axum applications.
 //!
 //! [`Files`] is a directory served read-only. Given one parsed request ([`RequestHead`]:
 //! method, target, header fields) it produces one [`Response`]: the head as memory and the
@@ -9,7 +10,25 @@
 //! It reads nothing from the socket and sends nothing itself: any loop, blocking or async,
 //! can use it. `sendpackets serve` is such a loop.
 //!
+//! [`serve`] (feature `server`, on by default) is such a loop in front of a hyper/tower
+//! application, an axum `Router` for example: one line,
+//! `sendpackets_http::serve(listener, router, StaticFiles::new("assets").at("/static"))`.
+//! Requests under the prefix are answered zero-copy by the crate; every other request goes to
+//! the application through hyper, one at a time, and the connection comes back afterwards.
+//!
+//! What stays with hyper: parsing and answering the application's requests (its bodies,
+//! `Expect: 100-continue`, streaming responses, HTTP/1.0 rules) and upgrades such as WebSocket
+//! (after `101 Switching Protocols` the connection is the application's for good). What this
+//! crate does not offer at all: HTTP/2 and TLS. `serve` speaks HTTP/1.x over plain TCP; put a
+//! TLS-terminating proxy in front, or keep hyper's own server (`hyper-util`, `axum::serve`) for
+//! those, where static files go through the application as before.
+//!
 //! Linux only, as the sendpackets library.
+//!
+//! # Features
+//!
+//! - `server` (default): [`serve`], [`StaticFiles`], [`Stats`] (tokio, hyper). Without it,
+//!   only the response builder ([`Files`] and its types).
 //!
 //! # Examples
 //!

@@ -162,14 +162,18 @@ impl StaticFiles {
 /// # Examples
 ///
 /// ```no_run
-/// # async fn f(router: axum::Router) -> std::io::Result<()> {
-/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-/// let server = sendpackets_http::serve(listener, router, sendpackets_http::StaticFiles::new("."));
-/// let stats = server.stats();
-/// tokio::spawn(server.into_future());
-/// println!("{} sendfile calls", stats.sendfile_calls());
-/// # Ok(()) }
-/// # use std::future::IntoFuture;
+/// use std::future::IntoFuture;
+///
+/// #[tokio::main]
+/// async fn main() -> std::io::Result<()> {
+///     let router = axum::Router::new();
+///     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+///     let server = sendpackets_http::serve(listener, router, sendpackets_http::StaticFiles::new("."));
+///     let stats = server.stats();
+///     tokio::spawn(server.into_future());
+///     println!("{} sendfile calls", stats.sendfile_calls());
+///     Ok(())
+/// }
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
@@ -263,11 +267,12 @@ struct Shared<S> {
 /// use axum::{Router, routing::get};
 /// use sendpackets_http::StaticFiles;
 ///
-/// # async fn run() -> std::io::Result<()> {
-/// let router = Router::new().route("/api/hello", get(|| async { "hello" }));
-/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-/// sendpackets_http::serve(listener, router, StaticFiles::new("assets").at("/static")).await
-/// # }
+/// #[tokio::main]
+/// async fn main() -> std::io::Result<()> {
+///     let router = Router::new().route("/api/hello", get(|| async { "hello" }));
+///     let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+///     sendpackets_http::serve(listener, router, StaticFiles::new("assets").at("/static")).await
+/// }
 /// ```
 ///
 /// # Errors
