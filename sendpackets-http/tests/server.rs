@@ -414,7 +414,15 @@ fn graceful_shutdown_finishes_requests_in_flight() {
     std::thread::sleep(Duration::from_millis(100)); // the request is with the application
     let addr = srv.addr;
     let stopper = std::thread::spawn(move || srv.stop());
-    assert_eq!(body_of(&busy.response(false)), b"slow");
+    let got = busy.response(false);
+    assert_eq!(body_of(&got), b"slow");
+    // The response in flight tells the client the connection ends with it.
+    assert_eq!(
+        util::header_value(&got, "connection").as_deref(),
+        Some("close"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
     stopper.join().unwrap().unwrap();
     assert!(idle.closed());
     assert!(busy.closed());
@@ -585,4 +593,28 @@ fn the_example_serves_files_and_the_api() {
     check(&site, &c.response(false), Kind::Big, 0, &[]);
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[test]
+fn a_body_the_app_does_not_read_never_desyncs_the_connection() {
+    let site = Site::new();
+    let srv = Running::start(&site);
+    for len in [10usize, 100_000] {
+        let mut c = Raw::connect(srv.addr);
+        let mut bytes =
+            format!("POST /api/hello HTTP/1.1\r\nHost: t\r\nContent-Length: {len}\r\n\r\n")
+                .into_bytes();
+        bytes.extend(pattern(len, 1));
+        bytes.extend_from_slice(SMALL.as_bytes());
+        c.send(&bytes);
+        assert_eq!(status_of(&c.response(false)), 405, "{len}");
+        // The file request behind the unread body is answered, or the connection closes
+        // cleanly (no reset that could destroy the 405 before the client reads it); the body
+        // is never taken for a request.
+        if let Some(next) = c.response_or_close() {
+            assert_eq!(mask_date(&next), site.expected(SMALL), "{len}");
+            assert_eq!(len, 10, "hyper drains only small unread bodies");
+        }
+    }
+    assert_eq!(srv.seen(), ["POST /api/hello", "POST /api/hello"]);
 }

@@ -107,23 +107,45 @@ pub(crate) async fn serve<S>(
                     tx,
                 );
                 shared.stats.app_request();
-                let conn = shared
-                    .http
-                    .serve_connection(io, HyperService(shared.clone()))
-                    .with_upgrades();
-                // Errors are the application's or the client's; the stream says what is left.
-                let _ = conn.await;
+                {
+                    let conn = shared
+                        .http
+                        .serve_connection(io, HyperService(shared.clone()))
+                        .with_upgrades();
+                    let mut conn = std::pin::pin!(conn);
+                    // Errors are the application's or the client's; the stream that comes
+                    // back says what is left. Hyper lets go of it when `conn` is dropped, at
+                    // the end of this block.
+                    tokio::select! {
+                        _ = conn.as_mut() => {}
+                        _ = stop.changed() => {
+                            // The response in flight says `Connection: close`; then the loop
+                            // stops.
+                            conn.as_mut().graceful_shutdown();
+                            let _ = conn.await;
+                        }
+                    }
+                }
                 match rx.await {
                     Ok(Returned {
                         stream,
                         unread,
                         reusable: true,
+                        ..
                     }) => {
                         sock = Sock::Plain(stream);
                         buf = unread;
                     }
-                    Ok(Returned { mut stream, .. }) => {
-                        let _ = stream.shutdown().await;
+                    Ok(Returned {
+                        mut stream,
+                        unread_input,
+                        ..
+                    }) => {
+                        if unread_input {
+                            linger(stream).await;
+                        } else {
+                            let _ = stream.shutdown().await;
+                        }
                         return;
                     }
                     Err(_) => {

@@ -39,6 +39,9 @@ pub(crate) struct Returned {
     /// The request was given whole, the response went out whole, and both sides let the
     /// connection stay open.
     pub(crate) reusable: bool,
+    /// The client may still be sending (part of the request body was not read): close with
+    /// a lingering close, so that the unread bytes do not turn the close into a reset.
+    pub(crate) unread_input: bool,
 }
 
 /// How much of the request hyper may still read.
@@ -420,10 +423,13 @@ impl Drop for Exchange {
             && self.keep_alive
             && matches!(self.request, RequestLeft::Done)
             && matches!(self.response, ResponseAt::Complete);
+        let unread = std::mem::take(&mut self.pre);
+        let unread_input = !matches!(self.request, RequestLeft::Done) || !unread.is_empty();
         let _ = back.send(Returned {
             stream,
-            unread: std::mem::take(&mut self.pre),
+            unread,
             reusable,
+            unread_input,
         });
     }
 }

@@ -347,6 +347,14 @@ impl Raw {
         out
     }
 
+    /// The next response, or `None` when the server closed the connection instead.
+    pub fn response_or_close(&mut self) -> Option<Vec<u8>> {
+        if self.buf.is_empty() && !self.fill() {
+            return None;
+        }
+        Some(self.response(false))
+    }
+
     /// Whether the server closed the connection (end of file within the read limit, nothing
     /// more buffered).
     pub fn closed(&mut self) -> bool {
