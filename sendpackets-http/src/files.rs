@@ -340,6 +340,10 @@ impl Files {
         if req.method() == Method::Other {
             return text(Status::MethodNotAllowed);
         }
+        if !req.target().starts_with('/') {
+            // Absolute-form and asterisk targets: never a file.
+            return Response::text(Status::BadRequest, with_body, false, minor);
+        }
         let Some(rest) = self.strip(req.target()) else {
             return text(Status::NotFound);
         };

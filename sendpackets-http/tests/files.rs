@@ -61,6 +61,8 @@ fn statuses() {
         (get("/.env", ""), Status::NotFound, 14),
         (get("/out", ""), Status::Forbidden, 14),
         (get("/../a.txt", ""), Status::BadRequest, 16),
+        (get("http://t/a.txt", ""), Status::BadRequest, 16),
+        (get("*", ""), Status::BadRequest, 16),
         (
             "POST /a.txt HTTP/1.1\r\nHost: t\r\n\r\n".to_string(),
             Status::MethodNotAllowed,
