@@ -618,3 +618,25 @@ fn a_body_the_app_does_not_read_never_desyncs_the_connection() {
     }
     assert_eq!(srv.seen(), ["POST /api/hello", "POST /api/hello"]);
 }
+
+#[test]
+fn the_idle_timeout_counts_from_the_last_response() {
+    let site = Site::new();
+    let srv = Running::start_with(&site, Some(Duration::from_millis(600)));
+    let mut c = Raw::connect(srv.addr);
+    // Five requests 300 ms apart: 1.5 s in all, each within 600 ms of the previous response.
+    for kind in [Kind::Small, Kind::Api, Kind::Small, Kind::Api, Kind::Small] {
+        std::thread::sleep(Duration::from_millis(300));
+        let (req, _) = request(kind, 0);
+        c.send(&req);
+        check(&site, &c.response(false), kind, 0, &[kind]);
+    }
+    // Silence longer than the timeout: the connection is closed without a response.
+    std::thread::sleep(Duration::from_millis(900));
+    assert!(c.closed());
+    // A head begun but not finished in time gets 408.
+    let mut c = Raw::connect(srv.addr);
+    c.send(b"GET /static/small.txt HTTP/1.1\r\nHost:");
+    assert_eq!(status_of(&c.response(false)), 408);
+    assert!(c.closed());
+}

@@ -90,6 +90,11 @@ pub(crate) async fn serve<S>(
                     Sent::Failed => return,
                 }
                 buf.advance(used);
+                deadline = Instant::now() + shared.idle_timeout;
+                if *stop.borrow() {
+                    return;
+                }
+                continue;
             }
             Parsed::Complete(req) => {
                 let head_len = req.head_len();
@@ -135,6 +140,11 @@ pub(crate) async fn serve<S>(
                     }) => {
                         sock = Sock::Plain(stream);
                         buf = unread;
+                        deadline = Instant::now() + shared.idle_timeout;
+                        if *stop.borrow() {
+                            return;
+                        }
+                        continue;
                     }
                     Ok(Returned {
                         mut stream,
@@ -162,13 +172,6 @@ pub(crate) async fn serve<S>(
                 return;
             }
             _ => {} // Partial: read more
-        }
-        if *stop.borrow() {
-            return;
-        }
-        if !matches!(RequestHead::parse(&buf), Parsed::Partial) {
-            deadline = Instant::now() + shared.idle_timeout;
-            continue;
         }
         if buf.capacity() - buf.len() < READ_CHUNK / 2 {
             buf.reserve(READ_CHUNK);

@@ -169,6 +169,11 @@ pub struct Running {
 
 impl Running {
     pub fn start(site: &Site) -> Running {
+        Running::start_with(site, None)
+    }
+
+    /// [`start`](Self::start), with the server's idle timeout set.
+    pub fn start_with(site: &Site, idle_timeout: Option<Duration>) -> Running {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let router = app(seen.clone());
         let root = site.root();
@@ -189,6 +194,10 @@ impl Running {
                 .with_graceful_shutdown(async {
                     let _ = stop_rx.await;
                 });
+                let server = match idle_timeout {
+                    Some(d) => server.idle_timeout(d),
+                    None => server,
+                };
                 addr_tx.send(Err(server.stats())).ok();
                 server.await
             })
