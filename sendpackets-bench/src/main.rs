@@ -12,6 +12,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod asyncio;
+mod axum_static;
 mod baseline;
 mod buf;
 mod bulk;
@@ -129,6 +130,12 @@ enum Cmd {
     ServeNginx(serve_nginx::Args),
     /// SVG charts from the result files (`last-run.md`, `serve-nginx-*.md`).
     Charts(charts::Args),
+    /// Static files of an axum application: axum + sendpackets-http vs axum + tower-http
+    /// ServeDir vs nginx under wrk (not part of `all`; needs nginx-light and wrk).
+    AxumStatic(axum_static::Args),
+    /// One axum server of `axum-static` (started by the bench).
+    #[command(hide = true)]
+    AxumServer(axum_static::ServerArgs),
 }
 
 /// What every workload is run with.
@@ -220,6 +227,9 @@ fn main() {
     if let Cmd::Charts(args) = &cli.command {
         std::process::exit(charts::main(args));
     }
+    if let Cmd::AxumServer(a) = &cli.command {
+        std::process::exit(axum_static::server_main(a));
+    }
     let code = run(cli);
     std::process::exit(code);
 }
@@ -236,6 +246,11 @@ fn run(cli: Cli) -> i32 {
     raise_nofile();
     if let Cmd::ServeNginx(args) = &cli.command {
         serve_nginx::run(args, reps, cli.quick, !cli.no_install);
+        return 0;
+    }
+    if let Cmd::AxumStatic(args) = &cli.command {
+        let _watching = netpath::install_signal_cleanup();
+        axum_static::run(args, reps, cli.quick, !cli.no_install);
         return 0;
     }
 
