@@ -1,12 +1,13 @@
 //! The one place the crate meets the file system: opening files beneath the served
 //! directory, and choosing the response to a request.
 //!
-//! Files are opened here with `openat2(RESOLVE_BENEATH)` relative to the served directory, not
-//! with `sendpackets::OpenFile`/`FileCache`: those take a path and resolve it from anywhere, so
-//! a symlink could lead outside the directory. The open-file cache and the known-file table
-//! below play their part on descriptors this module opened; the library is given
-//! `FileHandle`s. Switching to an `OpenFile` made from an open descriptor, when the library has
-//! one, touches only this file.
+//! Files are opened here with `openat2(RESOLVE_BENEATH)` relative to the served directory
+//! (or `openat` with [`Files::follow_symlinks`]), and the library is given `FileHandle`s.
+//! `sendpackets::FileCache::beneath` is not the open-file cache below, because the two promise
+//! different things: this one, as nginx's `open_file_cache`, trusts an entry for its whole
+//! validity (a file renamed over stays the one served until then; serve's tests hold it to
+//! that), caches directories too, and follows symlinks when asked; the library's checks the
+//! descriptor with `fstat` on every hit and reopens a file changed, deleted or renamed over.
 
 use std::collections::HashMap;
 use std::io;
@@ -598,4 +599,60 @@ fn open_beneath(dir: &OwnedFd, path: &Path, flags: OFlags) -> rustix::io::Result
         }
     }
     Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::Parsed;
+
+    fn get(files: &Files, target: &str) -> Response {
+        let head = format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n");
+        let Parsed::Complete(req) = RequestHead::parse(head.as_bytes()) else {
+            panic!("{head:?}")
+        };
+        files.respond(&req)
+    }
+
+    /// Each table holds at most `max_open_files` descriptors, and `shed` empties both.
+    #[test]
+    fn tables_are_bounded_and_shed() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..6 {
+            std::fs::write(dir.path().join(format!("f{i}")), format!("{i}")).unwrap();
+        }
+        let files = Files::open(dir.path())
+            .unwrap()
+            .open_file_cache(Some(Duration::from_secs(60)))
+            .max_open_files(2);
+        let sizes = |files: &Files| {
+            let cached = files.cache.as_ref().unwrap().map.lock().unwrap().len();
+            (files.checked.map.lock().unwrap().len(), cached)
+        };
+        for i in 0..6 {
+            assert_eq!(get(&files, &format!("/f{i}")).status(), Status::Ok);
+            let (checked, cached) = sizes(&files);
+            assert!(
+                checked <= 2 && cached <= 2,
+                "after f{i}: {checked}, {cached}"
+            );
+        }
+        assert_ne!(sizes(&files), (0, 0));
+        files.shed();
+        assert_eq!(sizes(&files), (0, 0));
+        assert_eq!(get(&files, "/f5").body_len(), 1);
+    }
+
+    /// The 503 for want of descriptors tells the client when to come back, and closes.
+    #[test]
+    fn unavailable_says_retry_after_and_closes() {
+        let r = Response::text(Status::ServiceUnavailable, true, false, 1);
+        let head = std::str::from_utf8(r.head()).unwrap();
+        assert!(
+            head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("Retry-After: 1\r\n"), "{head}");
+        assert!(head.contains("Connection: close\r\n"), "{head}");
+    }
 }
