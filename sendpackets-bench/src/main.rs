@@ -12,6 +12,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod asyncio;
+mod axum_static;
 mod baseline;
 mod buf;
 mod bulk;
@@ -146,6 +147,12 @@ enum Cmd {
         #[arg(long)]
         listen: std::net::SocketAddr,
     },
+    /// Static files of an axum application: axum + sendpackets-http vs axum + tower-http
+    /// ServeDir vs nginx under wrk (not part of `all`; needs nginx-light and wrk).
+    AxumStatic(axum_static::Args),
+    /// One axum server of `axum-static` (started by the bench).
+    #[command(hide = true)]
+    AxumServer(axum_static::ServerArgs),
 }
 
 /// What every workload is run with.
@@ -240,6 +247,9 @@ fn main() {
     if let Cmd::RrServer { mode, dir, listen } = &cli.command {
         std::process::exit(rr_server::main(mode, dir, *listen));
     }
+    if let Cmd::AxumServer(a) = &cli.command {
+        std::process::exit(axum_static::server_main(a));
+    }
     let code = run(cli);
     std::process::exit(code);
 }
@@ -264,6 +274,11 @@ fn run(cli: Cli) -> i32 {
             return 1;
         }
         rr::run(args, reps, cli.quick, !cli.no_install, cli.gate_redos);
+        return 0;
+    }
+    if let Cmd::AxumStatic(args) = &cli.command {
+        let _watching = netpath::install_signal_cleanup();
+        axum_static::run(args, reps, cli.quick, !cli.no_install);
         return 0;
     }
 

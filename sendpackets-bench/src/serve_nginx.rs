@@ -19,7 +19,7 @@ use crate::table::Table;
 /// wrk's connections: the figure issue 13 quotes (`wrk -c64`).
 const CONNECTIONS: u32 = 64;
 /// wrk's threads: one per core of this 2-core machine.
-const WRK_THREADS: u32 = 2;
+pub(crate) const WRK_THREADS: u32 = 2;
 /// Seconds per wrk run: full and quick.
 const RUN_SECS: u64 = 10;
 const QUICK_RUN_SECS: u64 = 3;
@@ -61,12 +61,12 @@ pub(crate) struct Args {
 
 /// One file cell of the table.
 #[derive(Debug, Clone)]
-struct Cell {
-    name: &'static str,
-    path: &'static str,
+pub(crate) struct Cell {
+    pub(crate) name: &'static str,
+    pub(crate) path: &'static str,
     /// A `Range` header, and the body length each response carries.
-    range: Option<String>,
-    body: u64,
+    pub(crate) range: Option<String>,
+    pub(crate) body: u64,
 }
 
 /// One server under test.
@@ -98,9 +98,9 @@ impl Drop for Server {
 
 /// One wrk run's figures.
 #[derive(Debug, Clone, Copy)]
-struct Sample {
-    rps: f64,
-    cpu_us_per_req: f64,
+pub(crate) struct Sample {
+    pub(crate) rps: f64,
+    pub(crate) cpu_us_per_req: f64,
 }
 
 /// Runs the workload and prints its tables. `reps` rounds, interleaved.
@@ -283,7 +283,7 @@ fn body(args: &Args, reps: usize, quick: bool, ours: &Path) -> io::Result<String
     Ok(out)
 }
 
-fn cell(name: &'static str, path: &'static str, body: u64) -> Cell {
+pub(crate) fn cell(name: &'static str, path: &'static str, body: u64) -> Cell {
     Cell {
         name,
         path,
@@ -347,7 +347,7 @@ pub(crate) fn serve_binary() -> Result<PathBuf, String> {
 }
 
 /// A command for `program`, inside the veth namespace when there is one.
-fn command_in(veth: Option<&crate::netpath::Veth>, program: &Path) -> Command {
+pub(crate) fn command_in(veth: Option<&crate::netpath::Veth>, program: &Path) -> Command {
     match veth {
         Some(v) => v.command(program),
         None => Command::new(program),
@@ -527,7 +527,13 @@ pub(crate) fn cpu_seconds(pids: &[u32]) -> f64 {
     ticks as f64 / hz
 }
 
-fn measure(s: &mut Server, url: &str, c: &Cell, conns: u32, secs: u64) -> io::Result<Sample> {
+pub(crate) fn measure(
+    s: &mut Server,
+    url: &str,
+    c: &Cell,
+    conns: u32,
+    secs: u64,
+) -> io::Result<Sample> {
     let mut cmd = Command::new("wrk");
     cmd.args([
         &format!("-t{WRK_THREADS}"),
@@ -607,7 +613,7 @@ pub(crate) fn parse_wrk(text: &str) -> Option<WrkResult> {
 }
 
 /// One request with a raw socket: the status and body length are what the cell expects.
-fn check(addr: SocketAddr, c: &Cell) -> io::Result<()> {
+pub(crate) fn check(addr: SocketAddr, c: &Cell) -> io::Result<()> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let range = c
@@ -643,7 +649,7 @@ fn check(addr: SocketAddr, c: &Cell) -> io::Result<()> {
     Ok(())
 }
 
-fn median(v: &[Sample]) -> Option<Sample> {
+pub(crate) fn median(v: &[Sample]) -> Option<Sample> {
     let mut rps: Vec<f64> = v.iter().map(|s| s.rps).collect();
     let mut cpu: Vec<f64> = v.iter().map(|s| s.cpu_us_per_req).collect();
     rps.sort_by(f64::total_cmp);
@@ -662,7 +668,7 @@ fn median(v: &[Sample]) -> Option<Sample> {
     })
 }
 
-fn min_max(v: impl Iterator<Item = f64>) -> String {
+pub(crate) fn min_max(v: impl Iterator<Item = f64>) -> String {
     let (lo, hi) = v.fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(x), hi.max(x)));
     if lo > hi {
         String::new()
@@ -672,7 +678,7 @@ fn min_max(v: impl Iterator<Item = f64>) -> String {
 }
 
 /// The 1-minute load average.
-fn load() -> String {
+pub(crate) fn load() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|l| l.split_whitespace().next().map(str::to_string))

@@ -6,13 +6,8 @@ use std::time::Duration;
 
 use clap::Args;
 
-/// Longest request head (request line + headers + blank line) accepted; longer is 431. nginx
-/// reads heads into buffers of 1 KiB, then up to 4 x 8 KiB (`large_client_header_buffers`);
-/// one 8 KiB buffer per connection is the bound on memory a slow client can hold.
-pub(crate) const MAX_HEAD: usize = 8 << 10;
-
-/// Most header fields in one request; more is 431. (httparse parses into a fixed array.)
-pub(crate) const MAX_HEADERS: usize = 64;
+// The longest request head and most header fields are `sendpackets_http::MAX_HEAD` and
+// `MAX_HEADERS`.
 
 /// Default idle timeout: a connection gets this long, from its start or the end of the previous
 /// response, to deliver a complete request head (so one byte a second cannot keep it).

@@ -33,9 +33,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::ValueEnum;
 
-use super::request::Request;
-use super::respond::SendFailure;
-use super::response::Status;
+use sendpackets_http::{RequestHead, Status};
+
+use super::peer::SendFailure;
 
 /// The status logged for a response none of whose bytes reached the kernel.
 pub(crate) const NOT_SENT_STATUS: u16 = 499;
@@ -55,7 +55,7 @@ pub(crate) struct Entry<'a> {
     /// The client.
     pub(crate) peer: SocketAddr,
     /// The request, when its head could be parsed.
-    pub(crate) request: Option<&'a Request<'a>>,
+    pub(crate) request: Option<&'a RequestHead<'a>>,
     /// The status the response has (or would have had).
     pub(crate) status: Status,
     /// Bytes of the head (the part of the response before the body).
@@ -106,22 +106,22 @@ impl Entry<'_> {
         line.push_str("] \"");
         match self.request {
             Some(r) => {
-                quoted(&mut line, r.method_text.as_bytes());
+                quoted(&mut line, r.method_text().as_bytes());
                 line.push(' ');
-                quoted(&mut line, r.target.as_bytes());
-                let _ = write!(line, " HTTP/1.{}", r.minor);
+                quoted(&mut line, r.target().as_bytes());
+                let _ = write!(line, " HTTP/1.{}", r.minor_version());
             }
             None => line.push('-'),
         }
         let _ = write!(line, "\" {} {} \"", self.logged_status(), self.body_bytes());
         quoted(
             &mut line,
-            self.request.and_then(|r| r.referer).unwrap_or(b"-"),
+            self.request.and_then(|r| r.referer()).unwrap_or(b"-"),
         );
         line.push_str("\" \"");
         quoted(
             &mut line,
-            self.request.and_then(|r| r.user_agent).unwrap_or(b"-"),
+            self.request.and_then(|r| r.user_agent()).unwrap_or(b"-"),
         );
         let _ = write!(
             line,
@@ -144,15 +144,15 @@ impl Entry<'_> {
         serde_json::json!({
             "time": time,
             "remote_addr": self.peer.ip().to_string(),
-            "method": self.request.map(|r| r.method_text),
-            "target": self.request.map(|r| r.target),
-            "protocol": self.request.map(|r| format!("HTTP/1.{}", r.minor)),
+            "method": self.request.map(|r| r.method_text()),
+            "target": self.request.map(|r| r.target()),
+            "protocol": self.request.map(|r| format!("HTTP/1.{}", r.minor_version())),
             "status": self.logged_status(),
             "intended_status": self.status.code(),
             "bytes_sent": self.sent,
             "body_bytes_sent": self.body_bytes(),
-            "referer": text(self.request.and_then(|r| r.referer)),
-            "user_agent": text(self.request.and_then(|r| r.user_agent)),
+            "referer": text(self.request.and_then(|r| r.referer())),
+            "user_agent": text(self.request.and_then(|r| r.user_agent())),
             "duration_ms": self.duration.as_secs_f64() * 1000.0,
             "outcome": self.outcome(),
             "error": error,

@@ -1,22 +1,18 @@
 //! `sendpackets serve`: a static HTTP/1.1 file server on the library.
 //!
+//! The HTTP file logic (request heads, confined opening, conditionals, ranges, MIME types,
+//! response heads) is the `sendpackets-http` crate's [`Files`]; what stays here:
 //! - `args`: the command line and every bound, in one place;
-//! - `request`: request heads (`httparse`); `path`: target to relative path, refusing escapes;
-//! - `range`: validators, conditionals, byte ranges; `response`: response heads;
-//! - `respond`: the only code that opens files and calls the library (one call per response);
-//! - `conn`: one connection's loop; this file: the listener, limits and graceful stop.
+//! - `peer`: the one call to the library per response;
+//! - `conn`: one connection's loop; `log`: the access log;
+//! - `limits`: the descriptor limit and its shares, memory given back after bursts;
+//! - this file: the listener, the connection cap and graceful stop.
 
 mod args;
 mod conn;
-#[cfg(test)]
-mod fuzz;
 mod limits;
 mod log;
-mod path;
-mod range;
-mod request;
-mod respond;
-mod response;
+mod peer;
 
 use std::io;
 use std::net::SocketAddr;
@@ -33,18 +29,17 @@ pub(crate) use args::ServeArgs;
 use crate::exit::Code;
 use args::{ACCEPT_BACKOFF, BACKLOG};
 use conn::Context;
-use respond::Root;
+use sendpackets_http::Files;
 
 /// Runs the server until SIGINT or SIGTERM; returns the exit code.
 pub(crate) fn run(args: &ServeArgs) -> Code {
     let budget = limits::Budget::of(limits::raise_nofile());
-    let root = match Root::new(
-        &args.dir,
-        args.follow_symlinks,
-        args.open_file_cache,
-        budget.files,
-    ) {
-        Ok(r) => r,
+    let files = match Files::open(&args.dir) {
+        Ok(f) => f
+            .follow_symlinks(args.follow_symlinks)
+            .dotfiles(args.dotfiles)
+            .open_file_cache(args.open_file_cache)
+            .max_open_files(budget.files),
         Err(e) => {
             eprintln!(
                 "error: cannot serve {}: {}",
@@ -70,8 +65,7 @@ pub(crate) fn run(args: &ServeArgs) -> Code {
         }
     };
     let ctx = Context {
-        root,
-        dotfiles: args.dotfiles,
+        files,
         log: match (args.log, args.log_format) {
             (_, Some(f)) => Some(f),
             (true, None) => Some(log::LogFormat::Combined),
@@ -143,10 +137,10 @@ async fn serve(args: &ServeArgs, budget: limits::Budget, ctx: Arc<Context>) -> C
     let sweeper = {
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(respond::CHECKED_IDLE);
+            let mut every = tokio::time::interval(ctx.files.sweep_interval());
             loop {
                 every.tick().await;
-                ctx.root.sweep();
+                ctx.files.sweep();
             }
         })
     };
@@ -195,7 +189,7 @@ async fn serve(args: &ServeArgs, budget: limits::Budget, ctx: Arc<Context>) -> C
                 // Out of descriptors: let go of the tables' files. Then, as after a connection
                 // reset before accept, wait briefly and go on.
                 if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
-                    ctx.root.shed();
+                    ctx.files.shed();
                 }
                 if ctx.log.is_some() {
                     eprintln!("accept failed: {e}");

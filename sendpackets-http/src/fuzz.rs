@@ -5,9 +5,9 @@ use std::path::Component;
 
 use proptest::prelude::*;
 
-use super::path::{self, Refused};
-use super::range::{self, RangeAnswer};
-use super::request::{self, Parsed};
+use crate::path::{self, Refused};
+use crate::range::{self, RangeAnswer};
+use crate::request::{Parsed, RequestHead};
 
 /// Cases per property: a few seconds in a debug build.
 const CASES: u32 = 2_000;
@@ -50,10 +50,10 @@ fn apply(mut v: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
 }
 
 fn check_parse(bytes: &[u8]) {
-    if let Parsed::Complete(r) = request::parse(bytes) {
-        assert!(r.head_len <= bytes.len());
-        assert!(!r.has_body || !r.keep_alive);
-        check_map(r.target);
+    if let Parsed::Complete(r) = RequestHead::parse(bytes) {
+        assert!(r.head_len() <= bytes.len());
+        assert!(!r.has_body() || !r.keep_alive());
+        check_map(r.target());
     }
 }
 

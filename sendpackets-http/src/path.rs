@@ -1,5 +1,5 @@
 //! From a request target to a path relative to the served directory, refusing everything that
-//! could lead outside it. Pure: the file system is asked later (see `respond::Root::open`), where
+//! could lead outside it. Pure: the file system is asked later (see `Files::open_one`), where
 //! `openat2(RESOLVE_BENEATH)` also keeps symlinks inside the directory.
 
 use std::ffi::OsStr;

@@ -1,12 +1,22 @@
-//! Response heads: status lines, the `Date` cache, and the small bodies of error responses.
+//! Responses: status lines, heads, the `Date` cache, the small bodies of error responses, and
+//! [`Response`], one answer as an element list.
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// The statuses the server answers with.
+use sendpackets::Element;
+
+use crate::files::ServedFile;
+use crate::request::Refusal;
+
+/// The statuses a file response has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Status {
+#[non_exhaustive]
+pub enum Status {
     /// 200.
     Ok,
     /// 206.
@@ -37,7 +47,7 @@ pub(crate) enum Status {
 
 impl Status {
     /// The number.
-    pub(crate) fn code(self) -> u16 {
+    pub fn code(self) -> u16 {
         match self {
             Status::Ok => 200,
             Status::PartialContent => 206,
@@ -75,7 +85,7 @@ impl Status {
     }
 
     /// The code and reason phrase, as in the status line: `404 Not Found`.
-    pub(crate) fn text(self) -> &'static str {
+    pub fn text(self) -> &'static str {
         let line = self.line();
         // Without "HTTP/1.1 " (9 bytes) and the CRLF.
         &line[9..line.len() - 2]
@@ -144,6 +154,183 @@ impl Head {
         }
         self.buf.push_str("\r\n");
         self.buf.into_bytes()
+    }
+}
+
+/// One response, ready to send: the head (status line and header fields) as memory, then the
+/// body as memory or file ranges. Send [`elements`](Response::elements) with one sendpackets
+/// call.
+///
+/// # Examples
+///
+/// ```
+/// use sendpackets_http::{Refusal, Response, Status};
+///
+/// let r = Response::refusal(Refusal::Malformed);
+/// assert_eq!(r.status(), Status::BadRequest);
+/// assert!(!r.keep_alive());
+/// let list = r.elements();
+/// assert_eq!(list.len(), 1); // head and its short text body, one buffer
+/// assert!(r.head().starts_with(b"HTTP/1.1 400 Bad Request\r\n"));
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Response {
+    status: Status,
+    /// The head, followed by the bytes of an inline body.
+    bytes: Vec<u8>,
+    /// Bytes of `bytes` that are the head.
+    head_len: usize,
+    body: Body,
+    keep_alive: bool,
+    open_error: Option<(PathBuf, io::Error)>,
+}
+
+/// What follows the head.
+#[derive(Debug)]
+enum Body {
+    /// Nothing, or a short text inside the head's buffer.
+    Inline,
+    /// Bytes `start..end` of a file.
+    File {
+        file: Arc<ServedFile>,
+        start: u64,
+        end: u64,
+    },
+}
+
+impl Response {
+    /// A head with no body (HEAD, 304, 416, 301).
+    pub(crate) fn head_only(status: Status, head: Vec<u8>, keep_alive: bool) -> Response {
+        Response {
+            status,
+            head_len: head.len(),
+            bytes: head,
+            body: Body::Inline,
+            keep_alive,
+            open_error: None,
+        }
+    }
+
+    /// A head and bytes `start..end` of `file` (empty for HEAD).
+    pub(crate) fn file(
+        status: Status,
+        head: Vec<u8>,
+        file: Arc<ServedFile>,
+        start: u64,
+        end: u64,
+        keep_alive: bool,
+    ) -> Response {
+        Response {
+            status,
+            head_len: head.len(),
+            bytes: head,
+            body: Body::File { file, start, end },
+            keep_alive,
+            open_error: None,
+        }
+    }
+
+    /// A short text response for `status`: its code and reason as a plain-text body (none for
+    /// HEAD). `minor`: the request's version; `keep_alive`: whether the connection stays open.
+    pub(crate) fn text(status: Status, with_body: bool, keep_alive: bool, minor: u8) -> Response {
+        let text = status.text();
+        let mut h = Head::new(status);
+        h.header("Content-Type", "text/plain; charset=utf-8")
+            .content_length(text.len() as u64 + 1);
+        if status == Status::MethodNotAllowed {
+            h.header("Allow", "GET, HEAD");
+        }
+        if status == Status::ServiceUnavailable {
+            h.header("Retry-After", "1");
+        }
+        let mut bytes = h.finish(keep_alive, minor);
+        let head_len = bytes.len();
+        if with_body {
+            bytes.extend_from_slice(text.as_bytes());
+            bytes.push(b'\n');
+        }
+        Response {
+            status,
+            bytes,
+            head_len,
+            body: Body::Inline,
+            keep_alive,
+            open_error: None,
+        }
+    }
+
+    pub(crate) fn with_open_error(mut self, path: PathBuf, e: io::Error) -> Response {
+        self.open_error = Some((path, e));
+        self
+    }
+
+    /// The answer to a refused head (400 or 431); the connection closes after it.
+    pub fn refusal(why: Refusal) -> Response {
+        let status = match why {
+            Refusal::Malformed => Status::BadRequest,
+            Refusal::TooLarge => Status::HeadersTooLarge,
+        };
+        Response::text(status, true, false, 1)
+    }
+
+    /// 408 for a head not complete in time; the connection closes after it.
+    pub fn request_timeout() -> Response {
+        Response::text(Status::RequestTimeout, true, false, 1)
+    }
+
+    /// The status.
+    pub fn status(&self) -> Status {
+        self.status
+    }
+
+    /// The head: status line and header fields, up to and including the blank line.
+    pub fn head(&self) -> &[u8] {
+        &self.bytes[..self.head_len]
+    }
+
+    /// Bytes of the body that follow the head (0 for HEAD, 304, ...).
+    pub fn body_len(&self) -> u64 {
+        let inline = (self.bytes.len() - self.head_len) as u64;
+        match &self.body {
+            Body::Inline => inline,
+            Body::File { start, end, .. } => inline + (end - start),
+        }
+    }
+
+    /// Whether the connection may stay open after this response (the head says so too).
+    pub fn keep_alive(&self) -> bool {
+        self.keep_alive
+    }
+
+    /// For a 500 or a 503: the path relative to the root that could not be opened, and why.
+    pub fn open_error(&self) -> Option<(&Path, &io::Error)> {
+        self.open_error.as_ref().map(|(p, e)| (p.as_path(), e))
+    }
+
+    /// The response as one element list: the head (with any short body) as memory, then the
+    /// file range. The file is shared, not reopened; the memory is copied once per call.
+    pub fn elements(&self) -> Vec<Element> {
+        let mut list = Vec::with_capacity(2);
+        list.push(Element::memory(self.bytes.clone()));
+        self.push_body(&mut list);
+        list
+    }
+
+    /// [`elements`](Self::elements), without copying the head.
+    pub fn into_elements(self) -> Vec<Element> {
+        let mut list = Vec::with_capacity(2);
+        self.push_body(&mut list);
+        list.insert(0, Element::memory(self.bytes));
+        list
+    }
+
+    fn push_body(&self, list: &mut Vec<Element>) {
+        if let Body::File { file, start, end } = &self.body {
+            if end > start {
+                list.push(Element::shared_handle(file.handle().clone(), *start..*end));
+            }
+        }
     }
 }
 

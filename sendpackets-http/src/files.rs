@@ -1,0 +1,658 @@
+//! The one place the crate meets the file system: opening files beneath the served
+//! directory, and choosing the response to a request.
+//!
+//! Files are opened here with `openat2(RESOLVE_BENEATH)` relative to the served directory
+//! (or `openat` with [`Files::follow_symlinks`]), and the library is given `FileHandle`s.
+//! `sendpackets::FileCache::beneath` is not the open-file cache below, because the two promise
+//! different things: this one, as nginx's `open_file_cache`, trusts an entry for its whole
+//! validity (a file renamed over stays the one served until then; serve's tests hold it to
+//! that), caches directories too, and follows symlinks when asked; the library's checks the
+//! descriptor with `fstat` on every hit and reopens a file changed, deleted or renamed over.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+use sendpackets::FileHandle;
+
+use crate::path::{self, Refused};
+use crate::range::{self, RangeAnswer, Validators};
+use crate::request::{Method, RequestHead};
+use crate::response::{Head, Response, Status};
+
+/// Most paths the open-file cache holds; when full it is emptied (a bound, not a policy: the
+/// benchmark's working set is a handful of files; nginx's `open_file_cache max` has no
+/// default and is typically set to 1,000–10,000).
+const CACHE_MAX: usize = 4096;
+
+/// Most files [`Checked`] keeps.
+const CHECKED_MAX: usize = 1024;
+
+/// A checked file unused this long is let go by [`Files::sweep`] (so a deleted file's space
+/// is freed within two of these after its last request).
+const CHECKED_IDLE: Duration = Duration::from_secs(10);
+
+/// A directory served read-only over HTTP: opened once, then [`respond`](Files::respond)
+/// answers one request at a time with a [`Response`] (an element list to send).
+///
+/// Nothing outside the directory is ever served: `..`, encoded slashes, NUL and backslashes
+/// in the target are refused (400), and the kernel resolves every path strictly beneath the
+/// directory (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS`), so a symlink leading
+/// outside it is refused (403) whatever races happen meanwhile, unless
+/// [`follow_symlinks`](Files::follow_symlinks). Names starting with a dot are answered 404
+/// unless [`dotfiles`](Files::dotfiles).
+///
+/// Every request opens and `fstat`s its file (unless [`open_file_cache`](Files::open_file_cache)
+/// is set); a file already opened in the same version (device, inode, length, times) is sent
+/// through the descriptor opened first, with its header values formatted once. Call
+/// [`sweep`](Files::sweep) every [`sweep_interval`](Files::sweep_interval) to let go of
+/// descriptors unused that long. Each table of open files holds at most
+/// [`max_open_files`](Files::max_open_files) descriptors; out of descriptors, an open lets go
+/// of the tables' files ([`shed`](Files::shed)) and tries once more, then the answer is 503
+/// with `Retry-After`.
+///
+/// # Examples
+///
+/// ```
+/// use sendpackets_http::{Files, Parsed, RequestHead, Status};
+///
+/// let dir = tempfile::tempdir()?;
+/// std::fs::write(dir.path().join("a.txt"), "hello\n")?;
+/// let files = Files::open(dir.path())?;
+///
+/// let Parsed::Complete(req) = RequestHead::parse(b"GET /a.txt HTTP/1.1\r\nHost: h\r\n\r\n")
+/// else { panic!() };
+/// let response = files.respond(&req);
+/// assert_eq!(response.status(), Status::Ok);
+/// assert_eq!(response.body_len(), 6);
+/// let head = std::str::from_utf8(response.head())?;
+/// assert!(head.contains("Content-Type: text/plain\r\n"));
+///
+/// // One send of the head and the file range, on any connected socket:
+/// let (a, mut b) = std::os::unix::net::UnixStream::pair()?;
+/// sendpackets::send(&a, &response.into_elements())?;
+/// drop(a);
+/// let mut got = Vec::new();
+/// std::io::Read::read_to_end(&mut b, &mut got)?;
+/// assert!(got.ends_with(b"\r\n\r\nhello\n"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Files {
+    dir: OwnedFd,
+    follow_symlinks: bool,
+    dotfiles: bool,
+    /// The path the directory is mounted at, without a trailing `/` (empty: `/`).
+    prefix: String,
+    /// Most descriptors each table (the known files, the open-file cache) may hold.
+    max_files: usize,
+    cache: Option<FileCache>,
+    checked: Checked,
+}
+
+/// Files already opened and checked, by identity (device, inode) and version (length,
+/// modification and change times). Every request still opens and `fstat`s its file; when the
+/// result is a file already known in the same version, the known one is sent instead (it is
+/// the same inode, unchanged), so the library does not check a fresh descriptor again and the
+/// header values are not formatted again. Not a cache of contents or names: a changed or
+/// replaced file is a new version at once.
+#[derive(Debug, Default)]
+struct Checked {
+    map: Mutex<HashMap<FileKey, CheckedFile>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct FileKey {
+    dev: u64,
+    ino: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Version {
+    len: u64,
+    mtime: (i64, u64),
+    ctime: (i64, u64),
+}
+
+#[derive(Debug)]
+struct CheckedFile {
+    file: Arc<ServedFile>,
+    version: Version,
+    used: Instant,
+}
+
+impl Checked {
+    fn get(&self, key: FileKey, version: Version, content_type: &str) -> Option<Arc<ServedFile>> {
+        let mut map = self.map.lock().ok()?;
+        let e = map.get_mut(&key)?;
+        if e.version != version || e.file.content_type != content_type {
+            return None;
+        }
+        e.used = Instant::now();
+        Some(e.file.clone())
+    }
+
+    /// Adds `file`, keeping at most `max` entries.
+    fn insert(&self, key: FileKey, version: Version, file: Arc<ServedFile>, max: usize) {
+        let Ok(mut map) = self.map.lock() else { return };
+        let now = Instant::now();
+        if map.len() >= max && !map.contains_key(&key) {
+            map.retain(|_, e| now.duration_since(e.used) < CHECKED_IDLE);
+            if map.len() >= max {
+                map.clear();
+            }
+        }
+        map.insert(
+            key,
+            CheckedFile {
+                file,
+                version,
+                used: now,
+            },
+        );
+    }
+}
+
+/// Open files kept for a validity period, as nginx's `open_file_cache`: within it a path is
+/// not opened or checked again, so a file replaced on disk is seen after at most that long.
+#[derive(Debug)]
+struct FileCache {
+    valid: Duration,
+    map: Mutex<HashMap<PathBuf, Cached>>,
+}
+
+#[derive(Debug)]
+struct Cached {
+    opened: Opened,
+    at: Instant,
+}
+
+/// A file opened beneath the root and checked once: its length and validators are those of
+/// the open descriptor, so they match the bytes sent. The header values that depend only on
+/// the file are formatted here, once.
+#[derive(Debug)]
+pub(crate) struct ServedFile {
+    handle: FileHandle,
+    /// Length and modification time.
+    validators: Validators,
+    /// `ETag` value.
+    etag: String,
+    /// `Last-Modified` value.
+    last_modified: String,
+    /// `Content-Type` value, from the file name's extension.
+    content_type: &'static str,
+}
+
+impl ServedFile {
+    /// The descriptor, shared.
+    pub(crate) fn handle(&self) -> &FileHandle {
+        &self.handle
+    }
+}
+
+/// What a relative path names.
+#[derive(Clone, Debug)]
+enum Opened {
+    /// A regular file, open for reading.
+    File(Arc<ServedFile>),
+    /// A directory.
+    Directory,
+}
+
+/// Why a path cannot be served.
+#[derive(Debug)]
+enum OpenFailure {
+    /// Missing (or a component is not a directory, or the name is too long): 404.
+    NotFound,
+    /// Leads outside the root through a symlink, not readable, or not a regular file: 403.
+    Forbidden,
+    /// Out of descriptors even after letting go of the tables' ones: 503.
+    Unavailable(io::Error),
+    /// Anything else (I/O error): 500.
+    Other(io::Error),
+}
+
+impl Files {
+    /// Opens `dir` to serve it: symlinks leading outside refused, dotfiles hidden, no
+    /// open-file cache.
+    ///
+    /// # Errors
+    ///
+    /// The `open` error: `NotFound`, `PermissionDenied`, or `NotADirectory` when `dir` is
+    /// something else.
+    pub fn open(dir: impl AsRef<Path>) -> io::Result<Files> {
+        let dir = rustix::fs::open(
+            dir.as_ref(),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Files {
+            dir,
+            follow_symlinks: false,
+            dotfiles: false,
+            prefix: String::new(),
+            max_files: usize::MAX,
+            cache: None,
+            checked: Checked::default(),
+        })
+    }
+
+    /// Follow symlinks wherever they lead (default: a symlink leading outside the directory
+    /// is answered 403).
+    pub fn follow_symlinks(mut self, yes: bool) -> Files {
+        self.follow_symlinks = yes;
+        self
+    }
+
+    /// Serve names starting with a dot (default: 404 as if they did not exist).
+    pub fn dotfiles(mut self, yes: bool) -> Files {
+        self.dotfiles = yes;
+        self
+    }
+
+    /// Keep opened files for `valid` and do not open or check them again meanwhile, as
+    /// nginx's `open_file_cache` (a file replaced on disk is seen after at most that long).
+    /// `None` (the default): every request opens its file.
+    pub fn open_file_cache(mut self, valid: Option<Duration>) -> Files {
+        self.cache = valid.map(|valid| FileCache {
+            valid,
+            map: Mutex::new(HashMap::new()),
+        });
+        self
+    }
+
+    /// Most descriptors each table of open files may hold: the known files (at most 1,024
+    /// anyway) and the open-file cache (at most 4,096 anyway). A server gives them a share of
+    /// its descriptor limit, so that no table can take the descriptors its connections and
+    /// requests need. At least 1.
+    pub fn max_open_files(mut self, n: usize) -> Files {
+        self.max_files = n.max(1);
+        self
+    }
+
+    /// Lets go of every file the tables hold (those not being sent are closed at once). Out
+    /// of descriptors, [`respond`](Self::respond) calls it itself before trying once more; a
+    /// server calls it when `accept` fails with `EMFILE` or `ENFILE`.
+    pub fn shed(&self) {
+        if let Ok(mut map) = self.checked.map.lock() {
+            map.clear();
+        }
+        if let Some(cache) = &self.cache {
+            if let Ok(mut map) = cache.map.lock() {
+                map.clear();
+            }
+        }
+    }
+
+    /// Serves the directory under `prefix` (default `/`): `GET /static/a.txt` with
+    /// `at("/static")` is the file `a.txt`; targets outside the prefix are answered 404 by
+    /// [`respond`](Self::respond) (see [`matches`](Self::matches) to route them elsewhere).
+    /// A trailing `/` is ignored; a prefix not starting with `/` gets one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sendpackets_http::Files;
+    ///
+    /// let files = Files::open(".")?.at("/static/");
+    /// assert!(files.matches("/static/app.js?v=2"));
+    /// assert!(files.matches("/static"));
+    /// assert!(!files.matches("/staticky"));
+    /// assert!(!files.matches("/api/hello"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn at(mut self, prefix: &str) -> Files {
+        let trimmed = prefix.trim_end_matches('/');
+        self.prefix = if trimmed.is_empty() || trimmed.starts_with('/') {
+            trimmed.to_string()
+        } else {
+            format!("/{trimmed}")
+        };
+        self
+    }
+
+    /// The prefix given to [`at`](Self::at), without its trailing `/` (empty for `/`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Whether a request target lies under the prefix (an origin-form target whose path is the
+    /// prefix or starts with the prefix and `/`).
+    pub fn matches(&self, target: &str) -> bool {
+        self.strip(target).is_some()
+    }
+
+    /// The target without the prefix: `Some("")` or `Some("?q")` for the prefix itself,
+    /// `Some("/...")` beneath it.
+    fn strip<'t>(&self, target: &'t str) -> Option<&'t str> {
+        if !target.starts_with('/') {
+            return None;
+        }
+        let rest = target.strip_prefix(self.prefix.as_str())?;
+        matches!(rest.as_bytes().first(), None | Some(b'/' | b'?' | b'#')).then_some(rest)
+    }
+
+    /// How often [`sweep`](Self::sweep) should run.
+    pub fn sweep_interval(&self) -> Duration {
+        CHECKED_IDLE
+    }
+
+    /// Lets go of opened files unused for [`sweep_interval`](Self::sweep_interval) and of
+    /// expired cache entries.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        if let Ok(mut map) = self.checked.map.lock() {
+            map.retain(|_, e| now.duration_since(e.used) < CHECKED_IDLE);
+        }
+        if let Some(cache) = &self.cache {
+            if let Ok(mut map) = cache.map.lock() {
+                map.retain(|_, c| now.duration_since(c.at) < cache.valid);
+            }
+        }
+    }
+
+    /// The response to one request: `GET` and `HEAD` of files beneath the directory,
+    /// `index.html` for a directory asked for with a trailing `/`, 301 to add that `/`,
+    /// `If-None-Match` / `If-Modified-Since` (304), a single byte range with `If-Range` (206,
+    /// 416 when unsatisfiable; several ranges get the whole file), `Content-Type` from the
+    /// extension, `ETag` and `Last-Modified`. Errors are short text responses: 400 (a target
+    /// that could lead outside), 403, 404, 405 (other methods), 503 with `Retry-After` (out of
+    /// descriptors even after [`shed`](Self::shed)), 500 (any other unexpected open failure;
+    /// see [`Response::open_error`] for both).
+    ///
+    /// The response keeps the connection open when the request allows it
+    /// ([`RequestHead::keep_alive`]), except after 400, 500 and 503 (closing gives a
+    /// descriptor back).
+    pub fn respond(&self, req: &RequestHead<'_>) -> Response {
+        let keep = req.keep_alive();
+        let minor = req.minor_version();
+        let with_body = req.method() != Method::Head;
+        let text = |status| Response::text(status, with_body, keep, minor);
+        if req.method() == Method::Other {
+            return text(Status::MethodNotAllowed);
+        }
+        if !req.target().starts_with('/') {
+            // Absolute-form and asterisk targets: never a file.
+            return Response::text(Status::BadRequest, with_body, false, minor);
+        }
+        let Some(rest) = self.strip(req.target()) else {
+            return text(Status::NotFound);
+        };
+        let prefix_len = req.target().len() - rest.len();
+        if !rest.starts_with('/') {
+            // The prefix itself: its directory, with the slash.
+            return redirect(req, prefix_len, keep, minor);
+        }
+        let mapped = match path::map(rest, self.dotfiles) {
+            Ok(m) => m,
+            Err(Refused::BadTarget) => {
+                return Response::text(Status::BadRequest, with_body, false, minor);
+            }
+            Err(Refused::Hidden) => return text(Status::NotFound),
+        };
+        let mut relative = mapped.relative;
+        let failed = |relative: PathBuf, e: OpenFailure| match e {
+            OpenFailure::NotFound => text(Status::NotFound),
+            OpenFailure::Forbidden => text(Status::Forbidden),
+            OpenFailure::Unavailable(e) => {
+                Response::text(Status::ServiceUnavailable, with_body, false, minor)
+                    .with_open_error(relative, e)
+            }
+            OpenFailure::Other(e) => Response::text(Status::InternalError, with_body, false, minor)
+                .with_open_error(relative, e),
+        };
+        let file = match self.open_cached(&relative) {
+            Ok(Opened::File(f)) if !mapped.trailing_slash => f,
+            Ok(Opened::File(_)) => return text(Status::NotFound), // "/file.txt/"
+            Ok(Opened::Directory) if !mapped.trailing_slash => {
+                return redirect(req, prefix_len + mapped.raw_path_len, keep, minor);
+            }
+            Ok(Opened::Directory) => {
+                relative.push("index.html");
+                match self.open_cached(&relative) {
+                    Ok(Opened::File(f)) => f,
+                    Ok(Opened::Directory) => return text(Status::NotFound),
+                    Err(e) => return failed(relative, e),
+                }
+            }
+            Err(e) => return failed(relative, e),
+        };
+        self.respond_with(req, file)
+    }
+
+    /// The response for a file opened and checked: conditionals, range, head.
+    fn respond_with(&self, req: &RequestHead<'_>, file: Arc<ServedFile>) -> Response {
+        let keep = req.keep_alive();
+        let minor = req.minor_version();
+        let v = file.validators;
+        if range::not_modified(&v, req.if_none_match(), req.if_modified_since()) {
+            let mut h = Head::new(Status::NotModified);
+            h.header("ETag", &file.etag)
+                .header("Last-Modified", &file.last_modified);
+            return Response::head_only(Status::NotModified, h.finish(keep, minor), keep);
+        }
+        let answer = if range::if_range_holds(&v, req.if_range()) {
+            range::range(req.range(), v.len)
+        } else {
+            RangeAnswer::Whole
+        };
+        let (status, start, end) = match answer {
+            RangeAnswer::Whole => (Status::Ok, 0, v.len),
+            RangeAnswer::Part { start, end } => (Status::PartialContent, start, end),
+            RangeAnswer::Unsatisfiable => {
+                let mut h = Head::new(Status::RangeNotSatisfiable);
+                h.content_length(0).content_range_unsatisfied(v.len);
+                return Response::head_only(
+                    Status::RangeNotSatisfiable,
+                    h.finish(keep, minor),
+                    keep,
+                );
+            }
+        };
+        let mut h = Head::new(status);
+        h.header("Content-Type", file.content_type)
+            .content_length(end - start)
+            .header("Last-Modified", &file.last_modified)
+            .header("ETag", &file.etag)
+            .header("Accept-Ranges", "bytes");
+        if status == Status::PartialContent {
+            h.content_range(start, end, v.len);
+        }
+        let end = if req.method() == Method::Head {
+            start
+        } else {
+            end
+        };
+        Response::file(status, h.finish(keep, minor), file, start, end, keep)
+    }
+
+    /// [`open_one`](Self::open_one), through the open-file cache when there is one. Failures
+    /// are not cached.
+    fn open_cached(&self, relative: &Path) -> Result<Opened, OpenFailure> {
+        let Some(cache) = &self.cache else {
+            return self.open_one(relative);
+        };
+        let now = Instant::now();
+        if let Some(c) = cache.map.lock().ok().and_then(|m| {
+            m.get(relative)
+                .filter(|c| now.duration_since(c.at) < cache.valid)
+                .map(|c| c.opened.clone())
+        }) {
+            return Ok(c);
+        }
+        let opened = self.open_one(relative)?;
+        if let Ok(mut m) = cache.map.lock() {
+            if m.len() >= self.max_files.min(CACHE_MAX) {
+                m.clear();
+            }
+            m.insert(
+                relative.to_path_buf(),
+                Cached {
+                    opened: opened.clone(),
+                    at: now,
+                },
+            );
+        }
+        Ok(opened)
+    }
+
+    /// Opens `relative` (empty: the root itself) for reading. Without `--follow-symlinks` the
+    /// kernel resolves it strictly beneath the root (`openat2` with `RESOLVE_BENEATH`): a
+    /// symlink whose target lies outside fails with `EXDEV`, whatever races happen meanwhile.
+    fn open_one(&self, relative: &Path) -> Result<Opened, OpenFailure> {
+        let path = if relative.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            relative
+        };
+        // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused after fstat).
+        let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
+        let open = || {
+            if self.follow_symlinks {
+                rustix::fs::openat(&self.dir, path, flags, Mode::empty())
+            } else {
+                open_beneath(&self.dir, path, flags)
+            }
+        };
+        let opened = match open() {
+            Err(rustix::io::Errno::MFILE | rustix::io::Errno::NFILE) => {
+                self.shed();
+                open()
+            }
+            r => r,
+        };
+        let fd = opened.map_err(|e| match e {
+            rustix::io::Errno::NOENT
+            | rustix::io::Errno::NOTDIR
+            | rustix::io::Errno::NAMETOOLONG => OpenFailure::NotFound,
+            rustix::io::Errno::ACCESS
+            | rustix::io::Errno::PERM
+            | rustix::io::Errno::XDEV
+            | rustix::io::Errno::LOOP => OpenFailure::Forbidden,
+            e @ (rustix::io::Errno::MFILE | rustix::io::Errno::NFILE) => {
+                OpenFailure::Unavailable(e.into())
+            }
+            e => OpenFailure::Other(e.into()),
+        })?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| OpenFailure::Other(e.into()))?;
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => {
+                let len = u64::try_from(st.st_size).unwrap_or(0);
+                let key = FileKey {
+                    dev: st.st_dev,
+                    ino: st.st_ino,
+                };
+                let version = Version {
+                    len,
+                    mtime: (st.st_mtime, st.st_mtime_nsec as u64),
+                    ctime: (st.st_ctime, st.st_ctime_nsec as u64),
+                };
+                let content_type = mime_guess::from_path(relative)
+                    .first_raw()
+                    .unwrap_or("application/octet-stream");
+                if let Some(known) = self.checked.get(key, version, content_type) {
+                    return Ok(Opened::File(known)); // `fd` is closed: the known one is sent
+                }
+                let modified = std::time::UNIX_EPOCH
+                    + Duration::from_secs(u64::try_from(st.st_mtime).unwrap_or(0));
+                let validators = Validators::new(len, modified);
+                let file = Arc::new(ServedFile {
+                    handle: FileHandle::new(fd),
+                    validators,
+                    etag: validators.etag(),
+                    last_modified: validators.last_modified(),
+                    content_type,
+                });
+                self.checked
+                    .insert(key, version, file.clone(), self.max_files.min(CHECKED_MAX));
+                Ok(Opened::File(file))
+            }
+            FileType::Directory => Ok(Opened::Directory),
+            _ => Err(OpenFailure::Forbidden),
+        }
+    }
+}
+
+/// 301 to the target's path up to `path_len`, a `/`, then the rest (the query).
+fn redirect(req: &RequestHead<'_>, path_len: usize, keep: bool, minor: u8) -> Response {
+    let (path, query) = req.target().split_at(path_len);
+    let mut h = Head::new(Status::MovedPermanently);
+    h.header("Location", &format!("{path}/{query}"))
+        .content_length(0);
+    Response::head_only(Status::MovedPermanently, h.finish(keep, minor), keep)
+}
+
+/// `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`, retried a few times on `EAGAIN` (the
+/// kernel's answer when a rename raced the lookup).
+fn open_beneath(dir: &OwnedFd, path: &Path, flags: OFlags) -> rustix::io::Result<OwnedFd> {
+    const TRIES: usize = 4;
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+    let mut last = rustix::io::Errno::AGAIN;
+    for _ in 0..TRIES {
+        match rustix::fs::openat2(dir, path, flags, Mode::empty(), resolve) {
+            Err(rustix::io::Errno::AGAIN) => last = rustix::io::Errno::AGAIN,
+            r => return r,
+        }
+    }
+    Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::Parsed;
+
+    fn get(files: &Files, target: &str) -> Response {
+        let head = format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n");
+        let Parsed::Complete(req) = RequestHead::parse(head.as_bytes()) else {
+            panic!("{head:?}")
+        };
+        files.respond(&req)
+    }
+
+    /// Each table holds at most `max_open_files` descriptors, and `shed` empties both.
+    #[test]
+    fn tables_are_bounded_and_shed() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..6 {
+            std::fs::write(dir.path().join(format!("f{i}")), format!("{i}")).unwrap();
+        }
+        let files = Files::open(dir.path())
+            .unwrap()
+            .open_file_cache(Some(Duration::from_secs(60)))
+            .max_open_files(2);
+        let sizes = |files: &Files| {
+            let cached = files.cache.as_ref().unwrap().map.lock().unwrap().len();
+            (files.checked.map.lock().unwrap().len(), cached)
+        };
+        for i in 0..6 {
+            assert_eq!(get(&files, &format!("/f{i}")).status(), Status::Ok);
+            let (checked, cached) = sizes(&files);
+            assert!(
+                checked <= 2 && cached <= 2,
+                "after f{i}: {checked}, {cached}"
+            );
+        }
+        assert_ne!(sizes(&files), (0, 0));
+        files.shed();
+        assert_eq!(sizes(&files), (0, 0));
+        assert_eq!(get(&files, "/f5").body_len(), 1);
+    }
+
+    /// The 503 for want of descriptors tells the client when to come back, and closes.
+    #[test]
+    fn unavailable_says_retry_after_and_closes() {
+        let r = Response::text(Status::ServiceUnavailable, true, false, 1);
+        let head = std::str::from_utf8(r.head()).unwrap();
+        assert!(
+            head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("Retry-After: 1\r\n"), "{head}");
+        assert!(head.contains("Connection: close\r\n"), "{head}");
+    }
+}
