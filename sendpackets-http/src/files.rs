@@ -390,7 +390,12 @@ impl Files {
         let keep = req.keep_alive();
         let minor = req.minor_version();
         let v = file.validators;
-        if range::not_modified(&v, req.if_none_match(), req.if_modified_since()) {
+        if range::not_modified(
+            &v,
+            req.if_none_match(),
+            req.if_modified_since(),
+            range::now_secs(),
+        ) {
             let mut h = Head::new(Status::NotModified);
             h.header("ETag", &file.etag)
                 .header("Last-Modified", &file.last_modified);

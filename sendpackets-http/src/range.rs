@@ -32,11 +32,14 @@ impl Validators {
 }
 
 /// Whether a GET/HEAD with these headers is answered 304 Not Modified (RFC 9110 section
-/// 13.2.2: `If-None-Match` first; `If-Modified-Since` only without it).
+/// 13.2.2: `If-None-Match` first; `If-Modified-Since` only without it). `now`: seconds since
+/// the epoch; an `If-Modified-Since` date later than that is not valid and is ignored
+/// (section 13.1.3), since the client cannot have seen a version from the future.
 pub(crate) fn not_modified(
     v: &Validators,
     if_none_match: Option<&[u8]>,
     if_modified_since: Option<&[u8]>,
+    now: u64,
 ) -> bool {
     if let Some(inm) = if_none_match {
         let etag = v.etag();
@@ -46,7 +49,7 @@ pub(crate) fn not_modified(
                 .any(|t| weak_match(t.trim_ascii(), etag.as_bytes()));
     }
     if let Some(ims) = if_modified_since.and_then(parse_date) {
-        return v.mtime <= ims;
+        return ims <= now && v.mtime <= ims;
     }
     false
 }
@@ -62,6 +65,13 @@ pub(crate) fn if_range_holds(v: &Validators, if_range: Option<&[u8]>) -> bool {
     } else {
         parse_date(value) == Some(v.mtime)
     }
+}
+
+/// Seconds since the epoch, now.
+pub(crate) fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Weak comparison: the opaque tags equal, either side may be `W/`.
@@ -214,6 +224,9 @@ mod tests {
         }
     }
 
+    /// "Now" in the tests: a day after the file's time.
+    const NOW: u64 = 784_111_777 + 86_400;
+
     #[test]
     fn conditionals() {
         let v = Validators {
@@ -223,21 +236,26 @@ mod tests {
         assert_eq!(v.etag(), "\"2ebc98a1-12c\"");
         assert_eq!(v.last_modified(), "Sun, 06 Nov 1994 08:49:37 GMT");
         let etag = v.etag();
-        assert!(not_modified(&v, Some(etag.as_bytes()), None));
+        assert!(not_modified(&v, Some(etag.as_bytes()), None, NOW));
         assert!(not_modified(
             &v,
             Some(format!("\"x\", W/{etag}").as_bytes()),
-            None
+            None,
+            NOW
         ));
-        assert!(not_modified(&v, Some(b"*"), None));
-        assert!(!not_modified(&v, Some(b"\"x\""), None));
+        assert!(not_modified(&v, Some(b"*"), None, NOW));
+        assert!(!not_modified(&v, Some(b"\"x\""), None, NOW));
         let same = b"Sun, 06 Nov 1994 08:49:37 GMT";
         let before = b"Sun, 06 Nov 1994 08:49:36 GMT";
-        assert!(not_modified(&v, None, Some(same)));
-        assert!(!not_modified(&v, None, Some(before)));
-        assert!(!not_modified(&v, None, Some(b"garbage")));
+        assert!(not_modified(&v, None, Some(same), NOW));
+        assert!(!not_modified(&v, None, Some(before), NOW));
+        assert!(!not_modified(&v, None, Some(b"garbage"), NOW));
         // If-None-Match wins over If-Modified-Since.
-        assert!(!not_modified(&v, Some(b"\"x\""), Some(same)));
+        assert!(!not_modified(&v, Some(b"\"x\""), Some(same), NOW));
+        // A date later than now is not valid: ignored (S4).
+        let future = b"Sun, 06 Nov 1994 08:49:39 GMT";
+        assert!(!not_modified(&v, None, Some(future), 784_111_778));
+        assert!(not_modified(&v, None, Some(same), 784_111_778));
         assert!(if_range_holds(&v, None));
         assert!(if_range_holds(&v, Some(etag.as_bytes())));
         assert!(!if_range_holds(&v, Some(format!("W/{etag}").as_bytes())));
