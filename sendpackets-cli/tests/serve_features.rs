@@ -141,3 +141,94 @@ fn file_name_with_slash_dot_is_not_found() {
         assert_eq!(out, b"404");
     }
 }
+
+// RFC 9110 section 13.2.2: If-Match (strong comparison, `*`) first, then If-Unmodified-Since
+// only without it; a failure is 412. Then If-None-Match / If-Modified-Since (304), then Range.
+#[test]
+fn if_match_and_if_unmodified_since_give_412() {
+    let s = site();
+    let mtime = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    touch(&s.root.join("data.bin"), mtime);
+    let srv = Server::start(&s.root, &[]);
+    let etag = get(&srv, "HEAD", "/data.bin", &[])
+        .header("etag")
+        .unwrap()
+        .to_string();
+    let at = http_date(mtime);
+    let before = http_date(mtime - Duration::from_secs(1));
+    let weak = format!("W/{etag}");
+    let listed = format!("\"other\", {etag}");
+    let cases: &[(&[String], u16)] = &[
+        (&[format!("If-Match: {etag}")], 200),
+        (&[format!("If-Match: {listed}")], 200),
+        (&["If-Match: *".into()], 200),
+        (&["If-Match: \"other\"".into()], 412),
+        (&[format!("If-Match: {weak}")], 412), // weak tags never match strongly
+        (&[format!("If-Unmodified-Since: {at}")], 200),
+        (&[format!("If-Unmodified-Since: {before}")], 412),
+        (&["If-Unmodified-Since: not a date".into()], 200),
+        // If-Match present: If-Unmodified-Since is not evaluated.
+        (
+            &[
+                format!("If-Match: {etag}"),
+                format!("If-Unmodified-Since: {before}"),
+            ],
+            200,
+        ),
+        // If-Match fails before If-None-Match is looked at.
+        (
+            &[
+                "If-Match: \"other\"".into(),
+                format!("If-None-Match: {etag}"),
+            ],
+            412,
+        ),
+        (&["If-Match: *".into(), "If-None-Match: *".into()], 304),
+        (
+            &[
+                format!("If-Unmodified-Since: {at}"),
+                format!("If-Modified-Since: {at}"),
+            ],
+            304,
+        ),
+        (
+            &[format!("If-Match: {etag}"), "Range: bytes=0-9".into()],
+            206,
+        ),
+        (
+            &["If-Match: \"other\"".into(), "Range: bytes=0-9".into()],
+            412,
+        ),
+    ];
+    for (headers, want) in cases {
+        let hs: Vec<&str> = headers.iter().map(String::as_str).collect();
+        let r = get(&srv, "GET", "/data.bin", &hs);
+        assert_eq!(r.status, *want, "{headers:?}");
+        match want {
+            200 => assert_eq!(r.body, s.data),
+            206 => assert_eq!(r.body, &s.data[..10]),
+            412 => assert_eq!(r.body, b"412 Precondition Failed\n"),
+            _ => assert!(r.body.is_empty()),
+        }
+    }
+    // Preconditions are ignored where the answer would not be 2xx: a missing file stays 404.
+    assert_eq!(get(&srv, "GET", "/missing", &["If-Match: *"]).status, 404);
+    // HEAD: the same status, no body; the connection stays usable.
+    let mut raw = Raw::connect(srv.addr);
+    raw.send(b"HEAD /data.bin HTTP/1.1\r\nHost: t\r\nIf-Match: \"x\"\r\n\r\n");
+    assert_eq!(raw.response(true).status, 412);
+    raw.send(b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(raw.response(false).body, b"hello, world\n");
+
+    let script = r#"
+import http.client, sys
+c = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), timeout=20)
+for h in [{"If-Match": sys.argv[3]}, {"If-Match": '"nope"'}, {"If-Unmodified-Since": sys.argv[4]}]:
+    c.request("GET", "/data.bin", headers=h)
+    r = c.getresponse()
+    print(r.status, len(r.read()))
+"#;
+    if let Some(out) = python(&srv, script, &[&etag, &before]) {
+        assert_eq!(out, "200 100000\n412 24\n412 24\n");
+    }
+}

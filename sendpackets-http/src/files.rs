@@ -19,7 +19,7 @@ use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 use sendpackets::FileHandle;
 
 use crate::path::{self, Refused};
-use crate::range::{self, RangeAnswer, Validators};
+use crate::range::{self, Precondition, RangeAnswer, Validators};
 use crate::request::{Method, RequestHead};
 use crate::response::{Head, Response, Status};
 
@@ -324,7 +324,8 @@ impl Files {
 
     /// The response to one request: `GET` and `HEAD` of files beneath the directory,
     /// `index.html` for a directory asked for with a trailing `/`, 301 to add that `/`,
-    /// `If-None-Match` / `If-Modified-Since` (304), a single byte range with `If-Range` (206,
+    /// `If-Match` / `If-Unmodified-Since` (412) and `If-None-Match` / `If-Modified-Since` (304)
+    /// in the order of RFC 9110 section 13.2.2, a single byte range with `If-Range` (206,
     /// 416 when unsatisfiable; several ranges get the whole file), `Content-Type` from the
     /// extension, `ETag` and `Last-Modified`. Errors are short text responses: 400 (a target
     /// that could lead outside), 403, 404, 405 (other methods), 500 (an unexpected open
@@ -390,18 +391,20 @@ impl Files {
         let keep = req.keep_alive();
         let minor = req.minor_version();
         let v = file.validators;
-        if range::not_modified(
-            &v,
-            req.if_none_match(),
-            req.if_modified_since(),
-            range::now_secs(),
-        ) {
-            let mut h = Head::new(Status::NotModified);
-            h.header("ETag", &file.etag)
-                .header("Last-Modified", &file.last_modified);
-            return Response::head_only(Status::NotModified, h.finish(keep, minor), keep);
+        match range::evaluate(&file.etag, v.mtime, &req.conditions(), range::now_secs()) {
+            Precondition::Proceed => {}
+            Precondition::NotModified => {
+                let mut h = Head::new(Status::NotModified);
+                h.header("ETag", &file.etag)
+                    .header("Last-Modified", &file.last_modified);
+                return Response::head_only(Status::NotModified, h.finish(keep, minor), keep);
+            }
+            Precondition::Failed => {
+                let with_body = req.method() != Method::Head;
+                return Response::text(Status::PreconditionFailed, with_body, keep, minor);
+            }
         }
-        let answer = if range::if_range_holds(&v, req.if_range()) {
+        let answer = if range::if_range_holds(&file.etag, v.mtime, req.if_range()) {
             range::range(req.range(), v.len)
         } else {
             RangeAnswer::Whole

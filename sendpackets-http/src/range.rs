@@ -31,40 +31,85 @@ impl Validators {
     }
 }
 
-/// Whether a GET/HEAD with these headers is answered 304 Not Modified (RFC 9110 section
-/// 13.2.2: `If-None-Match` first; `If-Modified-Since` only without it). `now`: seconds since
-/// the epoch; an `If-Modified-Since` date later than that is not valid and is ignored
-/// (section 13.1.3), since the client cannot have seen a version from the future.
-pub(crate) fn not_modified(
-    v: &Validators,
-    if_none_match: Option<&[u8]>,
-    if_modified_since: Option<&[u8]>,
-    now: u64,
-) -> bool {
-    if let Some(inm) = if_none_match {
-        let etag = v.etag();
-        return inm.trim_ascii() == b"*"
-            || inm
-                .split(|&b| b == b',')
-                .any(|t| weak_match(t.trim_ascii(), etag.as_bytes()));
+/// The conditional header fields of a request (RFC 9110 section 13.1).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Conditions<'a> {
+    pub(crate) if_match: Option<&'a [u8]>,
+    pub(crate) if_unmodified_since: Option<&'a [u8]>,
+    pub(crate) if_none_match: Option<&'a [u8]>,
+    pub(crate) if_modified_since: Option<&'a [u8]>,
+}
+
+/// What the preconditions of a GET/HEAD say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Precondition {
+    /// Go on (to `Range`, then the representation).
+    Proceed,
+    /// 304 Not Modified.
+    NotModified,
+    /// 412 Precondition Failed.
+    Failed,
+}
+
+/// Evaluates the preconditions of a GET/HEAD of a representation with entity tag `etag` and
+/// modification time `mtime`, in the order of RFC 9110 section 13.2.2:
+/// 1. `If-Match`: unless `*` or one of its tags matches `etag` by strong comparison, 412;
+/// 2. without `If-Match`, `If-Unmodified-Since`: a valid date earlier than `mtime` is 412;
+/// 3. `If-None-Match`: `*` or a weak match is 304;
+/// 4. without `If-None-Match`, `If-Modified-Since`: a valid date not earlier than `mtime` is
+///    304. `now`: seconds since the epoch; a date later than that is not valid and is ignored
+///    (section 13.1.3), since the client cannot have seen a version from the future.
+///
+/// Dates that do not parse are ignored.
+pub(crate) fn evaluate(etag: &str, mtime: u64, c: &Conditions<'_>, now: u64) -> Precondition {
+    if let Some(im) = c.if_match {
+        let any = im.trim_ascii() == b"*";
+        if !any && !tags(im).any(|t| strong_match(t, etag.as_bytes())) {
+            return Precondition::Failed;
+        }
+    } else if let Some(ius) = c.if_unmodified_since.and_then(parse_date) {
+        if mtime > ius {
+            return Precondition::Failed;
+        }
     }
-    if let Some(ims) = if_modified_since.and_then(parse_date) {
-        return ims <= now && v.mtime <= ims;
+    if let Some(inm) = c.if_none_match {
+        let any = inm.trim_ascii() == b"*";
+        if any || tags(inm).any(|t| weak_match(t, etag.as_bytes())) {
+            return Precondition::NotModified;
+        }
+        return Precondition::Proceed;
     }
-    false
+    if let Some(ims) = c.if_modified_since.and_then(parse_date) {
+        if ims <= now && mtime <= ims {
+            return Precondition::NotModified;
+        }
+    }
+    Precondition::Proceed
+}
+
+/// The entity tags of a list (`"a", W/"b"`), trimmed.
+fn tags(list: &[u8]) -> impl Iterator<Item = &[u8]> {
+    list.split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
 }
 
 /// Whether `If-Range` lets the `Range` apply: a strong match of the entity tag, or exactly the
 /// `Last-Modified` date.
-pub(crate) fn if_range_holds(v: &Validators, if_range: Option<&[u8]>) -> bool {
+pub(crate) fn if_range_holds(etag: &str, mtime: u64, if_range: Option<&[u8]>) -> bool {
     let Some(value) = if_range.map(<[u8]>::trim_ascii) else {
         return true;
     };
-    if value.first() == Some(&b'"') {
-        value == v.etag().as_bytes()
+    if value.first() == Some(&b'"') || value.starts_with(b"W/") {
+        strong_match(value, etag.as_bytes())
     } else {
-        parse_date(value) == Some(v.mtime)
+        parse_date(value) == Some(mtime)
     }
+}
+
+/// Strong comparison: both tags strong (no `W/`) and equal.
+fn strong_match(tag: &[u8], etag: &[u8]) -> bool {
+    !tag.starts_with(b"W/") && !etag.starts_with(b"W/") && tag == etag
 }
 
 /// Seconds since the epoch, now.
@@ -77,6 +122,7 @@ pub(crate) fn now_secs() -> u64 {
 /// Weak comparison: the opaque tags equal, either side may be `W/`.
 fn weak_match(tag: &[u8], etag: &[u8]) -> bool {
     let tag = tag.strip_prefix(b"W/").unwrap_or(tag);
+    let etag = etag.strip_prefix(b"W/").unwrap_or(etag);
     tag == etag
 }
 
@@ -227,8 +273,27 @@ mod tests {
     /// "Now" in the tests: a day after the file's time.
     const NOW: u64 = 784_111_777 + 86_400;
 
+    fn check(v: &Validators, c: Conditions<'_>, now: u64) -> Precondition {
+        evaluate(&v.etag(), v.mtime, &c, now)
+    }
+
+    fn inm(v: &[u8]) -> Conditions<'_> {
+        Conditions {
+            if_none_match: Some(v),
+            ..Conditions::default()
+        }
+    }
+
+    fn ims(v: &[u8]) -> Conditions<'_> {
+        Conditions {
+            if_modified_since: Some(v),
+            ..Conditions::default()
+        }
+    }
+
     #[test]
     fn conditionals() {
+        use Precondition::{Failed, NotModified, Proceed};
         let v = Validators {
             len: 300,
             mtime: 784_111_777,
@@ -236,30 +301,66 @@ mod tests {
         assert_eq!(v.etag(), "\"2ebc98a1-12c\"");
         assert_eq!(v.last_modified(), "Sun, 06 Nov 1994 08:49:37 GMT");
         let etag = v.etag();
-        assert!(not_modified(&v, Some(etag.as_bytes()), None, NOW));
-        assert!(not_modified(
-            &v,
-            Some(format!("\"x\", W/{etag}").as_bytes()),
-            None,
-            NOW
-        ));
-        assert!(not_modified(&v, Some(b"*"), None, NOW));
-        assert!(!not_modified(&v, Some(b"\"x\""), None, NOW));
+        assert_eq!(check(&v, inm(etag.as_bytes()), NOW), NotModified);
+        let listed = format!("\"x\", W/{etag}");
+        assert_eq!(check(&v, inm(listed.as_bytes()), NOW), NotModified);
+        assert_eq!(check(&v, inm(b"*"), NOW), NotModified);
+        assert_eq!(check(&v, inm(b"\"x\""), NOW), Proceed);
         let same = b"Sun, 06 Nov 1994 08:49:37 GMT";
         let before = b"Sun, 06 Nov 1994 08:49:36 GMT";
-        assert!(not_modified(&v, None, Some(same), NOW));
-        assert!(!not_modified(&v, None, Some(before), NOW));
-        assert!(!not_modified(&v, None, Some(b"garbage"), NOW));
+        assert_eq!(check(&v, ims(same), NOW), NotModified);
+        assert_eq!(check(&v, ims(before), NOW), Proceed);
+        assert_eq!(check(&v, ims(b"garbage"), NOW), Proceed);
         // If-None-Match wins over If-Modified-Since.
-        assert!(!not_modified(&v, Some(b"\"x\""), Some(same), NOW));
+        let both = Conditions {
+            if_modified_since: Some(same),
+            ..inm(b"\"x\"")
+        };
+        assert_eq!(check(&v, both, NOW), Proceed);
         // A date later than now is not valid: ignored (S4).
         let future = b"Sun, 06 Nov 1994 08:49:39 GMT";
-        assert!(!not_modified(&v, None, Some(future), 784_111_778));
-        assert!(not_modified(&v, None, Some(same), 784_111_778));
-        assert!(if_range_holds(&v, None));
-        assert!(if_range_holds(&v, Some(etag.as_bytes())));
-        assert!(!if_range_holds(&v, Some(format!("W/{etag}").as_bytes())));
-        assert!(if_range_holds(&v, Some(same)));
-        assert!(!if_range_holds(&v, Some(before)));
+        assert_eq!(check(&v, ims(future), 784_111_778), Proceed);
+        assert_eq!(check(&v, ims(same), 784_111_778), NotModified);
+
+        // If-Match: strong comparison, `*`; then If-Unmodified-Since only without it.
+        let im = |t: &'static [u8]| Conditions {
+            if_match: Some(t),
+            ..Conditions::default()
+        };
+        let ius = |d: &'static [u8]| Conditions {
+            if_unmodified_since: Some(d),
+            ..Conditions::default()
+        };
+        let strong: &'static [u8] = b"\"2ebc98a1-12c\"";
+        assert_eq!(check(&v, im(strong), NOW), Proceed);
+        assert_eq!(check(&v, im(b"*"), NOW), Proceed);
+        assert_eq!(check(&v, im(b"\"a\", \"2ebc98a1-12c\""), NOW), Proceed);
+        assert_eq!(check(&v, im(b"W/\"2ebc98a1-12c\""), NOW), Failed);
+        assert_eq!(check(&v, im(b"\"a\""), NOW), Failed);
+        assert_eq!(check(&v, ius(same), NOW), Proceed);
+        assert_eq!(check(&v, ius(before), NOW), Failed);
+        assert_eq!(check(&v, ius(b"garbage"), NOW), Proceed);
+        let im_and_ius = Conditions {
+            if_unmodified_since: Some(before),
+            ..im(strong)
+        };
+        assert_eq!(check(&v, im_and_ius, NOW), Proceed);
+        let failed_first = Conditions {
+            if_none_match: Some(strong),
+            ..im(b"\"a\"")
+        };
+        assert_eq!(check(&v, failed_first, NOW), Failed);
+        let then_304 = Conditions {
+            if_none_match: Some(b"*"),
+            ..im(b"*")
+        };
+        assert_eq!(check(&v, then_304, NOW), NotModified);
+
+        let ir = |x: Option<&[u8]>| if_range_holds(&etag, v.mtime, x);
+        assert!(ir(None));
+        assert!(ir(Some(etag.as_bytes())));
+        assert!(!ir(Some(format!("W/{etag}").as_bytes())));
+        assert!(ir(Some(same)));
+        assert!(!ir(Some(before)));
     }
 }

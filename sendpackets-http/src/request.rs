@@ -2,6 +2,8 @@
 //! buffer. Parsed from bytes with `httparse` ([`RequestHead::parse`]) or built from parts a
 //! caller already has ([`RequestHead::new`]).
 
+use crate::range::Conditions;
+
 /// Longest request head (request line + headers + blank line) [`RequestHead::parse`] accepts;
 /// longer is refused as [`Refusal::TooLarge`] (431). nginx reads heads into buffers of 1 KiB,
 /// then up to 4 x 8 KiB (`large_client_header_buffers`); one 8 KiB buffer per connection is the
@@ -79,6 +81,8 @@ pub struct RequestHead<'a> {
     if_range: Option<&'a [u8]>,
     if_none_match: Option<&'a [u8]>,
     if_modified_since: Option<&'a [u8]>,
+    if_match: Option<&'a [u8]>,
+    if_unmodified_since: Option<&'a [u8]>,
     head_len: usize,
     body: BodyFraming,
 }
@@ -134,6 +138,8 @@ impl<'a> RequestHead<'a> {
             if_range: None,
             if_none_match: None,
             if_modified_since: None,
+            if_match: None,
+            if_unmodified_since: None,
             head_len: 0,
             body: BodyFraming::None,
         }
@@ -169,6 +175,10 @@ impl<'a> RequestHead<'a> {
             self.if_none_match.get_or_insert(value);
         } else if name.eq_ignore_ascii_case("if-modified-since") {
             self.if_modified_since.get_or_insert(value);
+        } else if name.eq_ignore_ascii_case("if-match") {
+            self.if_match.get_or_insert(value);
+        } else if name.eq_ignore_ascii_case("if-unmodified-since") {
+            self.if_unmodified_since.get_or_insert(value);
         }
     }
 
@@ -316,12 +326,14 @@ impl<'a> RequestHead<'a> {
         self.if_range
     }
 
-    pub(crate) fn if_none_match(&self) -> Option<&'a [u8]> {
-        self.if_none_match
-    }
-
-    pub(crate) fn if_modified_since(&self) -> Option<&'a [u8]> {
-        self.if_modified_since
+    /// The conditional header fields.
+    pub(crate) fn conditions(&self) -> Conditions<'a> {
+        Conditions {
+            if_match: self.if_match,
+            if_unmodified_since: self.if_unmodified_since,
+            if_none_match: self.if_none_match,
+            if_modified_since: self.if_modified_since,
+        }
     }
 }
 
@@ -356,9 +368,9 @@ mod tests {
         assert_eq!(r.target(), "/a/b.txt?x=1");
         assert!(r.keep_alive() && !r.has_body());
         assert_eq!(r.range(), Some(&b"bytes=0-9"[..]));
-        assert_eq!(r.if_none_match(), Some(&b"\"x\""[..]));
+        assert_eq!(r.conditions().if_none_match, Some(&b"\"x\""[..]));
         assert_eq!(r.if_range(), Some(&b"\"x\""[..]));
-        assert!(r.if_modified_since().is_some());
+        assert!(r.conditions().if_modified_since.is_some());
         assert_eq!(&s[r.head_len()..], "GET / HTTP/1.1\r\n");
     }
 

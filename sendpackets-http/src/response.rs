@@ -25,6 +25,8 @@ pub enum Status {
     MovedPermanently,
     /// 304.
     NotModified,
+    /// 412 (`If-Match` or `If-Unmodified-Since` failed).
+    PreconditionFailed,
     /// 400.
     BadRequest,
     /// 403 (a symlink leading outside the directory, a file the server may not read).
@@ -51,6 +53,7 @@ impl Status {
             Status::PartialContent => 206,
             Status::MovedPermanently => 301,
             Status::NotModified => 304,
+            Status::PreconditionFailed => 412,
             Status::BadRequest => 400,
             Status::Forbidden => 403,
             Status::NotFound => 404,
@@ -69,6 +72,7 @@ impl Status {
             Status::PartialContent => "HTTP/1.1 206 Partial Content\r\n",
             Status::MovedPermanently => "HTTP/1.1 301 Moved Permanently\r\n",
             Status::NotModified => "HTTP/1.1 304 Not Modified\r\n",
+            Status::PreconditionFailed => "HTTP/1.1 412 Precondition Failed\r\n",
             Status::BadRequest => "HTTP/1.1 400 Bad Request\r\n",
             Status::Forbidden => "HTTP/1.1 403 Forbidden\r\n",
             Status::NotFound => "HTTP/1.1 404 Not Found\r\n",
