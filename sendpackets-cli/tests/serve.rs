@@ -88,7 +88,10 @@ fn whole_files_directories_and_types() {
     let srv = Server::start(&s.root, &[]);
     let (st, h, body) = curl_full(&[], &srv.url("small.txt"));
     assert_eq!((st, body.as_slice()), (200, &b"hello, world\n"[..]));
-    assert_eq!(header(&h, "content-type"), Some("text/plain"));
+    assert_eq!(
+        header(&h, "content-type"),
+        Some("text/plain; charset=utf-8")
+    );
     assert_eq!(header(&h, "content-length"), Some("13"));
     assert_eq!(header(&h, "accept-ranges"), Some("bytes"));
     assert!(header(&h, "etag").is_some_and(|e| e.starts_with('"')));
@@ -105,7 +108,7 @@ fn whole_files_directories_and_types() {
 
     let (st, h, body) = curl_full(&[], &srv.url("sub/"));
     assert_eq!((st, body.as_slice()), (200, &b"<h1>sub</h1>\n"[..]));
-    assert_eq!(header(&h, "content-type"), Some("text/html"));
+    assert_eq!(header(&h, "content-type"), Some("text/html; charset=utf-8"));
     let (st, h, _) = curl_full(&[], &srv.url("sub?x=1"));
     assert_eq!((st, header(&h, "location")), (301, Some("/sub/?x=1")));
     let (_, _, body) = curl_full(&["-L"], &srv.url("sub"));

@@ -232,3 +232,148 @@ for h in [{"If-Match": sys.argv[3]}, {"If-Match": '"nope"'}, {"If-Unmodified-Sin
         assert_eq!(out, "200 100000\n412 24\n412 24\n");
     }
 }
+
+#[test]
+fn cache_control_by_pattern() {
+    let s = site();
+    std::fs::create_dir_all(s.root.join("assets/js")).unwrap();
+    std::fs::write(s.root.join("assets/js/app.0a1b2c3d.js"), "let a = 1;\n").unwrap();
+    std::fs::write(s.root.join("index.html"), "<p>hi</p>\n").unwrap();
+    let immutable = "public, max-age=31536000, immutable";
+    let srv = Server::start(
+        &s.root,
+        &[
+            "--cache-control",
+            "no-cache",
+            "--cache-control-for",
+            &format!("assets/**={immutable}"),
+        ],
+    );
+    let r = get(&srv, "GET", "/", &[]);
+    assert_eq!(
+        (r.status, r.header("cache-control")),
+        (200, Some("no-cache"))
+    );
+    let r = get(&srv, "GET", "/assets/js/app.0a1b2c3d.js", &[]);
+    assert_eq!(
+        (r.status, r.header("cache-control")),
+        (200, Some(immutable))
+    );
+    let etag = r.header("etag").unwrap().to_string();
+    let inm = format!("If-None-Match: {etag}");
+    let r = get(&srv, "GET", "/assets/js/app.0a1b2c3d.js", &[&inm]);
+    assert_eq!(
+        (r.status, r.header("cache-control")),
+        (304, Some(immutable))
+    );
+    let r = get(&srv, "GET", "/data.bin", &["Range: bytes=0-1"]);
+    assert_eq!(
+        (r.status, r.header("cache-control")),
+        (206, Some("no-cache"))
+    );
+    let r = get(&srv, "GET", "/missing", &[]);
+    assert_eq!((r.status, r.header("cache-control")), (404, None));
+    // Without the options: no header.
+    let plain = Server::start(&s.root, &[]);
+    assert_eq!(get(&plain, "GET", "/", &[]).header("cache-control"), None);
+    // A value that would split the head is refused at start.
+    let bad = run(Command::new(env!("CARGO_BIN_EXE_sendpackets")).args([
+        "serve",
+        s.root.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--cache-control",
+        "a\r\nX-Evil: 1",
+    ]));
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn charset_on_text_types() {
+    let s = site();
+    for (name, want) in [
+        ("a.html", "text/html; charset=utf-8"),
+        ("a.css", "text/css; charset=utf-8"),
+        ("a.js", "text/javascript; charset=utf-8"),
+        ("a.json", "application/json; charset=utf-8"),
+        ("a.svg", "image/svg+xml; charset=utf-8"),
+        ("a.txt", "text/plain; charset=utf-8"),
+        ("a.png", "image/png"),
+        ("a.woff2", "font/woff2"),
+    ] {
+        std::fs::write(s.root.join(name), "x").unwrap();
+        let srv = Server::start(&s.root, &[]);
+        let r = get(&srv, "GET", &format!("/{name}"), &[]);
+        assert_eq!(r.header("content-type"), Some(want), "{name}");
+    }
+}
+
+#[test]
+fn cors_is_opt_in() {
+    let s = site();
+    let origin = "https://app.example";
+    let plain = Server::start(&s.root, &[]);
+    let r = get(&plain, "GET", "/small.txt", &[&format!("Origin: {origin}")]);
+    assert_eq!(r.header("access-control-allow-origin"), None);
+    assert_eq!(get(&plain, "OPTIONS", "/small.txt", &[]).status, 405);
+
+    let one = Server::start(&s.root, &["--cors", origin]);
+    let r = get(&one, "GET", "/small.txt", &[&format!("Origin: {origin}")]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("access-control-allow-origin"), Some(origin));
+    assert_eq!(r.header("vary"), Some("Origin"));
+    assert!(
+        r.header("access-control-expose-headers")
+            .unwrap()
+            .contains("Content-Range")
+    );
+    assert_eq!(r.body, b"hello, world\n");
+    let r = get(&one, "GET", "/small.txt", &["Origin: https://evil.example"]);
+    assert_eq!(r.header("access-control-allow-origin"), None);
+    assert_eq!(r.header("vary"), Some("Origin"));
+    let r = get(
+        &one,
+        "OPTIONS",
+        "/data.bin",
+        &[
+            &format!("Origin: {origin}"),
+            "Access-Control-Request-Method: GET",
+            "Access-Control-Request-Headers: range, if-none-match",
+        ],
+    );
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("access-control-allow-origin"), Some(origin));
+    assert_eq!(r.header("access-control-allow-methods"), Some("GET, HEAD"));
+    assert_eq!(
+        r.header("access-control-allow-headers"),
+        Some("range, if-none-match")
+    );
+    assert_eq!(r.header("access-control-max-age"), Some("86400"));
+    assert_eq!(r.header("content-length"), None);
+    // A 404 carries the header too, so the script can read the error.
+    let r = get(&one, "GET", "/missing", &[&format!("Origin: {origin}")]);
+    assert_eq!(
+        (r.status, r.header("access-control-allow-origin")),
+        (404, Some(origin))
+    );
+
+    let any = Server::start(&s.root, &["--cors", "*"]);
+    if have_curl() {
+        let head = String::from_utf8(curl(&[
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "-H",
+            "Origin: https://x.example",
+            &any.url("small.txt"),
+        ]))
+        .unwrap()
+        .to_ascii_lowercase();
+        assert!(
+            head.contains("access-control-allow-origin: *\r\n"),
+            "{head}"
+        );
+        assert!(!head.contains("vary: origin"), "{head}");
+    }
+}

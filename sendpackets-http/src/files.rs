@@ -8,6 +8,7 @@
 //! `FileHandle`s. Switching to an `OpenFile` made from an open descriptor, when the library has
 //! one, touches only this file.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 use sendpackets::FileHandle;
 
+use crate::headers::{self, CacheControl, Cors};
 use crate::path::{self, Refused};
 use crate::range::{self, Precondition, RangeAnswer, Validators};
 use crate::request::{Method, RequestHead};
@@ -66,7 +68,7 @@ const CHECKED_IDLE: Duration = Duration::from_secs(10);
 /// assert_eq!(response.status(), Status::Ok);
 /// assert_eq!(response.body_len(), 6);
 /// let head = std::str::from_utf8(response.head())?;
-/// assert!(head.contains("Content-Type: text/plain\r\n"));
+/// assert!(head.contains("Content-Type: text/plain; charset=utf-8\r\n"));
 ///
 /// // One send of the head and the file range, on any connected socket:
 /// let (a, mut b) = std::os::unix::net::UnixStream::pair()?;
@@ -86,6 +88,8 @@ pub struct Files {
     prefix: String,
     cache: Option<FileCache>,
     checked: Checked,
+    cache_control: CacheControl,
+    cors: Cors,
 }
 
 /// Files already opened and checked, by identity (device, inode) and version (length,
@@ -177,7 +181,7 @@ pub(crate) struct ServedFile {
     /// `Last-Modified` value.
     last_modified: String,
     /// `Content-Type` value, from the file name's extension.
-    content_type: &'static str,
+    content_type: Cow<'static, str>,
 }
 
 impl ServedFile {
@@ -228,6 +232,8 @@ impl Files {
             prefix: String::new(),
             cache: None,
             checked: Checked::default(),
+            cache_control: CacheControl::default(),
+            cors: Cors::default(),
         })
     }
 
@@ -242,6 +248,65 @@ impl Files {
     pub fn dotfiles(mut self, yes: bool) -> Files {
         self.dotfiles = yes;
         self
+    }
+
+    /// The `Cache-Control` value of every file response (200, 206, 304) whose path matches no
+    /// [`cache_control_for`](Self::cache_control_for) pattern. Default: none, no header.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for an empty value or one with control characters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sendpackets_http::Files;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// std::fs::create_dir(dir.path().join("assets"))?;
+    /// std::fs::write(dir.path().join("assets/app.js"), "")?;
+    /// let files = Files::open(dir.path())?
+    ///     .cache_control("no-cache")?
+    ///     .cache_control_for("assets/**", "public, max-age=31536000, immutable")?;
+    /// let req = sendpackets_http::RequestHead::new("GET", "/assets/app.js", 1);
+    /// let response = files.respond(&req);
+    /// let head = std::str::from_utf8(response.head()).unwrap();
+    /// assert!(head.contains("Cache-Control: public, max-age=31536000, immutable\r\n"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn cache_control(mut self, value: &str) -> io::Result<Files> {
+        self.cache_control.set_default(Some(value))?;
+        Ok(self)
+    }
+
+    /// A `Cache-Control` value for the files whose path, relative to the directory and
+    /// without a leading `/`, matches `pattern`: `*` matches within one path segment, `**` (a
+    /// whole segment) any number of segments, `?` one character other than `/`, `{a,b}`
+    /// either alternative. The first matching pattern, in the order given, wins over
+    /// [`cache_control`](Self::cache_control). Typical: content-hashed assets
+    /// (`assets/**`, `**/*.????????.{js,css}`) get `public, max-age=31536000, immutable`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a bad pattern (empty, unbalanced or nested `{}`) or value.
+    pub fn cache_control_for(mut self, pattern: &str, value: &str) -> io::Result<Files> {
+        self.cache_control.add_rule(pattern, value)?;
+        Ok(self)
+    }
+
+    /// Lets `origin` (`https://example.org`, exactly as browsers send it in `Origin`) read the
+    /// files from scripts; `*` lets any origin. Call once per origin. Responses then carry
+    /// `Access-Control-Allow-Origin` (`*`, or the request's `Origin` when it is allowed, with
+    /// `Vary: Origin`) and `Access-Control-Expose-Headers`; `OPTIONS` (a preflight) is
+    /// answered 204 with `Access-Control-Allow-Methods: GET, HEAD`, the requested headers
+    /// allowed and `Access-Control-Max-Age: 86400`. Default: no CORS headers, `OPTIONS` is 405.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for an empty value, control characters, or a list.
+    pub fn cors_origin(mut self, origin: &str) -> io::Result<Files> {
+        self.cors.allow(origin)?;
+        Ok(self)
     }
 
     /// Keep opened files for `valid` and do not open or check them again meanwhile, as
@@ -334,12 +399,30 @@ impl Files {
     /// The response keeps the connection open when the request allows it
     /// ([`RequestHead::keep_alive`]), except after 400 and 500.
     pub fn respond(&self, req: &RequestHead<'_>) -> Response {
+        let mut response = self.respond_plain(req);
+        if self.cors.enabled() {
+            let mut lines = String::new();
+            self.cors.headers(req.origin(), &mut lines);
+            response.add_headers(&lines);
+        }
+        response
+    }
+
+    /// [`respond`](Self::respond) without the CORS headers.
+    fn respond_plain(&self, req: &RequestHead<'_>) -> Response {
         let keep = req.keep_alive();
         let minor = req.minor_version();
         let with_body = req.method() != Method::Head;
         let text = |status| Response::text(status, with_body, keep, minor);
-        if req.method() == Method::Other {
-            return text(Status::MethodNotAllowed);
+        if req.method() == Method::Options && self.cors.enabled() {
+            return preflight(req, keep, minor);
+        }
+        if !matches!(req.method(), Method::Get | Method::Head) {
+            let mut r = text(Status::MethodNotAllowed);
+            if self.cors.enabled() {
+                r.add_headers("Allow: OPTIONS\r\n");
+            }
+            return r;
         }
         if !req.target().starts_with('/') {
             // Absolute-form and asterisk targets: never a file.
@@ -383,11 +466,17 @@ impl Files {
             }
             Err(e) => return failed(relative, e),
         };
-        self.respond_with(req, file)
+        let cache_control = self.cache_control.value_for(&relative);
+        self.respond_with(req, file, cache_control)
     }
 
     /// The response for a file opened and checked: conditionals, range, head.
-    fn respond_with(&self, req: &RequestHead<'_>, file: Arc<ServedFile>) -> Response {
+    fn respond_with(
+        &self,
+        req: &RequestHead<'_>,
+        file: Arc<ServedFile>,
+        cache_control: Option<&str>,
+    ) -> Response {
         let keep = req.keep_alive();
         let minor = req.minor_version();
         let v = file.validators;
@@ -397,6 +486,9 @@ impl Files {
                 let mut h = Head::new(Status::NotModified);
                 h.header("ETag", &file.etag)
                     .header("Last-Modified", &file.last_modified);
+                if let Some(cc) = cache_control {
+                    h.header("Cache-Control", cc);
+                }
                 return Response::head_only(Status::NotModified, h.finish(keep, minor), keep);
             }
             Precondition::Failed => {
@@ -423,11 +515,14 @@ impl Files {
             }
         };
         let mut h = Head::new(status);
-        h.header("Content-Type", file.content_type)
+        h.header("Content-Type", &file.content_type)
             .content_length(end - start)
             .header("Last-Modified", &file.last_modified)
             .header("ETag", &file.etag)
             .header("Accept-Ranges", "bytes");
+        if let Some(cc) = cache_control {
+            h.header("Cache-Control", cc);
+        }
         if status == Status::PartialContent {
             h.content_range(start, end, v.len);
         }
@@ -508,10 +603,8 @@ impl Files {
                     mtime: (st.st_mtime, st.st_mtime_nsec as u64),
                     ctime: (st.st_ctime, st.st_ctime_nsec as u64),
                 };
-                let content_type = mime_guess::from_path(relative)
-                    .first_raw()
-                    .unwrap_or("application/octet-stream");
-                if let Some(known) = self.checked.get(key, version, content_type) {
+                let content_type = headers::content_type(relative);
+                if let Some(known) = self.checked.get(key, version, &content_type) {
                     return Ok(Opened::File(known)); // `fd` is closed: the known one is sent
                 }
                 let modified = std::time::UNIX_EPOCH
@@ -531,6 +624,22 @@ impl Files {
             _ => Err(OpenFailure::Forbidden),
         }
     }
+}
+
+/// 204 to `OPTIONS` (CORS on): a preflight gets the methods, the headers it asks for and a
+/// max age; the origin's headers are added by the caller.
+fn preflight(req: &RequestHead<'_>, keep: bool, minor: u8) -> Response {
+    let mut h = Head::new(Status::NoContent);
+    h.header("Allow", "GET, HEAD, OPTIONS");
+    let (method, fields) = req.preflight();
+    if method.is_some() {
+        h.header("Access-Control-Allow-Methods", "GET, HEAD");
+        if let Some(f) = fields.and_then(headers::field_names) {
+            h.header("Access-Control-Allow-Headers", f);
+        }
+        h.header("Access-Control-Max-Age", "86400");
+    }
+    Response::head_only(Status::NoContent, h.finish(keep, minor), keep)
 }
 
 /// 301 to the target's path up to `path_len`, a `/`, then the rest (the query).

@@ -62,6 +62,7 @@
 mod files;
 #[cfg(test)]
 mod fuzz;
+mod headers;
 mod path;
 mod range;
 mod request;

@@ -22,6 +22,8 @@ pub enum Method {
     Get,
     /// `HEAD`: the same headers, no body.
     Head,
+    /// `OPTIONS`: answered (CORS preflights among them) when CORS is on, else 405.
+    Options,
     /// Anything else: answered 405 by [`Files::respond`](crate::Files::respond).
     Other,
 }
@@ -32,6 +34,7 @@ impl Method {
         match name {
             "GET" => Method::Get,
             "HEAD" => Method::Head,
+            "OPTIONS" => Method::Options,
             _ => Method::Other,
         }
     }
@@ -83,6 +86,9 @@ pub struct RequestHead<'a> {
     if_modified_since: Option<&'a [u8]>,
     if_match: Option<&'a [u8]>,
     if_unmodified_since: Option<&'a [u8]>,
+    origin: Option<&'a [u8]>,
+    request_method: Option<&'a [u8]>,
+    request_headers: Option<&'a [u8]>,
     head_len: usize,
     body: BodyFraming,
 }
@@ -110,6 +116,9 @@ pub enum Refusal {
 }
 
 /// What the buffered bytes hold.
+// `Complete` is much larger than the others: a head is returned by value and matched at once,
+// and boxing it would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Parsed<'a> {
@@ -140,6 +149,9 @@ impl<'a> RequestHead<'a> {
             if_modified_since: None,
             if_match: None,
             if_unmodified_since: None,
+            origin: None,
+            request_method: None,
+            request_headers: None,
             head_len: 0,
             body: BodyFraming::None,
         }
@@ -179,6 +191,12 @@ impl<'a> RequestHead<'a> {
             self.if_match.get_or_insert(value);
         } else if name.eq_ignore_ascii_case("if-unmodified-since") {
             self.if_unmodified_since.get_or_insert(value);
+        } else if name.eq_ignore_ascii_case("origin") {
+            self.origin.get_or_insert(value);
+        } else if name.eq_ignore_ascii_case("access-control-request-method") {
+            self.request_method.get_or_insert(value);
+        } else if name.eq_ignore_ascii_case("access-control-request-headers") {
+            self.request_headers.get_or_insert(value);
         }
     }
 
@@ -324,6 +342,17 @@ impl<'a> RequestHead<'a> {
 
     pub(crate) fn if_range(&self) -> Option<&'a [u8]> {
         self.if_range
+    }
+
+    /// `Origin`.
+    pub(crate) fn origin(&self) -> Option<&'a [u8]> {
+        self.origin
+    }
+
+    /// `Access-Control-Request-Method` and `Access-Control-Request-Headers` (a CORS
+    /// preflight).
+    pub(crate) fn preflight(&self) -> (Option<&'a [u8]>, Option<&'a [u8]>) {
+        (self.request_method, self.request_headers)
     }
 
     /// The conditional header fields.

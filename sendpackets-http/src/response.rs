@@ -19,6 +19,8 @@ use crate::request::Refusal;
 pub enum Status {
     /// 200.
     Ok,
+    /// 204 (the answer to `OPTIONS` when CORS is on).
+    NoContent,
     /// 206.
     PartialContent,
     /// 301 (a directory asked for without its trailing `/`).
@@ -50,6 +52,7 @@ impl Status {
     pub fn code(self) -> u16 {
         match self {
             Status::Ok => 200,
+            Status::NoContent => 204,
             Status::PartialContent => 206,
             Status::MovedPermanently => 301,
             Status::NotModified => 304,
@@ -69,6 +72,7 @@ impl Status {
     fn line(self) -> &'static str {
         match self {
             Status::Ok => "HTTP/1.1 200 OK\r\n",
+            Status::NoContent => "HTTP/1.1 204 No Content\r\n",
             Status::PartialContent => "HTTP/1.1 206 Partial Content\r\n",
             Status::MovedPermanently => "HTTP/1.1 301 Moved Permanently\r\n",
             Status::NotModified => "HTTP/1.1 304 Not Modified\r\n",
@@ -255,6 +259,16 @@ impl Response {
             keep_alive,
             open_error: None,
         }
+    }
+
+    /// Adds header lines (each ending in CRLF) at the end of the head.
+    pub(crate) fn add_headers(&mut self, lines: &str) {
+        if lines.is_empty() {
+            return;
+        }
+        let at = self.head_len - 2; // before the blank line
+        self.bytes.splice(at..at, lines.bytes());
+        self.head_len += lines.len();
     }
 
     pub(crate) fn with_open_error(mut self, path: PathBuf, e: io::Error) -> Response {

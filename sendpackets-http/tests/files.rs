@@ -124,7 +124,10 @@ fn bytes_and_conditionals() {
     assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
     let text = wire(files.respond(&ten.header("Connection", b"keep-alive")));
     assert!(text.contains("\r\nConnection: keep-alive\r\n"), "{text}");
-    assert!(text.contains("\r\nContent-Type: text/plain\r\n"), "{text}");
+    assert!(
+        text.contains("\r\nContent-Type: text/plain; charset=utf-8\r\n"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -104,9 +104,34 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "BYTES", default_value = ZERO_COPY_FROM,
           value_parser = crate::spec::parse_size)]
     pub(crate) zero_copy_from: u64,
+    /// Cache-Control value of every file response (200, 206, 304) whose path matches no
+    /// --cache-control-for pattern, for example 'no-cache' (browsers revalidate, 304 when
+    /// unchanged). Default: no Cache-Control.
+    #[arg(long, value_name = "VALUE")]
+    pub(crate) cache_control: Option<String>,
+    /// PATTERN=VALUE (split at the first '='): Cache-Control VALUE for files whose path under
+    /// DIR matches PATTERN ('*' within one path segment, '**' any segments, '?' one
+    /// character, '{a,b}' alternatives); the first matching pattern wins over
+    /// --cache-control. Repeatable. For content-hashed assets:
+    /// --cache-control-for 'assets/**=public, max-age=31536000, immutable'.
+    #[arg(long, value_name = "PATTERN=VALUE", value_parser = parse_rule)]
+    pub(crate) cache_control_for: Vec<(String, String)>,
+    /// Let scripts from ORIGIN ('https://example.org') read the files, or from any origin
+    /// with '*': Access-Control-Allow-Origin (with Vary: Origin unless '*') and
+    /// Access-Control-Expose-Headers on responses; OPTIONS preflights answered 204.
+    /// Repeatable. Default: no CORS headers, OPTIONS is 405.
+    #[arg(long, value_name = "ORIGIN")]
+    pub(crate) cors: Vec<String>,
     /// Print one line per request on stdout.
     #[arg(long)]
     pub(crate) log: bool,
+}
+
+fn parse_rule(s: &str) -> Result<(String, String), String> {
+    let (pattern, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not PATTERN=VALUE"))?;
+    Ok((pattern.to_string(), value.to_string()))
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {

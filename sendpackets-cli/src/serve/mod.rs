@@ -42,6 +42,13 @@ pub(crate) fn run(args: &ServeArgs) -> Code {
             return Code::Input;
         }
     };
+    let files = match configure(files, args) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Code::Usage;
+        }
+    };
     let threads = args.threads.map_or_else(
         || std::thread::available_parallelism().map_or(1, usize::from),
         usize::from,
@@ -67,6 +74,20 @@ pub(crate) fn run(args: &ServeArgs) -> Code {
     let code = runtime.block_on(serve(args, Arc::new(ctx)));
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     code
+}
+
+/// The header options.
+fn configure(mut files: Files, args: &ServeArgs) -> io::Result<Files> {
+    if let Some(v) = &args.cache_control {
+        files = files.cache_control(v)?;
+    }
+    for (pattern, value) in &args.cache_control_for {
+        files = files.cache_control_for(pattern, value)?;
+    }
+    for origin in &args.cors {
+        files = files.cors_origin(origin)?;
+    }
+    Ok(files)
 }
 
 fn bind(addr: SocketAddr) -> io::Result<TcpListener> {

@@ -1,0 +1,354 @@
+//! Header values a deployment sets: `Cache-Control` by path pattern, `Content-Type` with its
+//! charset, CORS. Pure.
+
+use std::borrow::Cow;
+use std::io;
+use std::path::Path;
+
+/// `Cache-Control` values: the first rule whose pattern matches the path relative to the
+/// served directory gives its value, else the default (none: no header).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CacheControl {
+    rules: Vec<(Glob, String)>,
+    default: Option<String>,
+}
+
+impl CacheControl {
+    pub(crate) fn set_default(&mut self, value: Option<&str>) -> io::Result<()> {
+        self.default = value.map(checked_value).transpose()?;
+        Ok(())
+    }
+
+    pub(crate) fn add_rule(&mut self, pattern: &str, value: &str) -> io::Result<()> {
+        let glob = Glob::new(pattern)?;
+        self.rules.push((glob, checked_value(value)?));
+        Ok(())
+    }
+
+    /// The value for a file at `relative` (relative to the served directory).
+    pub(crate) fn value_for(&self, relative: &Path) -> Option<&str> {
+        if !self.rules.is_empty() {
+            let path = relative.as_os_str().as_encoded_bytes();
+            if let Some((_, v)) = self.rules.iter().find(|(g, _)| g.matches(path)) {
+                return Some(v);
+            }
+        }
+        self.default.as_deref()
+    }
+}
+
+/// A header value: visible ASCII and spaces only (no CR, LF or other controls), not empty.
+pub(crate) fn checked_value(value: &str) -> io::Result<String> {
+    let v = value.trim();
+    if v.is_empty()
+        || !v
+            .bytes()
+            .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{value:?} is not a valid header value"),
+        ));
+    }
+    Ok(v.to_string())
+}
+
+/// A path pattern, matched against a path relative to the served directory (no leading `/`):
+/// `*` matches any run of bytes within one path segment, `**` (a whole segment) any number of
+/// segments, `?` one byte other than `/`, `{a,b}` either alternative (no nesting). Everything
+/// else matches itself. For example `assets/**`, `*.woff2`, `**/*.{js,css}`.
+#[derive(Clone, Debug)]
+pub(crate) struct Glob {
+    /// The alternatives, each a sequence of tokens.
+    alternatives: Vec<Vec<Token>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Token {
+    Byte(u8),
+    /// `?`
+    One,
+    /// `*`
+    Star,
+    /// `**/` or a final `**`: any number of whole segments.
+    Segments,
+}
+
+/// Most tokens in a pattern, after expanding `{}` (matching is at worst quadratic in it).
+const GLOB_MAX: usize = 4096;
+
+impl Glob {
+    pub(crate) fn new(pattern: &str) -> io::Result<Glob> {
+        let bad = |why: &str| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("pattern {pattern:?}: {why}"),
+            )
+        };
+        let p = pattern.trim_start_matches('/');
+        if p.is_empty() {
+            return Err(bad("empty"));
+        }
+        // Expand one level of `{a,b}` groups, left to right.
+        let mut expanded = vec![String::new()];
+        let mut rest = p;
+        while let Some(open) = rest.find('{') {
+            let close = rest[open..]
+                .find('}')
+                .map(|c| open + c)
+                .ok_or_else(|| bad("'{' without '}'"))?;
+            let (before, group) = (&rest[..open], &rest[open + 1..close]);
+            if group.contains('{') {
+                return Err(bad("nested '{'"));
+            }
+            expanded = expanded
+                .iter()
+                .flat_map(|e| group.split(',').map(move |alt| format!("{e}{before}{alt}")))
+                .collect();
+            if expanded.len() > 64 {
+                return Err(bad("too many alternatives"));
+            }
+            rest = &rest[close + 1..];
+        }
+        if rest.contains('}') {
+            return Err(bad("'}' without '{'"));
+        }
+        let alternatives: Vec<Vec<Token>> = expanded
+            .into_iter()
+            .map(|e| tokens(&format!("{e}{rest}")))
+            .collect();
+        if alternatives.iter().map(Vec::len).sum::<usize>() > GLOB_MAX {
+            return Err(bad("too long"));
+        }
+        Ok(Glob { alternatives })
+    }
+
+    pub(crate) fn matches(&self, path: &[u8]) -> bool {
+        self.alternatives.iter().any(|t| match_tokens(t, path))
+    }
+}
+
+fn tokens(p: &str) -> Vec<Token> {
+    let b = p.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let segment_start = i == 0 || b[i - 1] == b'/';
+        if b[i..].starts_with(b"**") && segment_start && matches!(b.get(i + 2), None | Some(b'/')) {
+            out.push(Token::Segments);
+            i += 3; // "**/" (or "**" at the end)
+            continue;
+        }
+        out.push(match b[i] {
+            b'*' => Token::Star,
+            b'?' => Token::One,
+            c => Token::Byte(c),
+        });
+        i += 1;
+    }
+    out
+}
+
+/// Backtracking match (bounded: the pattern is at most [`GLOB_MAX`] tokens, the path at most a
+/// request target).
+fn match_tokens(t: &[Token], p: &[u8]) -> bool {
+    match t.first() {
+        None => p.is_empty(),
+        Some(Token::Byte(c)) => p.first() == Some(c) && match_tokens(&t[1..], &p[1..]),
+        Some(Token::One) => p.first().is_some_and(|&c| c != b'/') && match_tokens(&t[1..], &p[1..]),
+        Some(Token::Star) => {
+            let segment = p.iter().position(|&c| c == b'/').unwrap_or(p.len());
+            (0..=segment).any(|k| match_tokens(&t[1..], &p[k..]))
+        }
+        Some(Token::Segments) => {
+            // Zero segments, or skip through each following '/'.
+            match_tokens(&t[1..], p)
+                || (t.len() == 1)
+                || p.iter()
+                    .enumerate()
+                    .filter(|&(_, &c)| c == b'/')
+                    .any(|(k, _)| match_tokens(&t[1..], &p[k + 1..]))
+        }
+    }
+}
+
+/// The `Content-Type` of a file name: from its extension (`mime_guess`), with
+/// `charset=utf-8` on text types, JavaScript, JSON and SVG; `application/octet-stream` when
+/// the extension is unknown.
+pub(crate) fn content_type(name: &Path) -> Cow<'static, str> {
+    let Some(t) = mime_guess::from_path(name).first_raw() else {
+        return Cow::Borrowed("application/octet-stream");
+    };
+    // The frequent ones without an allocation.
+    let known: Option<&'static str> = match t {
+        "text/html" => Some("text/html; charset=utf-8"),
+        "text/css" => Some("text/css; charset=utf-8"),
+        "text/plain" => Some("text/plain; charset=utf-8"),
+        "text/javascript" => Some("text/javascript; charset=utf-8"),
+        "application/javascript" => Some("application/javascript; charset=utf-8"),
+        "application/json" => Some("application/json; charset=utf-8"),
+        "image/svg+xml" => Some("image/svg+xml; charset=utf-8"),
+        "text/markdown" => Some("text/markdown; charset=utf-8"),
+        "text/csv" => Some("text/csv; charset=utf-8"),
+        "text/xml" => Some("text/xml; charset=utf-8"),
+        _ => None,
+    };
+    if let Some(k) = known {
+        return Cow::Borrowed(k);
+    }
+    if t.starts_with("text/") || t.ends_with("+json") || t == "application/manifest+json" {
+        return Cow::Owned(format!("{t}; charset=utf-8"));
+    }
+    Cow::Borrowed(t)
+}
+
+/// Cross-origin resource sharing: which origins may read the files.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Cors {
+    /// Any origin (`*`).
+    any: bool,
+    /// These origins (`https://example.org`), compared exactly.
+    origins: Vec<String>,
+}
+
+impl Cors {
+    pub(crate) fn allow(&mut self, origin: &str) -> io::Result<()> {
+        let o = checked_value(origin)?;
+        if o == "*" {
+            self.any = true;
+        } else if o.contains([' ', ',']) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{origin:?} is not one origin"),
+            ));
+        } else {
+            self.origins.push(o);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn enabled(&self) -> bool {
+        self.any || !self.origins.is_empty()
+    }
+
+    /// The header lines for a request with `origin`: `Access-Control-Allow-Origin` (`*`, or the
+    /// request's origin when it is one of the allowed), `Vary: Origin` whenever the answer
+    /// depends on the origin, and the response headers a script may read. Empty when CORS is
+    /// off.
+    pub(crate) fn headers(&self, origin: Option<&[u8]>, out: &mut String) {
+        if self.any {
+            out.push_str("Access-Control-Allow-Origin: *\r\n");
+        } else if self.origins.is_empty() {
+            return;
+        } else {
+            out.push_str("Vary: Origin\r\n");
+            match origin.and_then(|o| self.origins.iter().find(|a| a.as_bytes() == o)) {
+                Some(o) => {
+                    out.push_str("Access-Control-Allow-Origin: ");
+                    out.push_str(o);
+                    out.push_str("\r\n");
+                }
+                None => return,
+            }
+        }
+        out.push_str(
+            "Access-Control-Expose-Headers: Content-Range, Accept-Ranges, ETag, Content-Encoding\r\n",
+        );
+    }
+}
+
+/// The `Access-Control-Request-Headers` of a preflight, if it is a plain list of field names
+/// (so it can be echoed in `Access-Control-Allow-Headers`).
+pub(crate) fn field_names(value: &[u8]) -> Option<&str> {
+    let ok = value
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b"-_, ".contains(&b));
+    (ok && !value.trim_ascii().is_empty())
+        .then(|| std::str::from_utf8(value.trim_ascii()).ok())
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(p: &str, path: &str) -> bool {
+        Glob::new(p).unwrap().matches(path.as_bytes())
+    }
+
+    #[test]
+    fn globs() {
+        assert!(g("*.js", "app.js"));
+        assert!(!g("*.js", "a/app.js"));
+        assert!(g("**/*.js", "app.js"));
+        assert!(g("**/*.js", "a/b/app.js"));
+        assert!(g("/assets/**", "assets/x/y.css"));
+        assert!(!g("assets/**", "assetsx/y.css"));
+        assert!(g("assets/*.????????.*", "assets/app.0a1b2c3d.js"));
+        assert!(!g("assets/*.????????.*", "assets/app.js"));
+        assert!(g("**/*.{js,css}", "x/y.css"));
+        assert!(!g("**/*.{js,css}", "x/y.html"));
+        assert!(g("a?c", "abc") && !g("a?c", "a/c"));
+        assert!(g("**", "anything/at/all"));
+        for bad in ["", "{a", "a}", "{{a}}"] {
+            assert!(Glob::new(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cache_control_rules() {
+        let mut c = CacheControl::default();
+        assert_eq!(c.value_for(Path::new("a.js")), None);
+        c.set_default(Some("no-cache")).unwrap();
+        c.add_rule("assets/**", "public, max-age=31536000, immutable")
+            .unwrap();
+        assert_eq!(c.value_for(Path::new("index.html")), Some("no-cache"));
+        assert_eq!(
+            c.value_for(Path::new("assets/a.js")),
+            Some("public, max-age=31536000, immutable")
+        );
+        assert!(c.set_default(Some("a\r\nX-Evil: 1")).is_err());
+        assert!(c.add_rule("*", "").is_err());
+    }
+
+    #[test]
+    fn charsets() {
+        let t = |n: &str| content_type(Path::new(n)).into_owned();
+        assert_eq!(t("a.html"), "text/html; charset=utf-8");
+        assert_eq!(t("a.js"), "text/javascript; charset=utf-8");
+        assert_eq!(t("a.mjs"), "application/javascript; charset=utf-8");
+        assert_eq!(t("a.json"), "application/json; charset=utf-8");
+        assert_eq!(t("a.svg"), "image/svg+xml; charset=utf-8");
+        assert_eq!(
+            t("a.rtf").contains("charset"),
+            t("a.rtf").starts_with("text/")
+        );
+        assert_eq!(t("a.png"), "image/png");
+        assert_eq!(t("a.unknownext"), "application/octet-stream");
+    }
+
+    #[test]
+    fn cors_headers() {
+        let mut c = Cors::default();
+        let mut out = String::new();
+        c.headers(Some(b"https://a.example"), &mut out);
+        assert!(out.is_empty());
+        c.allow("https://a.example").unwrap();
+        c.headers(Some(b"https://a.example"), &mut out);
+        assert!(
+            out.starts_with("Vary: Origin\r\nAccess-Control-Allow-Origin: https://a.example\r\n")
+        );
+        out.clear();
+        c.headers(Some(b"https://b.example"), &mut out);
+        assert_eq!(out, "Vary: Origin\r\n");
+        let mut any = Cors::default();
+        any.allow("*").unwrap();
+        out.clear();
+        any.headers(None, &mut out);
+        assert!(out.starts_with("Access-Control-Allow-Origin: *\r\n"));
+        assert!(!out.contains("Vary"));
+        assert!(c.allow("a, b").is_err());
+        assert_eq!(field_names(b"range, if-match"), Some("range, if-match"));
+        assert_eq!(field_names(b"x\r\ny"), None);
+    }
+}
