@@ -377,3 +377,160 @@ fn cors_is_opt_in() {
         assert!(!head.contains("vary: origin"), "{head}");
     }
 }
+
+/// Splits a `multipart/byteranges` body by hand: for each part, its `Content-Range` and bytes.
+/// Asserts the framing (delimiters, CRLFs, closing delimiter, nothing after it).
+fn parse_multipart(content_type: &str, body: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let boundary = content_type
+        .strip_prefix("multipart/byteranges; boundary=")
+        .expect("multipart content type");
+    let mut parts = Vec::new();
+    let mut rest = body;
+    let first = format!("--{boundary}\r\n");
+    assert!(rest.starts_with(first.as_bytes()), "first delimiter");
+    rest = &rest[first.len()..];
+    loop {
+        let end = rest
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("part header end");
+        let header = std::str::from_utf8(&rest[..end]).unwrap();
+        rest = &rest[end + 4..];
+        let range = header
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Range: bytes "))
+            .expect("Content-Range")
+            .to_string();
+        let (span, _) = range.split_once('/').unwrap();
+        let (a, b) = span.split_once('-').unwrap();
+        let n = b.parse::<usize>().unwrap() - a.parse::<usize>().unwrap() + 1;
+        parts.push((range.clone(), rest[..n].to_vec()));
+        rest = &rest[n..];
+        let next = format!("\r\n--{boundary}\r\n");
+        let last = format!("\r\n--{boundary}--\r\n");
+        if rest.starts_with(next.as_bytes()) {
+            rest = &rest[next.len()..];
+        } else {
+            assert_eq!(rest, last.as_bytes(), "closing delimiter, then nothing");
+            return parts;
+        }
+    }
+}
+
+#[test]
+fn several_ranges_are_one_multipart_response() {
+    let s = site();
+    let len = s.data.len();
+    let srv = Server::start(&s.root, &[]);
+    // Out of order, overlapping (0-99 and 50-149), adjacent (99400-99499 and the last 600),
+    // and one unsatisfiable (dropped).
+    let spec = "bytes=1000-1999,0-99,50-149,99400-99499,-600,200000-";
+    let want = [(0usize, 150usize), (1000, 2000), (99_400, len)];
+    let r = get(&srv, "GET", "/data.bin", &[&format!("Range: {spec}")]);
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-range"), None);
+    let ct = r.header("content-type").unwrap().to_string();
+    let parts = parse_multipart(&ct, &r.body);
+    assert_eq!(parts.len(), want.len());
+    for ((range, bytes), (a, b)) in parts.iter().zip(want) {
+        assert_eq!(range, &format!("{a}-{}/{len}", b - 1));
+        assert_eq!(bytes, &s.data[a..b], "{range}");
+    }
+    // HEAD: the same Content-Length, computed before sending; no body.
+    let h = get(&srv, "HEAD", "/data.bin", &[&format!("Range: {spec}")]);
+    assert_eq!(h.status, 206);
+    assert_eq!(
+        h.header("content-length"),
+        Some(r.body.len().to_string().as_str())
+    );
+
+    // Coalesced into one: a plain 206.
+    let r = get(&srv, "GET", "/data.bin", &["Range: bytes=0-9,10-19,5-25"]);
+    assert_eq!(
+        (r.status, r.header("content-range")),
+        (206, Some("bytes 0-25/100000"))
+    );
+    assert_eq!(r.body, &s.data[..26]);
+    // All unsatisfiable: 416.
+    let r = get(
+        &srv,
+        "GET",
+        "/data.bin",
+        &["Range: bytes=100000-,200000-300000"],
+    );
+    assert_eq!(r.status, 416);
+    // Beyond the cap of 64 ranges: the whole file, 200 (as nginx max_ranges, Apache MaxRanges).
+    let many: Vec<String> = (0..65)
+        .map(|i| format!("{}-{}", 10 * i, 10 * i + 1))
+        .collect();
+    let r = get(
+        &srv,
+        "GET",
+        "/data.bin",
+        &[&format!("Range: bytes={}", many.join(","))],
+    );
+    assert_eq!((r.status, r.body.len()), (200, len));
+    let r = get(
+        &srv,
+        "GET",
+        "/data.bin",
+        &[&format!("Range: bytes={}", many[..64].join(","))],
+    );
+    assert_eq!(r.status, 206);
+    assert_eq!(
+        parse_multipart(r.header("content-type").unwrap(), &r.body).len(),
+        64
+    );
+    // If-Range that does not hold: the whole file.
+    let r = get(
+        &srv,
+        "GET",
+        "/data.bin",
+        &[&format!("Range: {spec}"), "If-Range: \"old\""],
+    );
+    assert_eq!((r.status, r.body.len()), (200, len));
+
+    // Python: http.client fetches, the email package parses every part.
+    let script = r#"
+import email, email.policy, hashlib, http.client, sys
+c = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), timeout=20)
+c.request("GET", "/data.bin", headers={"Range": sys.argv[3]})
+r = c.getresponse()
+body = r.read()
+assert r.status == 206, r.status
+assert int(r.getheader("Content-Length")) == len(body)
+msg = email.message_from_bytes(b"Content-Type: " + r.getheader("Content-Type").encode() + b"\r\n\r\n" + body,
+                               policy=email.policy.HTTP)
+assert msg.is_multipart()
+for part in msg.iter_parts():
+    data = part.get_payload(decode=True)
+    print(part["Content-Type"], part["Content-Range"], len(data), hashlib.sha256(data).hexdigest())
+"#;
+    if let Some(out) = python(&srv, script, &[spec]) {
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), want.len(), "{out}");
+        for (line, (a, b)) in lines.iter().zip(want) {
+            let expect = format!(
+                "application/octet-stream bytes {a}-{}/{len} {} {}",
+                b - 1,
+                b - a,
+                serve_util_sha256(&s.data[a..b])
+            );
+            assert_eq!(*line, expect);
+        }
+    }
+    if have_curl() {
+        let body = curl(&["-r", "0-9,500-509", &srv.url("data.bin")]);
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("Content-Range: bytes 0-9/100000\r\n"));
+        assert!(text.contains("Content-Range: bytes 500-509/100000\r\n"));
+    }
+}
+
+fn serve_util_sha256(b: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}

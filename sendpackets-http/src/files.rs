@@ -390,8 +390,10 @@ impl Files {
     /// The response to one request: `GET` and `HEAD` of files beneath the directory,
     /// `index.html` for a directory asked for with a trailing `/`, 301 to add that `/`,
     /// `If-Match` / `If-Unmodified-Since` (412) and `If-None-Match` / `If-Modified-Since` (304)
-    /// in the order of RFC 9110 section 13.2.2, a single byte range with `If-Range` (206,
-    /// 416 when unsatisfiable; several ranges get the whole file), `Content-Type` from the
+    /// in the order of RFC 9110 section 13.2.2, byte ranges with `If-Range` (206; several
+    /// ranges sorted and coalesced, then one `multipart/byteranges` response; more than
+    /// [`MAX_RANGES`](crate::MAX_RANGES) get the whole file; 416 when none can be satisfied),
+    /// `Content-Type` from the
     /// extension, `ETag` and `Last-Modified`. Errors are short text responses: 400 (a target
     /// that could lead outside), 403, 404, 405 (other methods), 500 (an unexpected open
     /// failure, see [`Response::open_error`]).
@@ -504,6 +506,9 @@ impl Files {
         let (status, start, end) = match answer {
             RangeAnswer::Whole => (Status::Ok, 0, v.len),
             RangeAnswer::Part { start, end } => (Status::PartialContent, start, end),
+            RangeAnswer::Parts(parts) => {
+                return multipart(req, file, &parts, cache_control);
+            }
             RangeAnswer::Unsatisfiable => {
                 let mut h = Head::new(Status::RangeNotSatisfiable);
                 h.content_length(0).content_range_unsatisfied(v.len);
@@ -624,6 +629,76 @@ impl Files {
             _ => Err(OpenFailure::Forbidden),
         }
     }
+}
+
+/// 206 `multipart/byteranges` (RFC 9110 section 14.6): one part per range, each a small
+/// header then the bytes of the file, and a closing delimiter. The response is one element
+/// list: every delimiter and part header is a slice of one buffer (memory elements), every
+/// part a range of the open file (sent like any file range, `sendfile` included), so
+/// `Content-Length` is exact before anything is sent.
+fn multipart(
+    req: &RequestHead<'_>,
+    file: Arc<ServedFile>,
+    ranges: &[(u64, u64)],
+    cache_control: Option<&str>,
+) -> Response {
+    use std::fmt::Write as _;
+    let keep = req.keep_alive();
+    let minor = req.minor_version();
+    let b = boundary();
+    let len = file.validators.len;
+    let mut seps = String::with_capacity(ranges.len() * (b.len() + file.content_type.len() + 80));
+    let mut parts = Vec::with_capacity(ranges.len());
+    let mut body_len = 0u64;
+    for (i, &(start, end)) in ranges.iter().enumerate() {
+        let from = seps.len();
+        let crlf = if i == 0 { "" } else { "\r\n" };
+        let _ = write!(
+            seps,
+            "{crlf}--{b}\r\nContent-Type: {}\r\nContent-Range: bytes {start}-{}/{len}\r\n\r\n",
+            file.content_type,
+            end - 1
+        );
+        body_len += (seps.len() - from) as u64 + (end - start);
+        parts.push((from..seps.len(), start, end));
+    }
+    let from = seps.len();
+    let _ = write!(seps, "\r\n--{b}--\r\n");
+    body_len += (seps.len() - from) as u64;
+    let tail = from..seps.len();
+
+    let mut h = Head::new(Status::PartialContent);
+    h.header(
+        "Content-Type",
+        &format!("multipart/byteranges; boundary={b}"),
+    )
+    .content_length(body_len)
+    .header("Last-Modified", &file.last_modified)
+    .header("ETag", &file.etag)
+    .header("Accept-Ranges", "bytes");
+    if let Some(cc) = cache_control {
+        h.header("Cache-Control", cc);
+    }
+    let head = h.finish(keep, minor);
+    if req.method() == Method::Head {
+        return Response::head_only(Status::PartialContent, head, keep);
+    }
+    Response::multipart(head, file, seps.into_bytes(), parts, tail, keep)
+}
+
+/// The multipart boundary: 32 hex digits, random once per process (std's hasher keys come
+/// from the operating system's random source), so no file's bytes can be expected to hold it.
+fn boundary() -> &'static str {
+    use std::hash::{BuildHasher, Hasher};
+    static BOUNDARY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BOUNDARY.get_or_init(|| {
+        let word = || {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(0x5e4d_7061_636b_6574);
+            h.finish()
+        };
+        format!("{:016x}{:016x}", word(), word())
+    })
 }
 
 /// 204 to `OPTIONS` (CORS on): a preflight gets the methods, the headers it asks for and a

@@ -133,23 +133,36 @@ fn parse_date(value: &[u8]) -> Option<u64> {
     Some(t.duration_since(UNIX_EPOCH).ok()?.as_secs())
 }
 
+/// Most ranges one `Range` header may ask for; with more, the header is ignored and the whole
+/// file is sent (200), as nginx's `max_ranges` and Apache's `MaxRanges` do: a client asking
+/// for that many pieces gets all of them in one piece, never an error, and a response stays a
+/// bounded element list (two elements per part).
+pub const MAX_RANGES: usize = 64;
+
 /// The answer to a `Range` header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum RangeAnswer {
-    /// No usable range (absent, not `bytes=`, malformed, or several ranges): 200, whole file.
+    /// No usable range (absent, not `bytes=`, malformed, or more than [`MAX_RANGES`]): 200,
+    /// whole file.
     Whole,
-    /// One satisfiable range: 206 with these bytes, `start..end`.
+    /// One satisfiable range (or several that coalesce into one): 206 with these bytes,
+    /// `start..end`.
     Part {
         /// First byte.
         start: u64,
         /// One past the last byte.
         end: u64,
     },
-    /// One range that starts past the end (or `-0`, or any range of an empty file): 416.
+    /// Several disjoint ranges, ascending, none adjacent to the next: 206
+    /// `multipart/byteranges`, one part each (`start..end`).
+    Parts(Vec<(u64, u64)>),
+    /// No satisfiable range (each starts past the end, or is `-0`, or the file is empty): 416.
     Unsatisfiable,
 }
 
-/// Interprets a `Range` header against a file of `len` bytes.
+/// Interprets a `Range` header against a file of `len` bytes. Ranges that cannot be satisfied
+/// are dropped when others can; the rest are sorted, and overlapping or adjacent ones
+/// coalesced (RFC 9110 section 15.3.7.2 lets a server do both), so no byte goes out twice.
 pub(crate) fn range(header: Option<&[u8]>, len: u64) -> RangeAnswer {
     let Some(header) = header else {
         return RangeAnswer::Whole;
@@ -161,49 +174,82 @@ pub(crate) fn range(header: Option<&[u8]>, len: u64) -> RangeAnswer {
     if !unit.eq_ignore_ascii_case(b"bytes=") {
         return RangeAnswer::Whole;
     }
-    let mut specs = header[6..]
+    let mut wanted: Vec<(u64, u64)> = Vec::new();
+    let mut count = 0usize;
+    for spec in header[6..]
         .split(|&b| b == b',')
         .map(<[u8]>::trim_ascii)
-        .filter(|s| !s.is_empty());
-    let (Some(spec), None) = (specs.next(), specs.next()) else {
-        return RangeAnswer::Whole; // none, or several: the whole file, as nginx does
-    };
-    let Some(dash) = spec.iter().position(|&b| b == b'-') else {
+        .filter(|s| !s.is_empty())
+    {
+        count += 1;
+        if count > MAX_RANGES {
+            return RangeAnswer::Whole;
+        }
+        match one(spec, len) {
+            Spec::Malformed => return RangeAnswer::Whole, // ignored (RFC 9110 section 14.2)
+            Spec::Unsatisfiable => {}
+            Spec::Range(s, e) => wanted.push((s, e)),
+        }
+    }
+    if count == 0 {
         return RangeAnswer::Whole;
+    }
+    wanted.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(wanted.len());
+    for (s, e) in wanted {
+        match merged.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => merged.push((s, e)),
+        }
+    }
+    match merged.as_slice() {
+        [] => RangeAnswer::Unsatisfiable,
+        [(start, end)] => RangeAnswer::Part {
+            start: *start,
+            end: *end,
+        },
+        _ => RangeAnswer::Parts(merged),
+    }
+}
+
+/// One range-spec.
+enum Spec {
+    Malformed,
+    Unsatisfiable,
+    Range(u64, u64),
+}
+
+fn one(spec: &[u8], len: u64) -> Spec {
+    let Some(dash) = spec.iter().position(|&b| b == b'-') else {
+        return Spec::Malformed;
     };
     let (first, last) = (&spec[..dash], &spec[dash + 1..]);
     match (digits(first), digits(last)) {
         // "-n": the last n bytes
         (None, Some(n)) if first.is_empty() => {
             if n == 0 || len == 0 {
-                RangeAnswer::Unsatisfiable
+                Spec::Unsatisfiable
             } else {
-                RangeAnswer::Part {
-                    start: len.saturating_sub(n),
-                    end: len,
-                }
+                Spec::Range(len.saturating_sub(n), len)
             }
         }
         // "a-"
         (Some(a), None) if last.is_empty() => {
             if a >= len {
-                RangeAnswer::Unsatisfiable
+                Spec::Unsatisfiable
             } else {
-                RangeAnswer::Part { start: a, end: len }
+                Spec::Range(a, len)
             }
         }
         // "a-b"
         (Some(a), Some(b)) if a <= b => {
             if a >= len {
-                RangeAnswer::Unsatisfiable
+                Spec::Unsatisfiable
             } else {
-                RangeAnswer::Part {
-                    start: a,
-                    end: b.saturating_add(1).min(len),
-                }
+                Spec::Range(a, b.saturating_add(1).min(len))
             }
         }
-        _ => RangeAnswer::Whole, // malformed: ignored (RFC 9110 section 14.2)
+        _ => Spec::Malformed,
     }
 }
 
@@ -248,6 +294,32 @@ mod tests {
     }
 
     #[test]
+    fn several_ranges() {
+        let parts = |v: &[(u64, u64)]| RangeAnswer::Parts(v.to_vec());
+        assert_eq!(r("bytes=0-1,5-6", 10), parts(&[(0, 2), (5, 7)]));
+        // Sorted; overlapping and adjacent ones coalesced.
+        assert_eq!(r("bytes=5-6,0-1", 10), parts(&[(0, 2), (5, 7)]));
+        assert_eq!(r("bytes=0-1,2-3", 10), part(0, 4));
+        assert_eq!(r("bytes=0-4,2-3,3-6", 10), part(0, 7));
+        assert_eq!(r("bytes=0-0,-1", 10), parts(&[(0, 1), (9, 10)]));
+        assert_eq!(r("bytes=0-0,0-0,0-0", 10), part(0, 1));
+        assert_eq!(r("bytes=8-,-5", 10), part(5, 10));
+        // Unsatisfiable ones dropped while others remain.
+        assert_eq!(r("bytes=0-1,20-30", 10), part(0, 2));
+        assert_eq!(r("bytes=20-30,40-", 10), RangeAnswer::Unsatisfiable);
+        // Up to the cap, then the whole file.
+        let at_cap: Vec<String> = (0..MAX_RANGES)
+            .map(|i| format!("{}-{}", 2 * i, 2 * i))
+            .collect();
+        let RangeAnswer::Parts(p) = r(&format!("bytes={}", at_cap.join(",")), 1000) else {
+            panic!()
+        };
+        assert_eq!(p.len(), MAX_RANGES);
+        let over = format!("bytes={},500-501", at_cap.join(","));
+        assert_eq!(r(&over, 1000), RangeAnswer::Whole);
+    }
+
+    #[test]
     fn unsatisfiable_and_ignored() {
         assert_eq!(r("bytes=10-", 10), RangeAnswer::Unsatisfiable);
         assert_eq!(r("bytes=10-20", 10), RangeAnswer::Unsatisfiable);
@@ -256,7 +328,7 @@ mod tests {
         assert_eq!(r("bytes=-5", 0), RangeAnswer::Unsatisfiable);
         for ignored in [
             "bytes=5-2",
-            "bytes=0-1,3-4",
+            "bytes=0-1,5-2",
             "bytes=",
             "bytes=-",
             "bytes=a-b",

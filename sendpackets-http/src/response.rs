@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::ops::Range;
+
+use bytes::Bytes;
 use sendpackets::Element;
 
 use crate::files::ServedFile;
@@ -201,6 +204,14 @@ enum Body {
         start: u64,
         end: u64,
     },
+    /// `multipart/byteranges`: for each part, its header (a slice of `seps`) then bytes
+    /// `start..end` of the file; then the closing delimiter (`tail`, a slice of `seps`).
+    Multipart {
+        file: Arc<ServedFile>,
+        seps: Bytes,
+        parts: Vec<(Range<usize>, u64, u64)>,
+        tail: Range<usize>,
+    },
 }
 
 impl Response {
@@ -230,6 +241,30 @@ impl Response {
             head_len: head.len(),
             bytes: head,
             body: Body::File { file, start, end },
+            keep_alive,
+            open_error: None,
+        }
+    }
+
+    /// 206 `multipart/byteranges`: the head, then the parts (see [`Body::Multipart`]).
+    pub(crate) fn multipart(
+        head: Vec<u8>,
+        file: Arc<ServedFile>,
+        seps: Vec<u8>,
+        parts: Vec<(Range<usize>, u64, u64)>,
+        tail: Range<usize>,
+        keep_alive: bool,
+    ) -> Response {
+        Response {
+            status: Status::PartialContent,
+            head_len: head.len(),
+            bytes: head,
+            body: Body::Multipart {
+                file,
+                seps: Bytes::from(seps),
+                parts,
+                tail,
+            },
             keep_alive,
             open_error: None,
         }
@@ -306,6 +341,13 @@ impl Response {
         match &self.body {
             Body::Inline => inline,
             Body::File { start, end, .. } => inline + (end - start),
+            Body::Multipart { parts, tail, .. } => {
+                let parts: u64 = parts
+                    .iter()
+                    .map(|(sep, start, end)| sep.len() as u64 + (end - start))
+                    .sum();
+                inline + parts + tail.len() as u64
+            }
         }
     }
 
@@ -337,9 +379,25 @@ impl Response {
     }
 
     fn push_body(&self, list: &mut Vec<Element>) {
-        if let Body::File { file, start, end } = &self.body {
-            if end > start {
-                list.push(Element::shared_handle(file.handle().clone(), *start..*end));
+        match &self.body {
+            Body::Inline => {}
+            Body::File { file, start, end } => {
+                if end > start {
+                    list.push(Element::shared_handle(file.handle().clone(), *start..*end));
+                }
+            }
+            Body::Multipart {
+                file,
+                seps,
+                parts,
+                tail,
+            } => {
+                list.reserve(2 * parts.len() + 1);
+                for (sep, start, end) in parts {
+                    list.push(Element::memory(seps.slice(sep.clone())));
+                    list.push(Element::shared_handle(file.handle().clone(), *start..*end));
+                }
+                list.push(Element::memory(seps.slice(tail.clone())));
             }
         }
     }

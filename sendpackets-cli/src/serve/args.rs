@@ -49,8 +49,9 @@ pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const SERVE_HELP: &str = "\
 Serves the files under DIR read-only over HTTP/1.1: GET and HEAD, keep-alive and pipelining,
 Content-Type from the extension, Last-Modified and ETag (If-Match and If-Unmodified-Since: 412;
-If-None-Match and If-Modified-Since: 304; If-Range; in the order of RFC 9110 section 13.2.2), single byte ranges (206, 416 when unsatisfiable; several ranges get the
-whole file), index.html for directories. Nothing outside DIR is ever served: '..', encoded
+If-None-Match and If-Modified-Since: 304; If-Range; in the order of RFC 9110 section 13.2.2), byte ranges (206, 416 when unsatisfiable; several ranges are sorted,
+coalesced and sent as one multipart/byteranges response; more than 64 get the whole file),
+index.html for directories. Nothing outside DIR is ever served: '..', encoded
 slashes, NUL and backslashes are refused, and so are symlinks leading outside DIR (unless
 --follow-symlinks) and names starting with a dot (unless --dotfiles).
 Every response, header and file range, goes out with one sendpackets call.
