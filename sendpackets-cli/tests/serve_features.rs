@@ -534,3 +534,125 @@ fn serve_util_sha256(b: &[u8]) -> String {
         .map(|x| format!("{x:02x}"))
         .collect()
 }
+
+#[test]
+fn precompressed_sidecars_chosen_by_q_value() {
+    let s = site();
+    // The sidecars' bytes stand for compressed ones: the server sends them as they are.
+    let br = pattern(5_000, 1);
+    let zst = pattern(5_500, 2);
+    let gz = pattern(6_000, 4);
+    std::fs::write(s.root.join("data.bin.br"), &br).unwrap();
+    std::fs::write(s.root.join("data.bin.zst"), &zst).unwrap();
+    std::fs::write(s.root.join("data.bin.gz"), &gz).unwrap();
+    std::fs::write(s.root.join("app.js"), "let a = 1;\n").unwrap();
+    std::fs::write(s.root.join("app.js.gz"), &gz).unwrap();
+    let srv = Server::start(&s.root, &["--precompressed"]);
+    let identity = (None, &s.data);
+    for (accept, (coding, bytes)) in [
+        (None, identity),
+        (Some("gzip, deflate, br, zstd"), (Some("br"), &br)),
+        (Some("gzip;q=1.0, br;q=0.5"), (Some("gzip"), &gz)),
+        (
+            Some("br;q=0, zstd;q=0.1, gzip;q=0.05"),
+            (Some("zstd"), &zst),
+        ),
+        (Some("br;q=0.3, zstd;q=0.3, gzip;q=0.3"), (Some("br"), &br)),
+        (Some("x-gzip"), (Some("gzip"), &gz)),
+        (Some("*"), (Some("br"), &br)),
+        (Some("identity"), identity),
+        (Some("deflate"), identity),
+        (Some("gzip;q=0.5, identity;q=0.8"), identity),
+        (Some("br;q=0, zstd;q=0, gzip;q=0"), identity),
+        (Some("*;q=0"), identity), // nothing acceptable: identity anyway
+    ] {
+        let header = accept.map(|a| format!("Accept-Encoding: {a}"));
+        let hs: Vec<&str> = header.iter().map(String::as_str).collect();
+        let r = get(&srv, "GET", "/data.bin", &hs);
+        assert_eq!(r.status, 200, "{accept:?}");
+        assert_eq!(r.header("content-encoding"), coding, "{accept:?}");
+        assert_eq!(&r.body, bytes, "{accept:?}");
+        assert_eq!(r.header("vary"), Some("Accept-Encoding"), "{accept:?}");
+        assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+        assert_eq!(
+            r.header("content-length"),
+            Some(bytes.len().to_string().as_str())
+        );
+    }
+    // Each representation has its own ETag; conditionals and ranges apply to it.
+    let plain = get(&srv, "GET", "/data.bin", &[])
+        .header("etag")
+        .unwrap()
+        .to_string();
+    let r = get(&srv, "GET", "/data.bin", &["Accept-Encoding: br"]);
+    let br_tag = r.header("etag").unwrap().to_string();
+    assert_ne!(plain, br_tag);
+    assert!(br_tag.ends_with("-br\""), "{br_tag}");
+    let r = get(
+        &srv,
+        "GET",
+        "/data.bin",
+        &["Accept-Encoding: br", &format!("If-None-Match: {br_tag}")],
+    );
+    assert_eq!((r.status, r.header("vary")), (304, Some("Accept-Encoding")));
+    let r = get(
+        &srv,
+        "GET",
+        "/data.bin",
+        &["Accept-Encoding: gzip", &format!("If-None-Match: {br_tag}")],
+    );
+    assert_eq!(r.status, 200);
+    let r = get(
+        &srv,
+        "GET",
+        "/data.bin",
+        &["Accept-Encoding: br", "Range: bytes=100-199"],
+    );
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-range"), Some("bytes 100-199/5000"));
+    assert_eq!(r.body, &br[100..200]);
+    let r = get(
+        &srv,
+        "GET",
+        "/data.bin",
+        &["Accept-Encoding: br", "Range: bytes=0-1,10-11"],
+    );
+    assert_eq!(r.status, 206);
+    assert!(String::from_utf8_lossy(&r.body).contains("Content-Range: bytes 10-11/5000"));
+    // The sidecar keeps the original's type.
+    let r = get(&srv, "GET", "/app.js", &["Accept-Encoding: gzip"]);
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert_eq!((r.header("content-encoding"), &r.body), (Some("gzip"), &gz));
+    // A file without sidecars: no Vary. Asked for directly, a sidecar is a file like others.
+    let r = get(&srv, "GET", "/small.txt", &["Accept-Encoding: gzip"]);
+    assert_eq!(
+        (r.header("vary"), r.header("content-encoding")),
+        (None, None)
+    );
+    let r = get(&srv, "GET", "/data.bin.gz", &["Accept-Encoding: gzip"]);
+    assert_eq!((r.header("content-encoding"), &r.body), (None, &gz));
+    // Without --precompressed: identity, no Vary.
+    let off = Server::start(&s.root, &[]);
+    let r = get(&off, "GET", "/data.bin", &["Accept-Encoding: br"]);
+    assert_eq!(
+        (r.header("content-encoding"), r.header("vary")),
+        (None, None)
+    );
+    assert_eq!(r.body, s.data);
+
+    let script = r#"
+import hashlib, http.client, sys
+c = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), timeout=20)
+for ae in ["br;q=0.2, gzip;q=0.9", "zstd", "identity"]:
+    c.request("GET", "/data.bin", headers={"Accept-Encoding": ae})
+    r = c.getresponse()
+    b = r.read()
+    print(r.getheader("Content-Encoding"), len(b))
+"#;
+    if let Some(out) = python(&srv, script, &[]) {
+        assert_eq!(out, "gzip 6000\nzstd 5500\nNone 100000\n");
+    }
+}

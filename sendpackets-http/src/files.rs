@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 use sendpackets::FileHandle;
 
-use crate::headers::{self, CacheControl, Cors};
+use crate::headers::{self, CacheControl, Cors, Encoding};
 use crate::path::{self, Refused};
 use crate::range::{self, Precondition, RangeAnswer, Validators};
 use crate::request::{Method, RequestHead};
@@ -90,6 +90,7 @@ pub struct Files {
     checked: Checked,
     cache_control: CacheControl,
     cors: Cors,
+    precompressed: bool,
 }
 
 /// Files already opened and checked, by identity (device, inode) and version (length,
@@ -124,10 +125,19 @@ struct CheckedFile {
 }
 
 impl Checked {
-    fn get(&self, key: FileKey, version: Version, content_type: &str) -> Option<Arc<ServedFile>> {
+    fn get(
+        &self,
+        key: FileKey,
+        version: Version,
+        content_type: &str,
+        encoding: Option<Encoding>,
+    ) -> Option<Arc<ServedFile>> {
         let mut map = self.map.lock().ok()?;
         let e = map.get_mut(&key)?;
-        if e.version != version || e.file.content_type != content_type {
+        if e.version != version
+            || e.file.content_type != content_type
+            || e.file.encoding != encoding
+        {
             return None;
         }
         e.used = Instant::now();
@@ -159,7 +169,7 @@ impl Checked {
 #[derive(Debug)]
 struct FileCache {
     valid: Duration,
-    map: Mutex<HashMap<PathBuf, Cached>>,
+    map: Mutex<HashMap<(PathBuf, Option<Encoding>), Cached>>,
 }
 
 #[derive(Debug)]
@@ -182,6 +192,8 @@ pub(crate) struct ServedFile {
     last_modified: String,
     /// `Content-Type` value, from the file name's extension.
     content_type: Cow<'static, str>,
+    /// A precompressed sidecar: the `Content-Encoding`.
+    encoding: Option<Encoding>,
 }
 
 impl ServedFile {
@@ -234,6 +246,7 @@ impl Files {
             checked: Checked::default(),
             cache_control: CacheControl::default(),
             cors: Cors::default(),
+            precompressed: false,
         })
     }
 
@@ -307,6 +320,21 @@ impl Files {
     pub fn cors_origin(mut self, origin: &str) -> io::Result<Files> {
         self.cors.allow(origin)?;
         Ok(self)
+    }
+
+    /// Serve precompressed sidecars: for a file `x`, `x.br`, `x.zst` or `x.gz` when present
+    /// (a regular file beside it) and accepted by the request's `Accept-Encoding` (q-values
+    /// honoured; the highest wins, a tie goes to the compressed one, then `br`, `zstd`,
+    /// `gzip` in that order; identity otherwise, even when the request refuses it with
+    /// `identity;q=0`, as nginx's `gzip_static` does). The sidecar is sent as it is on disk,
+    /// zero-copy like any file, with `Content-Encoding`, `x`'s `Content-Type`, an `ETag` of
+    /// its own (ending in `-br`, `-zstd` or `-gzip`), and `Range` applied to its bytes. Every
+    /// response for a file that has a sidecar says `Vary: Accept-Encoding`. Sidecars are
+    /// looked for on every request (up to three more opens; found ones are kept by the
+    /// open-file cache). Default: off.
+    pub fn precompressed(mut self, yes: bool) -> Files {
+        self.precompressed = yes;
+        self
     }
 
     /// Keep opened files for `valid` and do not open or check them again meanwhile, as
@@ -452,7 +480,7 @@ impl Files {
             OpenFailure::Other(e) => Response::text(Status::InternalError, with_body, false, minor)
                 .with_open_error(relative, e),
         };
-        let file = match self.open_cached(&relative) {
+        let file = match self.open_cached(&relative, None) {
             Ok(Opened::File(f)) if !mapped.trailing_slash => f,
             Ok(Opened::File(_)) => return text(Status::NotFound), // "/file.txt/"
             Ok(Opened::Directory) if !mapped.trailing_slash => {
@@ -460,7 +488,7 @@ impl Files {
             }
             Ok(Opened::Directory) => {
                 relative.push("index.html");
-                match self.open_cached(&relative) {
+                match self.open_cached(&relative, None) {
                     Ok(Opened::File(f)) => f,
                     Ok(Opened::Directory) => return text(Status::NotFound),
                     Err(e) => return failed(relative, e),
@@ -469,7 +497,27 @@ impl Files {
             Err(e) => return failed(relative, e),
         };
         let cache_control = self.cache_control.value_for(&relative);
-        self.respond_with(req, file, cache_control)
+        if !self.precompressed {
+            return self.respond_with(req, file, cache_control);
+        }
+        let mut available = Vec::new();
+        for e in Encoding::ALL {
+            if let Ok(Opened::File(f)) = self.open_cached(&relative, Some(e)) {
+                available.push((e, f));
+            }
+        }
+        if available.is_empty() {
+            return self.respond_with(req, file, cache_control);
+        }
+        let encodings: Vec<Encoding> = available.iter().map(|(e, _)| *e).collect();
+        let chosen = headers::choose_encoding(req.accept_encoding(), &encodings);
+        let file = match chosen.and_then(|c| available.into_iter().find(|(e, _)| *e == c)) {
+            Some((_, sidecar)) => sidecar,
+            None => file,
+        };
+        let mut r = self.respond_with(req, file, cache_control);
+        r.add_headers("Vary: Accept-Encoding\r\n");
+        r
     }
 
     /// The response for a file opened and checked: conditionals, range, head.
@@ -525,6 +573,9 @@ impl Files {
             .header("Last-Modified", &file.last_modified)
             .header("ETag", &file.etag)
             .header("Accept-Ranges", "bytes");
+        if let Some(e) = file.encoding {
+            h.header("Content-Encoding", e.token());
+        }
         if let Some(cc) = cache_control {
             h.header("Cache-Control", cc);
         }
@@ -541,25 +592,29 @@ impl Files {
 
     /// [`open_one`](Self::open_one), through the open-file cache when there is one. Failures
     /// are not cached.
-    fn open_cached(&self, relative: &Path) -> Result<Opened, OpenFailure> {
+    fn open_cached(
+        &self,
+        relative: &Path,
+        encoding: Option<Encoding>,
+    ) -> Result<Opened, OpenFailure> {
         let Some(cache) = &self.cache else {
-            return self.open_one(relative);
+            return self.open_one(relative, encoding);
         };
         let now = Instant::now();
         if let Some(c) = cache.map.lock().ok().and_then(|m| {
-            m.get(relative)
+            m.get(&(relative.to_path_buf(), encoding))
                 .filter(|c| now.duration_since(c.at) < cache.valid)
                 .map(|c| c.opened.clone())
         }) {
             return Ok(c);
         }
-        let opened = self.open_one(relative)?;
+        let opened = self.open_one(relative, encoding)?;
         if let Ok(mut m) = cache.map.lock() {
             if m.len() >= CACHE_MAX {
                 m.clear();
             }
             m.insert(
-                relative.to_path_buf(),
+                (relative.to_path_buf(), encoding),
                 Cached {
                     opened: opened.clone(),
                     at: now,
@@ -572,7 +627,24 @@ impl Files {
     /// Opens `relative` (empty: the root itself) for reading. Without `--follow-symlinks` the
     /// kernel resolves it strictly beneath the root (`openat2` with `RESOLVE_BENEATH`): a
     /// symlink whose target lies outside fails with `EXDEV`, whatever races happen meanwhile.
-    fn open_one(&self, relative: &Path) -> Result<Opened, OpenFailure> {
+    ///
+    /// With `encoding`, `relative` plus the encoding's suffix (`x.br` for `x`) is opened, a
+    /// precompressed sidecar: its type is `relative`'s, its `ETag` says the encoding.
+    fn open_one(&self, relative: &Path, encoding: Option<Encoding>) -> Result<Opened, OpenFailure> {
+        let sidecar;
+        let relative = match encoding {
+            None => relative,
+            Some(e) => {
+                let mut name = relative.as_os_str().to_owned();
+                name.push(e.suffix());
+                sidecar = PathBuf::from(name);
+                sidecar.as_path()
+            }
+        };
+        let type_name = match encoding {
+            None => relative,
+            Some(_) => relative.file_stem().map_or(relative, Path::new),
+        };
         let path = if relative.as_os_str().is_empty() {
             Path::new(".")
         } else {
@@ -608,8 +680,8 @@ impl Files {
                     mtime: (st.st_mtime, st.st_mtime_nsec as u64),
                     ctime: (st.st_ctime, st.st_ctime_nsec as u64),
                 };
-                let content_type = headers::content_type(relative);
-                if let Some(known) = self.checked.get(key, version, &content_type) {
+                let content_type = headers::content_type(type_name);
+                if let Some(known) = self.checked.get(key, version, &content_type, encoding) {
                     return Ok(Opened::File(known)); // `fd` is closed: the known one is sent
                 }
                 let modified = std::time::UNIX_EPOCH
@@ -618,7 +690,8 @@ impl Files {
                 let file = Arc::new(ServedFile {
                     handle: FileHandle::new(fd),
                     validators,
-                    etag: validators.etag(),
+                    etag: validators.etag_for(encoding.map(Encoding::token)),
+                    encoding,
                     last_modified: validators.last_modified(),
                     content_type,
                 });
@@ -676,6 +749,9 @@ fn multipart(
     .header("Last-Modified", &file.last_modified)
     .header("ETag", &file.etag)
     .header("Accept-Ranges", "bytes");
+    if let Some(e) = file.encoding {
+        h.header("Content-Encoding", e.token());
+    }
     if let Some(cc) = cache_control {
         h.header("Cache-Control", cc);
     }

@@ -202,6 +202,114 @@ pub(crate) fn content_type(name: &Path) -> Cow<'static, str> {
     Cow::Borrowed(t)
 }
 
+/// A content coding of a precompressed sidecar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Encoding {
+    Brotli,
+    Zstd,
+    Gzip,
+}
+
+impl Encoding {
+    /// In order of preference when the client accepts several equally.
+    pub(crate) const ALL: [Encoding; 3] = [Encoding::Brotli, Encoding::Zstd, Encoding::Gzip];
+
+    /// The sidecar's suffix.
+    pub(crate) fn suffix(self) -> &'static str {
+        match self {
+            Encoding::Brotli => ".br",
+            Encoding::Zstd => ".zst",
+            Encoding::Gzip => ".gz",
+        }
+    }
+
+    /// The `Content-Encoding` token.
+    pub(crate) fn token(self) -> &'static str {
+        match self {
+            Encoding::Brotli => "br",
+            Encoding::Zstd => "zstd",
+            Encoding::Gzip => "gzip",
+        }
+    }
+}
+
+/// Chooses among the `available` sidecars by `Accept-Encoding` (RFC 9110 section 12.5.3):
+/// `None` is identity. A coding's weight is its own entry's `q` (`x-gzip` counts as `gzip`),
+/// else that of `*`, else 0 (not acceptable). The acceptable coding (q > 0) with the highest
+/// weight wins, provided it is not below an explicit `identity;q=` entry (a tie goes to the
+/// compressed one; identity's implicit acceptability is no preference, as nginx and
+/// tower-http read it); among equal codings, the first of `available`. Without the header:
+/// identity. Malformed entries are skipped.
+pub(crate) fn choose_encoding(accept: Option<&[u8]>, available: &[Encoding]) -> Option<Encoding> {
+    let accept = accept?;
+    // Weights in thousandths.
+    let mut star: Option<u16> = None;
+    let mut identity: Option<u16> = None;
+    let mut weights: [Option<u16>; 3] = [None; 3];
+    for entry in accept.split(|&b| b == b',') {
+        let mut fields = entry.split(|&b| b == b';');
+        let name = fields.next().unwrap_or_default().trim_ascii();
+        if name.is_empty() {
+            continue;
+        }
+        let mut q = Some(1000);
+        for param in fields {
+            let param = param.trim_ascii();
+            if let Some(v) = param
+                .strip_prefix(b"q=")
+                .or_else(|| param.strip_prefix(b"Q="))
+            {
+                q = qvalue(v.trim_ascii());
+            }
+        }
+        let Some(q) = q else { continue };
+        let slot = if name == b"*" {
+            &mut star
+        } else if name.eq_ignore_ascii_case(b"identity") {
+            &mut identity
+        } else if let Some(i) = Encoding::ALL.iter().position(|e| {
+            name.eq_ignore_ascii_case(e.token().as_bytes())
+                || (*e == Encoding::Gzip && name.eq_ignore_ascii_case(b"x-gzip"))
+        }) {
+            &mut weights[i]
+        } else {
+            continue;
+        };
+        // The first entry for a name counts.
+        slot.get_or_insert(q);
+    }
+    let identity = identity.unwrap_or(0);
+    let mut best: Option<(Encoding, u16)> = None;
+    for &e in available {
+        let i = Encoding::ALL.iter().position(|x| *x == e).unwrap_or(0);
+        let q = weights[i].or(star).unwrap_or(0);
+        if q > 0 && q >= identity && best.is_none_or(|(_, b)| q > b) {
+            best = Some((e, q));
+        }
+    }
+    best.map(|(e, _)| e)
+}
+
+/// A q-value (`0`, `0.5`, `1`, `1.000`) in thousandths; `None` when malformed.
+fn qvalue(v: &[u8]) -> Option<u16> {
+    let (int, frac) = match v.iter().position(|&b| b == b'.') {
+        Some(dot) => (&v[..dot], &v[dot + 1..]),
+        None => (v, &b""[..]),
+    };
+    if frac.len() > 3 || !frac.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let mut thousandths = 0u16;
+    for i in 0..3 {
+        thousandths = thousandths * 10 + frac.get(i).map_or(0, |d| u16::from(d - b'0'));
+    }
+    match int {
+        b"0" => Some(thousandths),
+        b"1" if thousandths == 0 => Some(1000),
+        _ => None,
+    }
+}
+
 /// Cross-origin resource sharing: which origins may read the files.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Cors {
@@ -325,6 +433,33 @@ mod tests {
         );
         assert_eq!(t("a.png"), "image/png");
         assert_eq!(t("a.unknownext"), "application/octet-stream");
+    }
+
+    #[test]
+    fn encodings_by_q_value() {
+        use Encoding::{Brotli, Gzip, Zstd};
+        let all = [Brotli, Zstd, Gzip];
+        let c = |h: &str, av: &[Encoding]| choose_encoding(Some(h.as_bytes()), av);
+        assert_eq!(choose_encoding(None, &all), None);
+        assert_eq!(c("gzip, deflate, br, zstd", &all), Some(Brotli));
+        assert_eq!(c("gzip, deflate, br, zstd", &[Zstd, Gzip]), Some(Zstd));
+        assert_eq!(c("gzip;q=1.0, br;q=0.5", &all), Some(Gzip));
+        assert_eq!(c("gzip;q=0.2, br;q=0.8, zstd;q=0.9", &all), Some(Zstd));
+        assert_eq!(c("br;q=0", &all), None);
+        assert_eq!(c("br;q=0, *;q=0.1", &all), Some(Zstd));
+        assert_eq!(c("*", &[Gzip]), Some(Gzip));
+        assert_eq!(c("x-gzip", &all), Some(Gzip));
+        assert_eq!(c("identity", &all), None);
+        assert_eq!(c("gzip;q=0.5, identity;q=0.9", &all), None);
+        assert_eq!(c("gzip;q=0.5, identity;q=0", &all), Some(Gzip));
+        assert_eq!(c("gzip;q=0.5", &all), Some(Gzip));
+        assert_eq!(c("gzip;q=0.5, *;q=0.9", &[Gzip]), Some(Gzip));
+        assert_eq!(c("gzip;q=2, br;q=abc", &all), None); // malformed entries skipped
+        assert_eq!(c("", &all), None);
+        assert_eq!(qvalue(b"0.123"), Some(123));
+        assert_eq!(qvalue(b"1.000"), Some(1000));
+        assert_eq!(qvalue(b"1.001"), None);
+        assert_eq!(qvalue(b"0.1234"), None);
     }
 
     #[test]

@@ -21,8 +21,18 @@ impl Validators {
     }
 
     /// The strong entity tag, nginx's form: `"MTIME-LEN"` in hex.
+    #[cfg(test)]
     pub(crate) fn etag(&self) -> String {
-        format!("\"{:x}-{:x}\"", self.mtime, self.len)
+        self.etag_for(None)
+    }
+
+    /// The strong entity tag of a representation: `"MTIME-LEN"`, or `"MTIME-LEN-CODING"` for a
+    /// content coding (a precompressed sidecar), so that no two representations share one.
+    pub(crate) fn etag_for(&self, coding: Option<&str>) -> String {
+        match coding {
+            None => format!("\"{:x}-{:x}\"", self.mtime, self.len),
+            Some(c) => format!("\"{:x}-{:x}-{c}\"", self.mtime, self.len),
+        }
     }
 
     /// The `Last-Modified` value.

@@ -87,6 +87,7 @@ pub struct RequestHead<'a> {
     if_match: Option<&'a [u8]>,
     if_unmodified_since: Option<&'a [u8]>,
     origin: Option<&'a [u8]>,
+    accept_encoding: Option<&'a [u8]>,
     request_method: Option<&'a [u8]>,
     request_headers: Option<&'a [u8]>,
     head_len: usize,
@@ -150,6 +151,7 @@ impl<'a> RequestHead<'a> {
             if_match: None,
             if_unmodified_since: None,
             origin: None,
+            accept_encoding: None,
             request_method: None,
             request_headers: None,
             head_len: 0,
@@ -191,6 +193,8 @@ impl<'a> RequestHead<'a> {
             self.if_match.get_or_insert(value);
         } else if name.eq_ignore_ascii_case("if-unmodified-since") {
             self.if_unmodified_since.get_or_insert(value);
+        } else if name.eq_ignore_ascii_case("accept-encoding") {
+            self.accept_encoding.get_or_insert(value);
         } else if name.eq_ignore_ascii_case("origin") {
             self.origin.get_or_insert(value);
         } else if name.eq_ignore_ascii_case("access-control-request-method") {
@@ -342,6 +346,11 @@ impl<'a> RequestHead<'a> {
 
     pub(crate) fn if_range(&self) -> Option<&'a [u8]> {
         self.if_range
+    }
+
+    /// `Accept-Encoding`.
+    pub(crate) fn accept_encoding(&self) -> Option<&'a [u8]> {
+        self.accept_encoding
     }
 
     /// `Origin`.

@@ -123,6 +123,12 @@ pub(crate) struct ServeArgs {
     /// Repeatable. Default: no CORS headers, OPTIONS is 405.
     #[arg(long, value_name = "ORIGIN")]
     pub(crate) cors: Vec<String>,
+    /// Serve precompressed sidecars: for FILE, FILE.br, FILE.zst or FILE.gz when present and
+    /// accepted (Accept-Encoding q-values; identity otherwise), with Content-Encoding, an
+    /// ETag of its own, Range over the compressed bytes, and Vary: Accept-Encoding on every
+    /// response for a file that has one (as nginx's gzip_static).
+    #[arg(long)]
+    pub(crate) precompressed: bool,
     /// Print one line per request on stdout.
     #[arg(long)]
     pub(crate) log: bool,

@@ -32,7 +32,8 @@ pub(crate) fn run(args: &ServeArgs) -> Code {
         Ok(f) => f
             .follow_symlinks(args.follow_symlinks)
             .dotfiles(args.dotfiles)
-            .open_file_cache(args.open_file_cache),
+            .open_file_cache(args.open_file_cache)
+            .precompressed(args.precompressed),
         Err(e) => {
             eprintln!(
                 "error: cannot serve {}: {}",
