@@ -113,7 +113,7 @@ fn whole_files_directories_and_types() {
     assert_eq!((st, header(&h, "location")), (301, Some("/sub/?x=1")));
     let (_, _, body) = curl_full(&["-L"], &srv.url("sub"));
     assert_eq!(body, b"<h1>sub</h1>\n");
-    assert_eq!(curl_full(&[], &srv.url("nodir/")).0, 404);
+    assert_eq!(curl_full(&[], &srv.url("nodir/")).0, 403); // no index, no --list: nginx's 403
     assert_eq!(curl_full(&[], &srv.url("missing")).0, 404);
     assert_eq!(curl_full(&[], &srv.url("small.txt/")).0, 404);
     let (st, _, body) = curl_full(&[], &srv.url("inside"));

@@ -656,3 +656,146 @@ for ae in ["br;q=0.2, gzip;q=0.9", "zstd", "identity"]:
         assert_eq!(out, "gzip 6000\nzstd 5500\nNone 100000\n");
     }
 }
+
+#[test]
+fn directory_listing_escapes_hostile_names() {
+    use std::os::unix::ffi::OsStrExt;
+    let s = site();
+    let d = s.root.join("d");
+    std::fs::create_dir_all(d.join("sub<b>dir")).unwrap();
+    std::fs::create_dir_all(s.root.join("empty-dir")).unwrap();
+    let names: &[&[u8]] = &[
+        b"<script>alert(1).txt",
+        b"<img src=x onerror=alert(1)>",
+        b"quote\"and'apos.txt",
+        b"amp&lt;.txt",
+        b"caf\xe9-not-utf8.txt",
+        b"javascript:alert(1)",
+        b"100% sure ?#.txt",
+        b"a.txt",
+    ];
+    for (i, n) in names.iter().enumerate() {
+        let p = d.join(std::ffi::OsStr::from_bytes(n));
+        std::fs::write(&p, vec![b'x'; i + 1]).unwrap();
+    }
+    std::fs::write(d.join(".hidden"), "h").unwrap();
+
+    // Without --list: a directory without index is 403, a missing one 404; the bodies differ.
+    let off = Server::start(&s.root, &[]);
+    let forbidden = get(&off, "GET", "/d/", &[]);
+    let missing = get(&off, "GET", "/nope/", &[]);
+    assert_eq!((forbidden.status, missing.status), (403, 404));
+    assert_eq!(forbidden.body, b"403 Forbidden\n");
+    assert_eq!(missing.body, b"404 Not Found\n");
+
+    let srv = Server::start(&s.root, &["--list"]);
+    let r = get(&srv, "GET", "/d/", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    let html = String::from_utf8(r.body.clone()).expect("the page is UTF-8");
+    assert!(!html.contains("<script>"), "{html}");
+    assert!(!html.contains("<b>"), "{html}");
+    assert!(html.contains("&lt;script&gt;alert(1).txt"), "{html}");
+    assert!(html.contains("quote&quot;and&#39;apos.txt"), "{html}");
+    assert!(html.contains("amp&amp;lt;.txt"), "{html}");
+    assert!(html.contains("caf\u{fffd}-not-utf8.txt"), "{html}");
+    assert!(
+        html.contains("href=\"./javascript%3Aalert%281%29\""),
+        "{html}"
+    );
+    assert!(!html.contains(".hidden"), "{html}");
+    assert!(html.contains("<h1>Index of /d/</h1>"));
+    // Directories first, then by name; sizes shown.
+    let hrefs: Vec<&str> = html
+        .split("href=\"")
+        .skip(1)
+        .map(|h| &h[..h.find('"').unwrap()])
+        .collect();
+    assert_eq!(hrefs[0], "../");
+    assert_eq!(hrefs[1], "./sub%3Cb%3Edir/");
+    let mut files: Vec<&str> = hrefs[2..].to_vec();
+    let sorted = {
+        let mut v = files.clone();
+        v.sort_by_key(|h| percent_decode(h));
+        v
+    };
+    assert_eq!(files, sorted);
+    assert_eq!(files.len(), names.len());
+    assert!(html.contains("<td>8</td>"), "{html}"); // a.txt, 8 bytes
+    // Every link leads to its file (non-UTF-8 name included), byte for byte.
+    files.sort();
+    for h in &files {
+        let r = get(&srv, "GET", &format!("/d/{}", &h[2..]), &[]);
+        assert_eq!(r.status, 200, "{h}");
+        let name = percent_decode(&h[2..]);
+        let i = names.iter().position(|n| *n == name.as_slice()).unwrap();
+        assert_eq!(r.body, vec![b'x'; i + 1], "{h}");
+    }
+    // HEAD: same length, no body. The root lists without a parent link. Dotfiles with
+    // --dotfiles.
+    let h = get(&srv, "HEAD", "/d/", &[]);
+    assert_eq!(
+        h.header("content-length"),
+        Some(r.body.len().to_string().as_str())
+    );
+    let root = String::from_utf8(get(&srv, "GET", "/", &[]).body).unwrap();
+    assert!(
+        !root.contains("href=\"../\"") && root.contains("href=\"./d/\""),
+        "{root}"
+    );
+    let dots = Server::start(&s.root, &["--list", "--dotfiles"]);
+    let page = String::from_utf8(get(&dots, "GET", "/d/", &[]).body).unwrap();
+    assert!(page.contains("href=\"./.hidden\""), "{page}");
+    assert_eq!(get(&srv, "GET", "/nope/", &[]).status, 404);
+
+    // Python: the standard HTML parser finds every link and text; http.client follows them.
+    let script = r#"
+import html.parser, http.client, sys, urllib.parse
+c = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), timeout=20)
+c.request("GET", "/d/")
+page = c.getresponse().read().decode("utf-8")
+class P(html.parser.HTMLParser):
+    links = []; texts = []; scripts = 0
+    def handle_starttag(self, tag, attrs):
+        if tag == "script": P.scripts += 1
+        if tag == "a": P.links.append(dict(attrs)["href"])
+    def handle_data(self, d): P.texts.append(d)
+P().feed(page)
+assert P.scripts == 0
+assert "<script>alert(1).txt" in P.texts, P.texts
+for link in P.links[2:]:
+    c.request("GET", "/d/" + link[2:])
+    r = c.getresponse(); b = r.read()
+    print(r.status, len(b), urllib.parse.unquote_to_bytes(link[2:]).hex())
+"#;
+    if let Some(out) = python(&srv, script, &[]) {
+        let mut got: Vec<&str> = out.lines().collect();
+        got.sort();
+        let mut want: Vec<String> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let hexname: String = n.iter().map(|b| format!("{b:02x}")).collect();
+                format!("200 {} {hexname}", i + 1)
+            })
+            .collect();
+        want.sort();
+        assert_eq!(got, want);
+    }
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}

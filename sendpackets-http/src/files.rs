@@ -91,6 +91,7 @@ pub struct Files {
     cache_control: CacheControl,
     cors: Cors,
     precompressed: bool,
+    list: bool,
 }
 
 /// Files already opened and checked, by identity (device, inode) and version (length,
@@ -247,6 +248,7 @@ impl Files {
             cache_control: CacheControl::default(),
             cors: Cors::default(),
             precompressed: false,
+            list: false,
         })
     }
 
@@ -337,6 +339,16 @@ impl Files {
         self
     }
 
+    /// List directories that have no `index.html`: an HTML page of their entries (names
+    /// escaped, links percent-encoded, sizes, modification dates; directories first, then
+    /// by name; names starting with a dot left out unless [`dotfiles`](Self::dotfiles); at
+    /// most 10,000 entries). Default: off, such a directory is 403 (as nginx without
+    /// `autoindex`), which tells it apart from a missing path (404).
+    pub fn list(mut self, yes: bool) -> Files {
+        self.list = yes;
+        self
+    }
+
     /// Keep opened files for `valid` and do not open or check them again meanwhile, as
     /// nginx's `open_file_cache` (a file replaced on disk is seen after at most that long).
     /// `None` (the default): every request opens its file.
@@ -416,7 +428,8 @@ impl Files {
     }
 
     /// The response to one request: `GET` and `HEAD` of files beneath the directory,
-    /// `index.html` for a directory asked for with a trailing `/`, 301 to add that `/`,
+    /// `index.html` for a directory asked for with a trailing `/` (else its listing with
+    /// [`list`](Self::list), else 403), 301 to add that `/`,
     /// `If-Match` / `If-Unmodified-Since` (412) and `If-None-Match` / `If-Modified-Since` (304)
     /// in the order of RFC 9110 section 13.2.2, byte ranges with `If-Range` (206; several
     /// ranges sorted and coalesced, then one `multipart/byteranges` response; more than
@@ -487,10 +500,17 @@ impl Files {
                 return redirect(req, prefix_len + mapped.raw_path_len, keep, minor);
             }
             Ok(Opened::Directory) => {
+                let dir = relative.clone();
                 relative.push("index.html");
                 match self.open_cached(&relative, None) {
                     Ok(Opened::File(f)) => f,
-                    Ok(Opened::Directory) => return text(Status::NotFound),
+                    Ok(Opened::Directory) | Err(OpenFailure::NotFound) if self.list => {
+                        let path = &req.target()[..prefix_len + mapped.raw_path_len];
+                        return self.listing(&dir, path, with_body, keep, minor);
+                    }
+                    Ok(Opened::Directory) | Err(OpenFailure::NotFound) => {
+                        return text(Status::Forbidden);
+                    }
                     Err(e) => return failed(relative, e),
                 }
             }
@@ -518,6 +538,43 @@ impl Files {
         let mut r = self.respond_with(req, file, cache_control);
         r.add_headers("Vary: Accept-Encoding\r\n");
         r
+    }
+
+    /// 200 with the listing of the directory `relative` (asked for as `path`).
+    fn listing(
+        &self,
+        relative: &Path,
+        path: &str,
+        with_body: bool,
+        keep: bool,
+        minor: u8,
+    ) -> Response {
+        let dir_path = if relative.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            relative
+        };
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let opened = if self.follow_symlinks {
+            rustix::fs::openat(&self.dir, dir_path, flags, Mode::empty())
+        } else {
+            open_beneath(&self.dir, dir_path, flags)
+        };
+        let page = opened
+            .map_err(io::Error::from)
+            .and_then(|fd| crate::listing::page(&fd, path, self.dotfiles));
+        match page {
+            Ok(html) => Response::inline(
+                Status::Ok,
+                "text/html; charset=utf-8",
+                html.into_bytes(),
+                with_body,
+                keep,
+                minor,
+            ),
+            Err(e) => Response::text(Status::InternalError, with_body, false, minor)
+                .with_open_error(relative.to_path_buf(), e),
+        }
     }
 
     /// The response for a file opened and checked: conditionals, range, head.

@@ -8,6 +8,10 @@
 //! `RESOLVE_BENEATH`), answers conditionals (`If-None-Match`, `If-Modified-Since`,
 //! `If-Range`, `If-Match`, `If-Unmodified-Since`) and byte ranges (several as one
 //! `multipart/byteranges` element list), and sets `Content-Type`, `ETag` and `Last-Modified`.
+//! Opt-in: `Cache-Control` by path pattern ([`Files::cache_control_for`]), CORS
+//! ([`Files::cors_origin`]), precompressed sidecars ([`Files::precompressed`]) and directory
+//! listings ([`Files::list`]).
+//!
 //! It reads nothing from the socket and sends nothing itself: any loop, blocking or async,
 //! can use it. `sendpackets serve` is such a loop.
 //!
@@ -64,6 +68,7 @@ mod files;
 #[cfg(test)]
 mod fuzz;
 mod headers;
+mod listing;
 mod path;
 mod range;
 mod request;

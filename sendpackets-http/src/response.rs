@@ -270,6 +270,33 @@ impl Response {
         }
     }
 
+    /// A response whose body is `body`, of type `content_type` (none sent for HEAD).
+    pub(crate) fn inline(
+        status: Status,
+        content_type: &str,
+        body: Vec<u8>,
+        with_body: bool,
+        keep_alive: bool,
+        minor: u8,
+    ) -> Response {
+        let mut h = Head::new(status);
+        h.header("Content-Type", content_type)
+            .content_length(body.len() as u64);
+        let mut bytes = h.finish(keep_alive, minor);
+        let head_len = bytes.len();
+        if with_body {
+            bytes.extend_from_slice(&body);
+        }
+        Response {
+            status,
+            bytes,
+            head_len,
+            body: Body::Inline,
+            keep_alive,
+            open_error: None,
+        }
+    }
+
     /// A short text response for `status`: its code and reason as a plain-text body (none for
     /// HEAD). `minor`: the request's version; `keep_alive`: whether the connection stays open.
     pub(crate) fn text(status: Status, with_body: bool, keep_alive: bool, minor: u8) -> Response {

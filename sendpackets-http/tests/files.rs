@@ -164,9 +164,10 @@ fn mounted_under_a_prefix() {
             "{head}"
         );
     }
+    // The root has no index.html: 403, as nginx without autoindex.
     assert_eq!(
         respond(&files, &get("/static/", "")).status(),
-        Status::NotFound
+        Status::Forbidden
     );
     assert_eq!(
         respond(&files, &get("/static/sub/", "")).status(),

@@ -47,13 +47,18 @@ pub(crate) const BACKLOG: i32 = 1024;
 pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 const SERVE_HELP: &str = "\
-Serves the files under DIR read-only over HTTP/1.1: GET and HEAD, keep-alive and pipelining,
-Content-Type from the extension, Last-Modified and ETag (If-Match and If-Unmodified-Since: 412;
-If-None-Match and If-Modified-Since: 304; If-Range; in the order of RFC 9110 section 13.2.2), byte ranges (206, 416 when unsatisfiable; several ranges are sorted,
-coalesced and sent as one multipart/byteranges response; more than 64 get the whole file),
-index.html for directories. Nothing outside DIR is ever served: '..', encoded
-slashes, NUL and backslashes are refused, and so are symlinks leading outside DIR (unless
---follow-symlinks) and names starting with a dot (unless --dotfiles).
+Serves the files under DIR read-only over HTTP/1.1: GET and HEAD, keep-alive and pipelining.
+Content-Type from the extension (charset=utf-8 on text, JavaScript, JSON and SVG);
+Last-Modified and ETag, with the preconditions in the order of RFC 9110 section 13.2.2:
+If-Match and If-Unmodified-Since (412), If-None-Match and If-Modified-Since (304; a date in
+the future is ignored), then If-Range. Byte ranges: 206, 416 when none can be satisfied;
+several are sorted, coalesced and sent as one multipart/byteranges response; more than 64
+get the whole file (200), as nginx's max_ranges. index.html for directories (301 to add the
+'/'); a directory without one is 403 (or its listing with --list), a missing path 404.
+Nothing outside DIR is ever served: '..', encoded slashes, NUL and backslashes are refused,
+and so are symlinks leading outside DIR (unless --follow-symlinks) and names starting with a
+dot (unless --dotfiles). Opt-in: --cache-control, --cache-control-for, --cors,
+--precompressed, --list.
 Every response, header and file range, goes out with one sendpackets call.
 The address listened on is printed on stderr as 'listening on http://ADDRESS/'.
 SIGINT or SIGTERM stops accepting and lets responses in flight finish for --grace seconds.
@@ -129,6 +134,11 @@ pub(crate) struct ServeArgs {
     /// response for a file that has one (as nginx's gzip_static).
     #[arg(long)]
     pub(crate) precompressed: bool,
+    /// List directories without index.html: an HTML page with escaped names, sizes and
+    /// dates, directories first, dotfiles hidden unless --dotfiles. Without it such a
+    /// directory is 403 (a missing path is 404).
+    #[arg(long)]
+    pub(crate) list: bool,
     /// Print one line per request on stdout.
     #[arg(long)]
     pub(crate) log: bool,

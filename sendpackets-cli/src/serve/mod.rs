@@ -33,7 +33,8 @@ pub(crate) fn run(args: &ServeArgs) -> Code {
             .follow_symlinks(args.follow_symlinks)
             .dotfiles(args.dotfiles)
             .open_file_cache(args.open_file_cache)
-            .precompressed(args.precompressed),
+            .precompressed(args.precompressed)
+            .list(args.list),
         Err(e) => {
             eprintln!(
                 "error: cannot serve {}: {}",
