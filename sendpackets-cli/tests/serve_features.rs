@@ -444,6 +444,17 @@ fn several_ranges_are_one_multipart_response() {
         Some(r.body.len().to_string().as_str())
     );
 
+    // Parts large enough to go out with sendfile (past --zero-copy-from, 64 KiB), interleaved
+    // with the part headers, on one keep-alive connection followed by another request.
+    let mut raw = Raw::connect(srv.addr);
+    raw.send(b"GET /data.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-49999,60000-99999\r\n\r\n");
+    let r = raw.response(false);
+    let parts = parse_multipart(r.header("content-type").unwrap(), &r.body);
+    assert_eq!(parts[0].1, &s.data[..50_000]);
+    assert_eq!(parts[1].1, &s.data[60_000..]);
+    raw.send(b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(raw.response(false).body, b"hello, world\n");
+
     // Coalesced into one: a plain 206.
     let r = get(&srv, "GET", "/data.bin", &["Range: bytes=0-9,10-19,5-25"]);
     assert_eq!(

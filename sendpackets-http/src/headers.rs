@@ -74,8 +74,8 @@ enum Token {
     Segments,
 }
 
-/// Most tokens in a pattern, after expanding `{}` (matching is at worst quadratic in it).
-const GLOB_MAX: usize = 4096;
+/// Most tokens in a pattern, after expanding `{}` (matching costs tokens x path length).
+const GLOB_MAX: usize = 1024;
 
 impl Glob {
     pub(crate) fn new(pattern: &str) -> io::Result<Glob> {
@@ -149,27 +149,61 @@ fn tokens(p: &str) -> Vec<Token> {
     out
 }
 
-/// Backtracking match (bounded: the pattern is at most [`GLOB_MAX`] tokens, the path at most a
-/// request target).
-fn match_tokens(t: &[Token], p: &[u8]) -> bool {
-    match t.first() {
-        None => p.is_empty(),
-        Some(Token::Byte(c)) => p.first() == Some(c) && match_tokens(&t[1..], &p[1..]),
-        Some(Token::One) => p.first().is_some_and(|&c| c != b'/') && match_tokens(&t[1..], &p[1..]),
-        Some(Token::Star) => {
-            let segment = p.iter().position(|&c| c == b'/').unwrap_or(p.len());
-            (0..=segment).any(|k| match_tokens(&t[1..], &p[k..]))
+/// Whether the tokens match the whole path: the set of path positions reachable after each
+/// token, one pass per token, so O(tokens x path) whatever the pattern (no backtracking a
+/// request's path could make exponential).
+fn match_tokens(tokens: &[Token], p: &[u8]) -> bool {
+    let mut cur = vec![false; p.len() + 1];
+    let mut next = vec![false; p.len() + 1];
+    cur[0] = true;
+    for (k, t) in tokens.iter().enumerate() {
+        next.fill(false);
+        let last = k + 1 == tokens.len();
+        match t {
+            Token::Byte(c) => {
+                for i in 0..p.len() {
+                    next[i + 1] = cur[i] && p[i] == *c;
+                }
+            }
+            Token::One => {
+                for i in 0..p.len() {
+                    next[i + 1] = cur[i] && p[i] != b'/';
+                }
+            }
+            Token::Star => {
+                // Any run of bytes without '/'.
+                let mut reach = false;
+                for j in 0..=p.len() {
+                    reach |= cur[j];
+                    next[j] = reach;
+                    if j < p.len() && p[j] == b'/' {
+                        reach = false;
+                    }
+                }
+            }
+            Token::Segments if last => {
+                // A final `**`: everything after.
+                let mut reach = false;
+                for j in 0..=p.len() {
+                    reach |= cur[j];
+                    next[j] = reach;
+                }
+            }
+            Token::Segments => {
+                // `**/`: zero or more whole segments, each ending in '/'.
+                let mut reach = false;
+                for j in 0..=p.len() {
+                    next[j] = cur[j] || (reach && j > 0 && p[j - 1] == b'/');
+                    reach |= cur[j];
+                }
+            }
         }
-        Some(Token::Segments) => {
-            // Zero segments, or skip through each following '/'.
-            match_tokens(&t[1..], p)
-                || (t.len() == 1)
-                || p.iter()
-                    .enumerate()
-                    .filter(|&(_, &c)| c == b'/')
-                    .any(|(k, _)| match_tokens(&t[1..], &p[k + 1..]))
+        std::mem::swap(&mut cur, &mut next);
+        if !cur.contains(&true) {
+            return false;
         }
     }
+    cur[p.len()]
 }
 
 /// The `Content-Type` of a file name: from its extension (`mime_guess`), with
@@ -398,6 +432,10 @@ mod tests {
         assert!(!g("**/*.{js,css}", "x/y.html"));
         assert!(g("a?c", "abc") && !g("a?c", "a/c"));
         assert!(g("**", "anything/at/all"));
+        assert!(g("a/**/b", "a/b") && g("a/**/b", "a/x/y/b") && !g("a/**/b", "a/xb"));
+        // Linear in the path: a pattern of many stars against a long segment returns at once.
+        let long = "-".repeat(8000);
+        assert!(!g("*-*-*-*-*-*-*-*.js", &long));
         for bad in ["", "{a", "a}", "{{a}}"] {
             assert!(Glob::new(bad).is_err(), "{bad}");
         }
