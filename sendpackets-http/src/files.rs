@@ -9,6 +9,7 @@
 //! that), caches directories too, and follows symlinks when asked; the library's checks the
 //! descriptor with `fstat` on every hit and reopens a file changed, deleted or renamed over.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -19,8 +20,9 @@ use std::time::{Duration, Instant};
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 use sendpackets::FileHandle;
 
+use crate::headers::{self, CacheControl, Cors, Encoding};
 use crate::path::{self, Refused};
-use crate::range::{self, RangeAnswer, Validators};
+use crate::range::{self, Precondition, RangeAnswer, Validators};
 use crate::request::{Method, RequestHead};
 use crate::response::{Head, Response, Status};
 
@@ -70,7 +72,7 @@ const CHECKED_IDLE: Duration = Duration::from_secs(10);
 /// assert_eq!(response.status(), Status::Ok);
 /// assert_eq!(response.body_len(), 6);
 /// let head = std::str::from_utf8(response.head())?;
-/// assert!(head.contains("Content-Type: text/plain\r\n"));
+/// assert!(head.contains("Content-Type: text/plain; charset=utf-8\r\n"));
 ///
 /// // One send of the head and the file range, on any connected socket:
 /// let (a, mut b) = std::os::unix::net::UnixStream::pair()?;
@@ -92,6 +94,10 @@ pub struct Files {
     max_files: usize,
     cache: Option<FileCache>,
     checked: Checked,
+    cache_control: CacheControl,
+    cors: Cors,
+    precompressed: bool,
+    list: bool,
 }
 
 /// Files already opened and checked, by identity (device, inode) and version (length,
@@ -126,10 +132,19 @@ struct CheckedFile {
 }
 
 impl Checked {
-    fn get(&self, key: FileKey, version: Version, content_type: &str) -> Option<Arc<ServedFile>> {
+    fn get(
+        &self,
+        key: FileKey,
+        version: Version,
+        content_type: &str,
+        encoding: Option<Encoding>,
+    ) -> Option<Arc<ServedFile>> {
         let mut map = self.map.lock().ok()?;
         let e = map.get_mut(&key)?;
-        if e.version != version || e.file.content_type != content_type {
+        if e.version != version
+            || e.file.content_type != content_type
+            || e.file.encoding != encoding
+        {
             return None;
         }
         e.used = Instant::now();
@@ -162,7 +177,7 @@ impl Checked {
 #[derive(Debug)]
 struct FileCache {
     valid: Duration,
-    map: Mutex<HashMap<PathBuf, Cached>>,
+    map: Mutex<HashMap<(PathBuf, Option<Encoding>), Cached>>,
 }
 
 #[derive(Debug)]
@@ -184,7 +199,9 @@ pub(crate) struct ServedFile {
     /// `Last-Modified` value.
     last_modified: String,
     /// `Content-Type` value, from the file name's extension.
-    content_type: &'static str,
+    content_type: Cow<'static, str>,
+    /// A precompressed sidecar: the `Content-Encoding`.
+    encoding: Option<Encoding>,
 }
 
 impl ServedFile {
@@ -238,6 +255,10 @@ impl Files {
             max_files: usize::MAX,
             cache: None,
             checked: Checked::default(),
+            cache_control: CacheControl::default(),
+            cors: Cors::default(),
+            precompressed: false,
+            list: false,
         })
     }
 
@@ -251,6 +272,90 @@ impl Files {
     /// Serve names starting with a dot (default: 404 as if they did not exist).
     pub fn dotfiles(mut self, yes: bool) -> Files {
         self.dotfiles = yes;
+        self
+    }
+
+    /// The `Cache-Control` value of every file response (200, 206, 304) whose path matches no
+    /// [`cache_control_for`](Self::cache_control_for) pattern. Default: none, no header.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for an empty value or one with control characters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sendpackets_http::Files;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// std::fs::create_dir(dir.path().join("assets"))?;
+    /// std::fs::write(dir.path().join("assets/app.js"), "")?;
+    /// let files = Files::open(dir.path())?
+    ///     .cache_control("no-cache")?
+    ///     .cache_control_for("assets/**", "public, max-age=31536000, immutable")?;
+    /// let req = sendpackets_http::RequestHead::new("GET", "/assets/app.js", 1);
+    /// let response = files.respond(&req);
+    /// let head = std::str::from_utf8(response.head()).unwrap();
+    /// assert!(head.contains("Cache-Control: public, max-age=31536000, immutable\r\n"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn cache_control(mut self, value: &str) -> io::Result<Files> {
+        self.cache_control.set_default(Some(value))?;
+        Ok(self)
+    }
+
+    /// A `Cache-Control` value for the files whose path, relative to the directory and
+    /// without a leading `/`, matches `pattern`: `*` matches within one path segment, `**` (a
+    /// whole segment) any number of segments, `?` one character other than `/`, `{a,b}`
+    /// either alternative. The first matching pattern, in the order given, wins over
+    /// [`cache_control`](Self::cache_control). Typical: content-hashed assets
+    /// (`assets/**`, `**/*.????????.{js,css}`) get `public, max-age=31536000, immutable`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a bad pattern (empty, unbalanced or nested `{}`) or value.
+    pub fn cache_control_for(mut self, pattern: &str, value: &str) -> io::Result<Files> {
+        self.cache_control.add_rule(pattern, value)?;
+        Ok(self)
+    }
+
+    /// Lets `origin` (`https://example.org`, exactly as browsers send it in `Origin`) read the
+    /// files from scripts; `*` lets any origin. Call once per origin. Responses then carry
+    /// `Access-Control-Allow-Origin` (`*`, or the request's `Origin` when it is allowed, with
+    /// `Vary: Origin`) and `Access-Control-Expose-Headers`; `OPTIONS` (a preflight) is
+    /// answered 204 with `Access-Control-Allow-Methods: GET, HEAD`, the requested headers
+    /// allowed and `Access-Control-Max-Age: 86400`. Default: no CORS headers, `OPTIONS` is 405.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for an empty value, control characters, or a list.
+    pub fn cors_origin(mut self, origin: &str) -> io::Result<Files> {
+        self.cors.allow(origin)?;
+        Ok(self)
+    }
+
+    /// Serve precompressed sidecars: for a file `x`, `x.br`, `x.zst` or `x.gz` when present
+    /// (a regular file beside it) and accepted by the request's `Accept-Encoding` (q-values
+    /// honoured; the highest wins, a tie goes to the compressed one, then `br`, `zstd`,
+    /// `gzip` in that order; identity otherwise, even when the request refuses it with
+    /// `identity;q=0`, as nginx's `gzip_static` does). The sidecar is sent as it is on disk,
+    /// zero-copy like any file, with `Content-Encoding`, `x`'s `Content-Type`, an `ETag` of
+    /// its own (ending in `-br`, `-zstd` or `-gzip`), and `Range` applied to its bytes. Every
+    /// response for a file that has a sidecar says `Vary: Accept-Encoding`. Sidecars are
+    /// looked for on every request (up to three more opens; found ones are kept by the
+    /// open-file cache). Default: off.
+    pub fn precompressed(mut self, yes: bool) -> Files {
+        self.precompressed = yes;
+        self
+    }
+
+    /// List directories that have no `index.html`: an HTML page of their entries (names
+    /// escaped, links percent-encoded, sizes, modification dates; directories first, then
+    /// by name; names starting with a dot left out unless [`dotfiles`](Self::dotfiles); at
+    /// most 10,000 entries). Default: off, such a directory is 403 (as nginx without
+    /// `autoindex`), which tells it apart from a missing path (404).
+    pub fn list(mut self, yes: bool) -> Files {
+        self.list = yes;
         self
     }
 
@@ -356,9 +461,13 @@ impl Files {
     }
 
     /// The response to one request: `GET` and `HEAD` of files beneath the directory,
-    /// `index.html` for a directory asked for with a trailing `/`, 301 to add that `/`,
-    /// `If-None-Match` / `If-Modified-Since` (304), a single byte range with `If-Range` (206,
-    /// 416 when unsatisfiable; several ranges get the whole file), `Content-Type` from the
+    /// `index.html` for a directory asked for with a trailing `/` (else its listing with
+    /// [`list`](Self::list), else 403), 301 to add that `/`,
+    /// `If-Match` / `If-Unmodified-Since` (412) and `If-None-Match` / `If-Modified-Since` (304)
+    /// in the order of RFC 9110 section 13.2.2, byte ranges with `If-Range` (206; several
+    /// ranges sorted and coalesced, then one `multipart/byteranges` response; more than
+    /// [`MAX_RANGES`](crate::MAX_RANGES) get the whole file; 416 when none can be satisfied),
+    /// `Content-Type` from the
     /// extension, `ETag` and `Last-Modified`. Errors are short text responses: 400 (a target
     /// that could lead outside), 403, 404, 405 (other methods), 503 with `Retry-After` (out of
     /// descriptors even after [`shed`](Self::shed)), 500 (any other unexpected open failure;
@@ -368,12 +477,30 @@ impl Files {
     /// ([`RequestHead::keep_alive`]), except after 400, 500 and 503 (closing gives a
     /// descriptor back).
     pub fn respond(&self, req: &RequestHead<'_>) -> Response {
+        let mut response = self.respond_plain(req);
+        if self.cors.enabled() {
+            let mut lines = String::new();
+            self.cors.headers(req.origin(), &mut lines);
+            response.add_headers(&lines);
+        }
+        response
+    }
+
+    /// [`respond`](Self::respond) without the CORS headers.
+    fn respond_plain(&self, req: &RequestHead<'_>) -> Response {
         let keep = req.keep_alive();
         let minor = req.minor_version();
         let with_body = req.method() != Method::Head;
         let text = |status| Response::text(status, with_body, keep, minor);
-        if req.method() == Method::Other {
-            return text(Status::MethodNotAllowed);
+        if req.method() == Method::Options && self.cors.enabled() {
+            return preflight(req, keep, minor);
+        }
+        if !matches!(req.method(), Method::Get | Method::Head) {
+            let mut r = text(Status::MethodNotAllowed);
+            if self.cors.enabled() {
+                r.add_headers("Allow: OPTIONS\r\n");
+            }
+            return r;
         }
         if !req.target().starts_with('/') {
             // Absolute-form and asterisk targets: never a file.
@@ -405,37 +532,117 @@ impl Files {
             OpenFailure::Other(e) => Response::text(Status::InternalError, with_body, false, minor)
                 .with_open_error(relative, e),
         };
-        let file = match self.open_cached(&relative) {
+        let file = match self.open_cached(&relative, None) {
             Ok(Opened::File(f)) if !mapped.trailing_slash => f,
             Ok(Opened::File(_)) => return text(Status::NotFound), // "/file.txt/"
             Ok(Opened::Directory) if !mapped.trailing_slash => {
                 return redirect(req, prefix_len + mapped.raw_path_len, keep, minor);
             }
             Ok(Opened::Directory) => {
+                let dir = relative.clone();
                 relative.push("index.html");
-                match self.open_cached(&relative) {
+                match self.open_cached(&relative, None) {
                     Ok(Opened::File(f)) => f,
-                    Ok(Opened::Directory) => return text(Status::NotFound),
+                    Ok(Opened::Directory) | Err(OpenFailure::NotFound) if self.list => {
+                        let path = &req.target()[..prefix_len + mapped.raw_path_len];
+                        return self.listing(&dir, path, with_body, keep, minor);
+                    }
+                    Ok(Opened::Directory) | Err(OpenFailure::NotFound) => {
+                        return text(Status::Forbidden);
+                    }
                     Err(e) => return failed(relative, e),
                 }
             }
             Err(e) => return failed(relative, e),
         };
-        self.respond_with(req, file)
+        let cache_control = self.cache_control.value_for(&relative);
+        if !self.precompressed {
+            return self.respond_with(req, file, cache_control);
+        }
+        let mut available = Vec::new();
+        for e in Encoding::ALL {
+            if let Ok(Opened::File(f)) = self.open_cached(&relative, Some(e)) {
+                available.push((e, f));
+            }
+        }
+        if available.is_empty() {
+            return self.respond_with(req, file, cache_control);
+        }
+        let encodings: Vec<Encoding> = available.iter().map(|(e, _)| *e).collect();
+        let chosen = headers::choose_encoding(req.accept_encoding(), &encodings);
+        let file = match chosen.and_then(|c| available.into_iter().find(|(e, _)| *e == c)) {
+            Some((_, sidecar)) => sidecar,
+            None => file,
+        };
+        let mut r = self.respond_with(req, file, cache_control);
+        r.add_headers("Vary: Accept-Encoding\r\n");
+        r
+    }
+
+    /// 200 with the listing of the directory `relative` (asked for as `path`).
+    fn listing(
+        &self,
+        relative: &Path,
+        path: &str,
+        with_body: bool,
+        keep: bool,
+        minor: u8,
+    ) -> Response {
+        let dir_path = if relative.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            relative
+        };
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let opened = if self.follow_symlinks {
+            rustix::fs::openat(&self.dir, dir_path, flags, Mode::empty())
+        } else {
+            open_beneath(&self.dir, dir_path, flags)
+        };
+        let page = opened
+            .map_err(io::Error::from)
+            .and_then(|fd| crate::listing::page(&fd, path, self.dotfiles));
+        match page {
+            Ok(html) => Response::inline(
+                Status::Ok,
+                "text/html; charset=utf-8",
+                html.into_bytes(),
+                with_body,
+                keep,
+                minor,
+            ),
+            Err(e) => Response::text(Status::InternalError, with_body, false, minor)
+                .with_open_error(relative.to_path_buf(), e),
+        }
     }
 
     /// The response for a file opened and checked: conditionals, range, head.
-    fn respond_with(&self, req: &RequestHead<'_>, file: Arc<ServedFile>) -> Response {
+    fn respond_with(
+        &self,
+        req: &RequestHead<'_>,
+        file: Arc<ServedFile>,
+        cache_control: Option<&str>,
+    ) -> Response {
         let keep = req.keep_alive();
         let minor = req.minor_version();
         let v = file.validators;
-        if range::not_modified(&v, req.if_none_match(), req.if_modified_since()) {
-            let mut h = Head::new(Status::NotModified);
-            h.header("ETag", &file.etag)
-                .header("Last-Modified", &file.last_modified);
-            return Response::head_only(Status::NotModified, h.finish(keep, minor), keep);
+        match range::evaluate(&file.etag, v.mtime, &req.conditions(), range::now_secs()) {
+            Precondition::Proceed => {}
+            Precondition::NotModified => {
+                let mut h = Head::new(Status::NotModified);
+                h.header("ETag", &file.etag)
+                    .header("Last-Modified", &file.last_modified);
+                if let Some(cc) = cache_control {
+                    h.header("Cache-Control", cc);
+                }
+                return Response::head_only(Status::NotModified, h.finish(keep, minor), keep);
+            }
+            Precondition::Failed => {
+                let with_body = req.method() != Method::Head;
+                return Response::text(Status::PreconditionFailed, with_body, keep, minor);
+            }
         }
-        let answer = if range::if_range_holds(&v, req.if_range()) {
+        let answer = if range::if_range_holds(&file.etag, v.mtime, req.if_range()) {
             range::range(req.range(), v.len)
         } else {
             RangeAnswer::Whole
@@ -443,6 +650,9 @@ impl Files {
         let (status, start, end) = match answer {
             RangeAnswer::Whole => (Status::Ok, 0, v.len),
             RangeAnswer::Part { start, end } => (Status::PartialContent, start, end),
+            RangeAnswer::Parts(parts) => {
+                return multipart(req, file, &parts, cache_control);
+            }
             RangeAnswer::Unsatisfiable => {
                 let mut h = Head::new(Status::RangeNotSatisfiable);
                 h.content_length(0).content_range_unsatisfied(v.len);
@@ -454,11 +664,17 @@ impl Files {
             }
         };
         let mut h = Head::new(status);
-        h.header("Content-Type", file.content_type)
+        h.header("Content-Type", &file.content_type)
             .content_length(end - start)
             .header("Last-Modified", &file.last_modified)
             .header("ETag", &file.etag)
             .header("Accept-Ranges", "bytes");
+        if let Some(e) = file.encoding {
+            h.header("Content-Encoding", e.token());
+        }
+        if let Some(cc) = cache_control {
+            h.header("Cache-Control", cc);
+        }
         if status == Status::PartialContent {
             h.content_range(start, end, v.len);
         }
@@ -472,25 +688,29 @@ impl Files {
 
     /// [`open_one`](Self::open_one), through the open-file cache when there is one. Failures
     /// are not cached.
-    fn open_cached(&self, relative: &Path) -> Result<Opened, OpenFailure> {
+    fn open_cached(
+        &self,
+        relative: &Path,
+        encoding: Option<Encoding>,
+    ) -> Result<Opened, OpenFailure> {
         let Some(cache) = &self.cache else {
-            return self.open_one(relative);
+            return self.open_one(relative, encoding);
         };
         let now = Instant::now();
         if let Some(c) = cache.map.lock().ok().and_then(|m| {
-            m.get(relative)
+            m.get(&(relative.to_path_buf(), encoding))
                 .filter(|c| now.duration_since(c.at) < cache.valid)
                 .map(|c| c.opened.clone())
         }) {
             return Ok(c);
         }
-        let opened = self.open_one(relative)?;
+        let opened = self.open_one(relative, encoding)?;
         if let Ok(mut m) = cache.map.lock() {
             if m.len() >= self.max_files.min(CACHE_MAX) {
                 m.clear();
             }
             m.insert(
-                relative.to_path_buf(),
+                (relative.to_path_buf(), encoding),
                 Cached {
                     opened: opened.clone(),
                     at: now,
@@ -503,7 +723,24 @@ impl Files {
     /// Opens `relative` (empty: the root itself) for reading. Without `--follow-symlinks` the
     /// kernel resolves it strictly beneath the root (`openat2` with `RESOLVE_BENEATH`): a
     /// symlink whose target lies outside fails with `EXDEV`, whatever races happen meanwhile.
-    fn open_one(&self, relative: &Path) -> Result<Opened, OpenFailure> {
+    ///
+    /// With `encoding`, `relative` plus the encoding's suffix (`x.br` for `x`) is opened, a
+    /// precompressed sidecar: its type is `relative`'s, its `ETag` says the encoding.
+    fn open_one(&self, relative: &Path, encoding: Option<Encoding>) -> Result<Opened, OpenFailure> {
+        let sidecar;
+        let relative = match encoding {
+            None => relative,
+            Some(e) => {
+                let mut name = relative.as_os_str().to_owned();
+                name.push(e.suffix());
+                sidecar = PathBuf::from(name);
+                sidecar.as_path()
+            }
+        };
+        let type_name = match encoding {
+            None => relative,
+            Some(_) => relative.file_stem().map_or(relative, Path::new),
+        };
         let path = if relative.as_os_str().is_empty() {
             Path::new(".")
         } else {
@@ -551,10 +788,8 @@ impl Files {
                     mtime: (st.st_mtime, st.st_mtime_nsec as u64),
                     ctime: (st.st_ctime, st.st_ctime_nsec as u64),
                 };
-                let content_type = mime_guess::from_path(relative)
-                    .first_raw()
-                    .unwrap_or("application/octet-stream");
-                if let Some(known) = self.checked.get(key, version, content_type) {
+                let content_type = headers::content_type(type_name);
+                if let Some(known) = self.checked.get(key, version, &content_type, encoding) {
                     return Ok(Opened::File(known)); // `fd` is closed: the known one is sent
                 }
                 let modified = std::time::UNIX_EPOCH
@@ -563,7 +798,8 @@ impl Files {
                 let file = Arc::new(ServedFile {
                     handle: FileHandle::new(fd),
                     validators,
-                    etag: validators.etag(),
+                    etag: validators.etag_for(encoding.map(Encoding::token)),
+                    encoding,
                     last_modified: validators.last_modified(),
                     content_type,
                 });
@@ -575,6 +811,95 @@ impl Files {
             _ => Err(OpenFailure::Forbidden),
         }
     }
+}
+
+/// 206 `multipart/byteranges` (RFC 9110 section 14.6): one part per range, each a small
+/// header then the bytes of the file, and a closing delimiter. The response is one element
+/// list: every delimiter and part header is a slice of one buffer (memory elements), every
+/// part a range of the open file (sent like any file range, `sendfile` included), so
+/// `Content-Length` is exact before anything is sent.
+fn multipart(
+    req: &RequestHead<'_>,
+    file: Arc<ServedFile>,
+    ranges: &[(u64, u64)],
+    cache_control: Option<&str>,
+) -> Response {
+    use std::fmt::Write as _;
+    let keep = req.keep_alive();
+    let minor = req.minor_version();
+    let b = boundary();
+    let len = file.validators.len;
+    let mut seps = String::with_capacity(ranges.len() * (b.len() + file.content_type.len() + 80));
+    let mut parts = Vec::with_capacity(ranges.len());
+    let mut body_len = 0u64;
+    for (i, &(start, end)) in ranges.iter().enumerate() {
+        let from = seps.len();
+        let crlf = if i == 0 { "" } else { "\r\n" };
+        let _ = write!(
+            seps,
+            "{crlf}--{b}\r\nContent-Type: {}\r\nContent-Range: bytes {start}-{}/{len}\r\n\r\n",
+            file.content_type,
+            end - 1
+        );
+        body_len += (seps.len() - from) as u64 + (end - start);
+        parts.push((from..seps.len(), start, end));
+    }
+    let from = seps.len();
+    let _ = write!(seps, "\r\n--{b}--\r\n");
+    body_len += (seps.len() - from) as u64;
+    let tail = from..seps.len();
+
+    let mut h = Head::new(Status::PartialContent);
+    h.header(
+        "Content-Type",
+        &format!("multipart/byteranges; boundary={b}"),
+    )
+    .content_length(body_len)
+    .header("Last-Modified", &file.last_modified)
+    .header("ETag", &file.etag)
+    .header("Accept-Ranges", "bytes");
+    if let Some(e) = file.encoding {
+        h.header("Content-Encoding", e.token());
+    }
+    if let Some(cc) = cache_control {
+        h.header("Cache-Control", cc);
+    }
+    let head = h.finish(keep, minor);
+    if req.method() == Method::Head {
+        return Response::head_only(Status::PartialContent, head, keep);
+    }
+    Response::multipart(head, file, seps.into_bytes(), parts, tail, keep)
+}
+
+/// The multipart boundary: 32 hex digits, random once per process (std's hasher keys come
+/// from the operating system's random source), so no file's bytes can be expected to hold it.
+fn boundary() -> &'static str {
+    use std::hash::{BuildHasher, Hasher};
+    static BOUNDARY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BOUNDARY.get_or_init(|| {
+        let word = || {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(0x5e4d_7061_636b_6574);
+            h.finish()
+        };
+        format!("{:016x}{:016x}", word(), word())
+    })
+}
+
+/// 204 to `OPTIONS` (CORS on): a preflight gets the methods, the headers it asks for and a
+/// max age; the origin's headers are added by the caller.
+fn preflight(req: &RequestHead<'_>, keep: bool, minor: u8) -> Response {
+    let mut h = Head::new(Status::NoContent);
+    h.header("Allow", "GET, HEAD, OPTIONS");
+    let (method, fields) = req.preflight();
+    if method.is_some() {
+        h.header("Access-Control-Allow-Methods", "GET, HEAD");
+        if let Some(f) = fields.and_then(headers::field_names) {
+            h.header("Access-Control-Allow-Headers", f);
+        }
+        h.header("Access-Control-Max-Age", "86400");
+    }
+    Response::head_only(Status::NoContent, h.finish(keep, minor), keep)
 }
 
 /// 301 to the target's path up to `path_len`, a `/`, then the rest (the query).

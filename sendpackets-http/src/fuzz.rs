@@ -103,6 +103,14 @@ proptest! {
     fn ranges_stay_inside(header in "(bytes|BYTES|x)=[0-9,\\- ]{0,20}", len in 0u64..50) {
         match range::range(Some(header.as_bytes()), len) {
             RangeAnswer::Part { start, end } => prop_assert!(start < end && end <= len),
+            RangeAnswer::Parts(parts) => {
+                prop_assert!(parts.len() >= 2);
+                for (i, &(start, end)) in parts.iter().enumerate() {
+                    prop_assert!(start < end && end <= len);
+                    // Ascending, disjoint, not adjacent.
+                    prop_assert!(i == 0 || parts[i - 1].1 < start);
+                }
+            }
             RangeAnswer::Whole | RangeAnswer::Unsatisfiable => {}
         }
     }

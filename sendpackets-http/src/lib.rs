@@ -6,7 +6,12 @@
 //! body as a range of an open file, to be sent with one sendpackets call (`sendfile` for the
 //! file part). It opens files strictly beneath the directory (`openat2` with
 //! `RESOLVE_BENEATH`), answers conditionals (`If-None-Match`, `If-Modified-Since`,
-//! `If-Range`) and single byte ranges, and sets `Content-Type`, `ETag` and `Last-Modified`.
+//! `If-Range`, `If-Match`, `If-Unmodified-Since`) and byte ranges (several as one
+//! `multipart/byteranges` element list), and sets `Content-Type`, `ETag` and `Last-Modified`.
+//! Opt-in: `Cache-Control` by path pattern ([`Files::cache_control_for`]), CORS
+//! ([`Files::cors_origin`]), precompressed sidecars ([`Files::precompressed`]) and directory
+//! listings ([`Files::list`]).
+//!
 //! It reads nothing from the socket and sends nothing itself: any loop, blocking or async,
 //! can use it. `sendpackets serve` is such a loop.
 //!
@@ -62,6 +67,8 @@
 mod files;
 #[cfg(test)]
 mod fuzz;
+mod headers;
+mod listing;
 mod path;
 mod range;
 mod request;
@@ -70,6 +77,7 @@ mod response;
 mod server;
 
 pub use files::Files;
+pub use range::MAX_RANGES;
 pub use request::{BodyFraming, MAX_HEAD, MAX_HEADERS, Method, Parsed, Refusal, RequestHead};
 pub use response::{Response, Status};
 #[cfg(feature = "server")]

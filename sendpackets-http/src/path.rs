@@ -12,7 +12,9 @@ pub(crate) struct Mapped {
     /// Relative to the served directory, never absolute, no `.`, `..` or empty components; empty
     /// for the directory itself.
     pub(crate) relative: PathBuf,
-    /// The path of the target ended with `/` (a directory was asked for).
+    /// The path of the target ends with `/`, or with `/.` (`/` followed by segments that are
+    /// all `.` or empty): a directory was asked for, so a file there is not found, as nginx
+    /// answers `GET /file.txt/.`.
     pub(crate) trailing_slash: bool,
     /// The path part of the target as sent (before `?`), for a redirect to `path/`.
     pub(crate) raw_path_len: usize,
@@ -40,21 +42,27 @@ pub(crate) fn map(target: &str, dotfiles: bool) -> Result<Mapped, Refused> {
         .unwrap_or(raw.len());
     let path = &raw[..path_end];
     let mut relative = PathBuf::new();
+    // Whether the last segment seen names a directory: empty ("//", a trailing "/") or ".".
+    let mut directory = true;
     for segment in path.split(|&b| b == b'/') {
         if segment.is_empty() {
+            directory = true;
             continue; // "//" and the leading or trailing "/"
         }
         let name = decode_segment(segment)?;
         match name.as_slice() {
-            b"." => continue,
+            b"." => directory = true,
             b".." => return Err(Refused::BadTarget),
             n if n[0] == b'.' && !dotfiles => return Err(Refused::Hidden),
-            n => relative.push(OsStr::from_bytes(n)),
+            n => {
+                relative.push(OsStr::from_bytes(n));
+                directory = false;
+            }
         }
     }
     Ok(Mapped {
         relative,
-        trailing_slash: path.ends_with(b"/"),
+        trailing_slash: directory,
         raw_path_len: path_end,
     })
 }
@@ -119,6 +127,10 @@ mod tests {
         assert_eq!(ok("/%41%62"), "Ab");
         assert!(map("/dir/", false).unwrap().trailing_slash);
         assert!(!map("/dir?x/", false).unwrap().trailing_slash);
+        assert!(!map("/./dir", false).unwrap().trailing_slash);
+        for dir in ["/f/.", "/f/./", "/f//.", "/f/%2e", "/f/./.", "/", "/."] {
+            assert!(map(dir, false).unwrap().trailing_slash, "{dir}");
+        }
         assert_eq!(map("/dir?x", false).unwrap().raw_path_len, 4);
     }
 

@@ -2,6 +2,8 @@
 //! buffer. Parsed from bytes with `httparse` ([`RequestHead::parse`]) or built from parts a
 //! caller already has ([`RequestHead::new`]).
 
+use crate::range::Conditions;
+
 /// Longest request head (request line + headers + blank line) [`RequestHead::parse`] accepts;
 /// longer is refused as [`Refusal::TooLarge`] (431). nginx reads heads into buffers of 1 KiB,
 /// then up to 4 x 8 KiB (`large_client_header_buffers`); one 8 KiB buffer per connection is the
@@ -20,6 +22,8 @@ pub enum Method {
     Get,
     /// `HEAD`: the same headers, no body.
     Head,
+    /// `OPTIONS`: answered (CORS preflights among them) when CORS is on, else 405.
+    Options,
     /// Anything else: answered 405 by [`Files::respond`](crate::Files::respond).
     Other,
 }
@@ -30,6 +34,7 @@ impl Method {
         match name {
             "GET" => Method::Get,
             "HEAD" => Method::Head,
+            "OPTIONS" => Method::Options,
             _ => Method::Other,
         }
     }
@@ -81,6 +86,12 @@ pub struct RequestHead<'a> {
     if_modified_since: Option<&'a [u8]>,
     referer: Option<&'a [u8]>,
     user_agent: Option<&'a [u8]>,
+    if_match: Option<&'a [u8]>,
+    if_unmodified_since: Option<&'a [u8]>,
+    origin: Option<&'a [u8]>,
+    accept_encoding: Option<&'a [u8]>,
+    request_method: Option<&'a [u8]>,
+    request_headers: Option<&'a [u8]>,
     head_len: usize,
     body: BodyFraming,
 }
@@ -108,6 +119,9 @@ pub enum Refusal {
 }
 
 /// What the buffered bytes hold.
+// `Complete` is much larger than the others: a head is returned by value and matched at once,
+// and boxing it would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Parsed<'a> {
@@ -138,6 +152,12 @@ impl<'a> RequestHead<'a> {
             if_modified_since: None,
             referer: None,
             user_agent: None,
+            if_match: None,
+            if_unmodified_since: None,
+            origin: None,
+            accept_encoding: None,
+            request_method: None,
+            request_headers: None,
             head_len: 0,
             body: BodyFraming::None,
         }
@@ -177,6 +197,18 @@ impl<'a> RequestHead<'a> {
             self.referer.get_or_insert(value);
         } else if name.eq_ignore_ascii_case("user-agent") {
             self.user_agent.get_or_insert(value);
+        } else if name.eq_ignore_ascii_case("if-match") {
+            self.if_match.get_or_insert(value);
+        } else if name.eq_ignore_ascii_case("if-unmodified-since") {
+            self.if_unmodified_since.get_or_insert(value);
+        } else if name.eq_ignore_ascii_case("accept-encoding") {
+            self.accept_encoding.get_or_insert(value);
+        } else if name.eq_ignore_ascii_case("origin") {
+            self.origin.get_or_insert(value);
+        } else if name.eq_ignore_ascii_case("access-control-request-method") {
+            self.request_method.get_or_insert(value);
+        } else if name.eq_ignore_ascii_case("access-control-request-headers") {
+            self.request_headers.get_or_insert(value);
         }
     }
 
@@ -334,12 +366,30 @@ impl<'a> RequestHead<'a> {
         self.if_range
     }
 
-    pub(crate) fn if_none_match(&self) -> Option<&'a [u8]> {
-        self.if_none_match
+    /// `Accept-Encoding`.
+    pub(crate) fn accept_encoding(&self) -> Option<&'a [u8]> {
+        self.accept_encoding
     }
 
-    pub(crate) fn if_modified_since(&self) -> Option<&'a [u8]> {
-        self.if_modified_since
+    /// `Origin`.
+    pub(crate) fn origin(&self) -> Option<&'a [u8]> {
+        self.origin
+    }
+
+    /// `Access-Control-Request-Method` and `Access-Control-Request-Headers` (a CORS
+    /// preflight).
+    pub(crate) fn preflight(&self) -> (Option<&'a [u8]>, Option<&'a [u8]>) {
+        (self.request_method, self.request_headers)
+    }
+
+    /// The conditional header fields.
+    pub(crate) fn conditions(&self) -> Conditions<'a> {
+        Conditions {
+            if_match: self.if_match,
+            if_unmodified_since: self.if_unmodified_since,
+            if_none_match: self.if_none_match,
+            if_modified_since: self.if_modified_since,
+        }
     }
 }
 
@@ -374,9 +424,9 @@ mod tests {
         assert_eq!(r.target(), "/a/b.txt?x=1");
         assert!(r.keep_alive() && !r.has_body());
         assert_eq!(r.range(), Some(&b"bytes=0-9"[..]));
-        assert_eq!(r.if_none_match(), Some(&b"\"x\""[..]));
+        assert_eq!(r.conditions().if_none_match, Some(&b"\"x\""[..]));
         assert_eq!(r.if_range(), Some(&b"\"x\""[..]));
-        assert!(r.if_modified_since().is_some());
+        assert!(r.conditions().if_modified_since.is_some());
         assert_eq!(&s[r.head_len()..], "GET / HTTP/1.1\r\n");
     }
 

@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::ops::Range;
+
+use bytes::Bytes;
 use sendpackets::Element;
 
 use crate::files::ServedFile;
@@ -19,12 +22,16 @@ use crate::request::Refusal;
 pub enum Status {
     /// 200.
     Ok,
+    /// 204 (the answer to `OPTIONS` when CORS is on).
+    NoContent,
     /// 206.
     PartialContent,
     /// 301 (a directory asked for without its trailing `/`).
     MovedPermanently,
     /// 304.
     NotModified,
+    /// 412 (`If-Match` or `If-Unmodified-Since` failed).
+    PreconditionFailed,
     /// 400.
     BadRequest,
     /// 403 (a symlink leading outside the directory, a file the server may not read).
@@ -50,9 +57,11 @@ impl Status {
     pub fn code(self) -> u16 {
         match self {
             Status::Ok => 200,
+            Status::NoContent => 204,
             Status::PartialContent => 206,
             Status::MovedPermanently => 301,
             Status::NotModified => 304,
+            Status::PreconditionFailed => 412,
             Status::BadRequest => 400,
             Status::Forbidden => 403,
             Status::NotFound => 404,
@@ -69,9 +78,11 @@ impl Status {
     fn line(self) -> &'static str {
         match self {
             Status::Ok => "HTTP/1.1 200 OK\r\n",
+            Status::NoContent => "HTTP/1.1 204 No Content\r\n",
             Status::PartialContent => "HTTP/1.1 206 Partial Content\r\n",
             Status::MovedPermanently => "HTTP/1.1 301 Moved Permanently\r\n",
             Status::NotModified => "HTTP/1.1 304 Not Modified\r\n",
+            Status::PreconditionFailed => "HTTP/1.1 412 Precondition Failed\r\n",
             Status::BadRequest => "HTTP/1.1 400 Bad Request\r\n",
             Status::Forbidden => "HTTP/1.1 403 Forbidden\r\n",
             Status::NotFound => "HTTP/1.1 404 Not Found\r\n",
@@ -197,6 +208,14 @@ enum Body {
         start: u64,
         end: u64,
     },
+    /// `multipart/byteranges`: for each part, its header (a slice of `seps`) then bytes
+    /// `start..end` of the file; then the closing delimiter (`tail`, a slice of `seps`).
+    Multipart {
+        file: Arc<ServedFile>,
+        seps: Bytes,
+        parts: Vec<(Range<usize>, u64, u64)>,
+        tail: Range<usize>,
+    },
 }
 
 impl Response {
@@ -231,6 +250,57 @@ impl Response {
         }
     }
 
+    /// 206 `multipart/byteranges`: the head, then the parts (see [`Body::Multipart`]).
+    pub(crate) fn multipart(
+        head: Vec<u8>,
+        file: Arc<ServedFile>,
+        seps: Vec<u8>,
+        parts: Vec<(Range<usize>, u64, u64)>,
+        tail: Range<usize>,
+        keep_alive: bool,
+    ) -> Response {
+        Response {
+            status: Status::PartialContent,
+            head_len: head.len(),
+            bytes: head,
+            body: Body::Multipart {
+                file,
+                seps: Bytes::from(seps),
+                parts,
+                tail,
+            },
+            keep_alive,
+            open_error: None,
+        }
+    }
+
+    /// A response whose body is `body`, of type `content_type` (none sent for HEAD).
+    pub(crate) fn inline(
+        status: Status,
+        content_type: &str,
+        body: Vec<u8>,
+        with_body: bool,
+        keep_alive: bool,
+        minor: u8,
+    ) -> Response {
+        let mut h = Head::new(status);
+        h.header("Content-Type", content_type)
+            .content_length(body.len() as u64);
+        let mut bytes = h.finish(keep_alive, minor);
+        let head_len = bytes.len();
+        if with_body {
+            bytes.extend_from_slice(&body);
+        }
+        Response {
+            status,
+            bytes,
+            head_len,
+            body: Body::Inline,
+            keep_alive,
+            open_error: None,
+        }
+    }
+
     /// A short text response for `status`: its code and reason as a plain-text body (none for
     /// HEAD). `minor`: the request's version; `keep_alive`: whether the connection stays open.
     pub(crate) fn text(status: Status, with_body: bool, keep_alive: bool, minor: u8) -> Response {
@@ -258,6 +328,16 @@ impl Response {
             keep_alive,
             open_error: None,
         }
+    }
+
+    /// Adds header lines (each ending in CRLF) at the end of the head.
+    pub(crate) fn add_headers(&mut self, lines: &str) {
+        if lines.is_empty() {
+            return;
+        }
+        let at = self.head_len - 2; // before the blank line
+        self.bytes.splice(at..at, lines.bytes());
+        self.head_len += lines.len();
     }
 
     pub(crate) fn with_open_error(mut self, path: PathBuf, e: io::Error) -> Response {
@@ -295,6 +375,13 @@ impl Response {
         match &self.body {
             Body::Inline => inline,
             Body::File { start, end, .. } => inline + (end - start),
+            Body::Multipart { parts, tail, .. } => {
+                let parts: u64 = parts
+                    .iter()
+                    .map(|(sep, start, end)| sep.len() as u64 + (end - start))
+                    .sum();
+                inline + parts + tail.len() as u64
+            }
         }
     }
 
@@ -326,9 +413,25 @@ impl Response {
     }
 
     fn push_body(&self, list: &mut Vec<Element>) {
-        if let Body::File { file, start, end } = &self.body {
-            if end > start {
-                list.push(Element::shared_handle(file.handle().clone(), *start..*end));
+        match &self.body {
+            Body::Inline => {}
+            Body::File { file, start, end } => {
+                if end > start {
+                    list.push(Element::shared_handle(file.handle().clone(), *start..*end));
+                }
+            }
+            Body::Multipart {
+                file,
+                seps,
+                parts,
+                tail,
+            } => {
+                list.reserve(2 * parts.len() + 1);
+                for (sep, start, end) in parts {
+                    list.push(Element::memory(seps.slice(sep.clone())));
+                    list.push(Element::shared_handle(file.handle().clone(), *start..*end));
+                }
+                list.push(Element::memory(seps.slice(tail.clone())));
             }
         }
     }

@@ -124,7 +124,10 @@ fn bytes_and_conditionals() {
     assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
     let text = wire(files.respond(&ten.header("Connection", b"keep-alive")));
     assert!(text.contains("\r\nConnection: keep-alive\r\n"), "{text}");
-    assert!(text.contains("\r\nContent-Type: text/plain\r\n"), "{text}");
+    assert!(
+        text.contains("\r\nContent-Type: text/plain; charset=utf-8\r\n"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -161,9 +164,10 @@ fn mounted_under_a_prefix() {
             "{head}"
         );
     }
+    // The root has no index.html: 403, as nginx without autoindex.
     assert_eq!(
         respond(&files, &get("/static/", "")).status(),
-        Status::NotFound
+        Status::Forbidden
     );
     assert_eq!(
         respond(&files, &get("/static/sub/", "")).status(),

@@ -48,12 +48,18 @@ pub(crate) const BACKLOG: i32 = 1024;
 pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
 
 const SERVE_HELP: &str = "\
-Serves the files under DIR read-only over HTTP/1.1: GET and HEAD, keep-alive and pipelining,
-Content-Type from the extension, Last-Modified and ETag (If-None-Match, If-Modified-Since and
-If-Range honoured), single byte ranges (206, 416 when unsatisfiable; several ranges get the
-whole file), index.html for directories. Nothing outside DIR is ever served: '..', encoded
-slashes, NUL and backslashes are refused, and so are symlinks leading outside DIR (unless
---follow-symlinks) and names starting with a dot (unless --dotfiles).
+Serves the files under DIR read-only over HTTP/1.1: GET and HEAD, keep-alive and pipelining.
+Content-Type from the extension (charset=utf-8 on text, JavaScript, JSON and SVG);
+Last-Modified and ETag, with the preconditions in the order of RFC 9110 section 13.2.2:
+If-Match and If-Unmodified-Since (412), If-None-Match and If-Modified-Since (304; a date in
+the future is ignored), then If-Range. Byte ranges: 206, 416 when none can be satisfied;
+several are sorted, coalesced and sent as one multipart/byteranges response; more than 64
+get the whole file (200), as nginx's max_ranges. index.html for directories (301 to add the
+'/'); a directory without one is 403 (or its listing with --list), a missing path 404.
+Nothing outside DIR is ever served: '..', encoded slashes, NUL and backslashes are refused,
+and so are symlinks leading outside DIR (unless --follow-symlinks) and names starting with a
+dot (unless --dotfiles). Opt-in: --cache-control, --cache-control-for, --cors,
+--precompressed, --list.
 Every response, header and file range, goes out with one sendpackets call.
 The address listened on is printed on stderr as 'listening on http://ADDRESS/'.
 SIGINT or SIGTERM stops accepting and lets responses in flight finish for --grace seconds.
@@ -106,6 +112,35 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "BYTES", default_value = ZERO_COPY_FROM,
           value_parser = crate::spec::parse_size)]
     pub(crate) zero_copy_from: u64,
+    /// Cache-Control value of every file response (200, 206, 304) whose path matches no
+    /// --cache-control-for pattern, for example 'no-cache' (browsers revalidate, 304 when
+    /// unchanged). Default: no Cache-Control.
+    #[arg(long, value_name = "VALUE")]
+    pub(crate) cache_control: Option<String>,
+    /// PATTERN=VALUE (split at the first '='): Cache-Control VALUE for files whose path under
+    /// DIR matches PATTERN ('*' within one path segment, '**' any segments, '?' one
+    /// character, '{a,b}' alternatives); the first matching pattern wins over
+    /// --cache-control. Repeatable. For content-hashed assets:
+    /// --cache-control-for 'assets/**=public, max-age=31536000, immutable'.
+    #[arg(long, value_name = "PATTERN=VALUE", value_parser = parse_rule)]
+    pub(crate) cache_control_for: Vec<(String, String)>,
+    /// Let scripts from ORIGIN ('https://example.org') read the files, or from any origin
+    /// with '*': Access-Control-Allow-Origin (with Vary: Origin unless '*') and
+    /// Access-Control-Expose-Headers on responses; OPTIONS preflights answered 204.
+    /// Repeatable. Default: no CORS headers, OPTIONS is 405.
+    #[arg(long, value_name = "ORIGIN")]
+    pub(crate) cors: Vec<String>,
+    /// Serve precompressed sidecars: for FILE, FILE.br, FILE.zst or FILE.gz when present and
+    /// accepted (Accept-Encoding q-values; identity otherwise), with Content-Encoding, an
+    /// ETag of its own, Range over the compressed bytes, and Vary: Accept-Encoding on every
+    /// response for a file that has one (as nginx's gzip_static).
+    #[arg(long)]
+    pub(crate) precompressed: bool,
+    /// List directories without index.html: an HTML page with escaped names, sizes and
+    /// dates, directories first, dotfiles hidden unless --dotfiles. Without it such a
+    /// directory is 403 (a missing path is 404).
+    #[arg(long)]
+    pub(crate) list: bool,
     /// Print one line per response on stdout (the access log), in the Combined Log Format
     /// followed by the duration in seconds and the outcome (complete, cut, not-sent).
     /// The bytes are the body bytes that reached the kernel; a response none of whose bytes
@@ -115,6 +150,13 @@ pub(crate) struct ServeArgs {
     /// The access log's format (implies --log): combined, or json (one object per line).
     #[arg(long, value_name = "FORMAT", value_enum)]
     pub(crate) log_format: Option<super::log::LogFormat>,
+}
+
+fn parse_rule(s: &str) -> Result<(String, String), String> {
+    let (pattern, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not PATTERN=VALUE"))?;
+    Ok((pattern.to_string(), value.to_string()))
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {

@@ -39,7 +39,9 @@ pub(crate) fn run(args: &ServeArgs) -> Code {
             .follow_symlinks(args.follow_symlinks)
             .dotfiles(args.dotfiles)
             .open_file_cache(args.open_file_cache)
-            .max_open_files(budget.files),
+            .max_open_files(budget.files)
+            .precompressed(args.precompressed)
+            .list(args.list),
         Err(e) => {
             eprintln!(
                 "error: cannot serve {}: {}",
@@ -47,6 +49,13 @@ pub(crate) fn run(args: &ServeArgs) -> Code {
                 crate::output::io_message(&e)
             );
             return Code::Input;
+        }
+    };
+    let files = match configure(files, args) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Code::Usage;
         }
     };
     let threads = args.threads.map_or_else(
@@ -78,6 +87,20 @@ pub(crate) fn run(args: &ServeArgs) -> Code {
     let code = runtime.block_on(serve(args, budget, Arc::new(ctx)));
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     code
+}
+
+/// The header options.
+fn configure(mut files: Files, args: &ServeArgs) -> io::Result<Files> {
+    if let Some(v) = &args.cache_control {
+        files = files.cache_control(v)?;
+    }
+    for (pattern, value) in &args.cache_control_for {
+        files = files.cache_control_for(pattern, value)?;
+    }
+    for origin in &args.cors {
+        files = files.cors_origin(origin)?;
+    }
+    Ok(files)
 }
 
 fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
