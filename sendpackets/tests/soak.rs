@@ -660,7 +660,7 @@ fn receive_dgrams(end: DgramEnd, peer: DgramPeer) -> Vec<Vec<u8>> {
 /// Where a send runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Via {
-    /// `sendpackets::send_with` / `send_observed`.
+    /// `sendpackets::send_with`, observed or not (`SendOptions::observe`).
     Blocking,
     /// A `sendpackets::Connection` made for the send.
     Connection,
@@ -698,7 +698,7 @@ struct How {
     /// The completion API's runtime: multi-thread (else current-thread).
     multi: bool,
     opts: SendOptions,
-    /// Through the `send_observed` variants, with a progress handle.
+    /// Observed: `SendOptions::observe` with a progress handle.
     observe: bool,
     /// Async fronts: drop the send future after this long.
     cancel: Option<Duration>,
@@ -914,7 +914,7 @@ mod asynch {
             .contains(rustix::fs::OFlags::NONBLOCK)
     }
 
-    /// `sendpackets::tokio::send_with` / `send_observed` on the runtime `how.via` names.
+    /// `sendpackets::tokio::send_with`, observed or not, on the runtime `how.via` names.
     pub(super) fn send_future(
         how: &How,
         sock: BorrowedFd<'_>,
