@@ -91,7 +91,7 @@ pub enum Payload {
 /// ```
 /// use sendpackets::FileRange;
 ///
-/// assert_eq!(FileRange::from(..), FileRange::WHOLE);
+/// assert_eq!(FileRange::from(..), FileRange::new(0, None));
 /// assert_eq!(FileRange::from(10..30), FileRange::new(10, Some(20)));
 /// assert_eq!(FileRange::from(10..), FileRange::new(10, None));
 /// // .NET's (offset, count) with count 0 meaning "to the end":
@@ -107,12 +107,6 @@ pub struct FileRange {
 }
 
 impl FileRange {
-    /// The whole file.
-    pub const WHOLE: FileRange = FileRange {
-        offset: 0,
-        len: None,
-    };
-
     /// A range of `len` bytes from `offset`, or to the end of the file when `len` is `None`.
     pub const fn new(offset: u64, len: Option<u64>) -> Self {
         FileRange { offset, len }
@@ -129,7 +123,7 @@ impl FileRange {
     }
 
     /// This range moved `n` bytes further into the file (what is left after `n` bytes went out).
-    pub fn advanced(self, n: u64) -> Self {
+    pub(crate) fn advanced(self, n: u64) -> Self {
         FileRange {
             offset: self.offset.saturating_add(n),
             len: self.len.map(|len| len.saturating_sub(n)),
@@ -338,7 +332,7 @@ impl Element {
 
     /// What is left of this element after its first `n` bytes were sent (used to resume).
     #[must_use]
-    pub fn advanced(&self, n: u64) -> Element {
+    pub(crate) fn advanced(&self, n: u64) -> Element {
         let payload = match &self.payload {
             Payload::Memory(b) => {
                 let n = usize::try_from(n).unwrap_or(usize::MAX).min(b.len());
@@ -376,19 +370,19 @@ mod tests {
 
     #[test]
     fn range_spellings() {
-        assert_eq!(FileRange::from(..), FileRange::WHOLE);
+        assert_eq!(FileRange::from(..), FileRange::new(0, None));
         assert_eq!(FileRange::from(3..=4), FileRange::new(3, Some(2)));
         let (lo, hi) = (7, 3);
         assert_eq!(FileRange::from(lo..hi), FileRange::new(7, Some(0)));
         assert_eq!(
             FileRange::from_dotnet_count_or_to_end(0, 0),
-            FileRange::WHOLE
+            FileRange::new(0, None)
         );
     }
 
     #[test]
     fn resolve_checks_bounds() {
-        assert_eq!(FileRange::WHOLE.resolve(1024), Some((0, 1024)));
+        assert_eq!(FileRange::new(0, None).resolve(1024), Some((0, 1024)));
         assert_eq!(FileRange::new(1024, None).resolve(1024), Some((1024, 0)));
         assert_eq!(FileRange::new(11000, None).resolve(1024), None);
         assert_eq!(FileRange::new(5, Some(10000)).resolve(1024), None);

@@ -2335,7 +2335,7 @@ impl ChurnFiles {
             let len = self.lens[i];
             let o = rng.upto(len);
             let range = match rng.below(10) {
-                0..=4 => FileRange::WHOLE,
+                0..=4 => FileRange::from(..),
                 5..=6 => FileRange::from_dotnet_count_or_to_end(o, 0),
                 _ => FileRange::from(o..o + rng.upto(len - o)),
             };
