@@ -148,13 +148,9 @@ fn site() -> Site {
 /// A `w`×`h` PNG of one colour: 8-bit RGB, the pixels in one stored (uncompressed) deflate
 /// block.
 fn png(w: u32, h: u32, rgb: [u8; 3]) -> Vec<u8> {
-    let mut raw = Vec::new();
-    for _ in 0..h {
-        raw.push(0); // filter: none
-        for _ in 0..w {
-            raw.extend_from_slice(&rgb);
-        }
-    }
+    // Each row: filter type 0 (none), then the pixels.
+    let row = [&[0][..], &rgb.repeat(w as usize)].concat();
+    let raw = row.repeat(h as usize);
     let len = u16::try_from(raw.len()).expect("one stored block");
     // zlib header 78 01 (no compression; 0x7801 is a multiple of 31), then a final stored
     // block: LEN, NLEN, the bytes; then the Adler-32 of the bytes.
