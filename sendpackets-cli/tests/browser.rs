@@ -7,6 +7,17 @@
 //! - with `--cache-control no-cache` alone (the control case) the reload revalidates every
 //!   asset (304), so the first case is not vacuous.
 //!
+//! A normal reload in Chromium revalidates the page and requests a subresource again only when
+//! its cached copy is stale or `no-cache`; a long `max-age` alone is enough for it (Firefox
+//! revalidates on reload unless the response says `immutable`). So the first case fails when
+//! the assets' rule is not applied (they fall back to `no-cache`), and the control case shows
+//! what the log looks like when a reload does ask for them.
+//!
+//! The assertions count requests per path over the whole log rather than cutting it at the
+//! first report: a log line is written after its response was sent, so its place among
+//! concurrent responses is not the order of the requests. A 304 can only answer the reload
+//! (the first load has nothing cached to revalidate).
+//!
 //! The page reports what the browser saw (charset, title, computed style, image and video
 //! sizes, navigation type, Resource Timing transfer sizes) by requesting `/report?...` after
 //! each load; that request also tells the test that a load is over.
