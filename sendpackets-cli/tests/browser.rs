@@ -7,11 +7,12 @@
 //! - with `--cache-control no-cache` alone (the control case) the reload revalidates every
 //!   asset (304), so the first case is not vacuous.
 //!
-//! A normal reload in Chromium revalidates the page and requests a subresource again only when
-//! its cached copy is stale or `no-cache`; a long `max-age` alone is enough for it (Firefox
-//! revalidates on reload unless the response says `immutable`). So the first case fails when
-//! the assets' rule is not applied (they fall back to `no-cache`), and the control case shows
-//! what the log looks like when a reload does ask for them.
+//! Chromium does not implement `immutable` (MDN's browser-compat-data: crbug.com/41253661; Firefox
+//! and Safari do). A normal reload in Chromium revalidates the page and requests a subresource
+//! again only when its cached copy is stale or `no-cache`, so what keeps it from asking is the
+//! long `max-age` of the same rule. The first case fails when the assets' rule is not applied
+//! (they fall back to `no-cache`), and the control case shows what the log looks like when a
+//! reload does ask for them.
 //!
 //! The assertions count requests per path over the whole log rather than cutting it at the
 //! first report: a log line is written after its response was sent, so its place among
