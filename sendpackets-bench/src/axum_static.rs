@@ -169,13 +169,11 @@ fn body(args: &Args, reps: usize, quick: bool) -> io::Result<String> {
         cell("256 KiB", "/static/256k.bin", 256 << 10),
         cell("1 MiB", "/static/1m.bin", 1 << 20),
         Cell {
-            name: "64 KiB Range of 1 MiB",
-            path: "/static/1m.bin",
             range: Some(format!(
                 "bytes={RANGE_START}-{}",
                 RANGE_START + RANGE_LEN - 1
             )),
-            body: RANGE_LEN,
+            ..cell("64 KiB Range of 1 MiB", "/static/1m.bin", RANGE_LEN)
         },
     ];
     let v = veth.as_ref();

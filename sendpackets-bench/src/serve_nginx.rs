@@ -1,6 +1,8 @@
 //! `serve-nginx`: `wrk` against `sendpackets serve` and against nginx (open_file_cache off and
-//! on), interleaved rounds, on the same files: 1 KiB, 16 KiB, 256 KiB, 1 MiB and a 64 KiB Range
-//! of the 1 MiB file. Reports requests/s and server CPU µs per request (utime + stime of the
+//! on), interleaved rounds, on the same files: 1 KiB, 16 KiB, 256 KiB, 1 MiB, a 64 KiB Range
+//! of the 1 MiB file, three ranges of it in one `multipart/byteranges` response, and a text file
+//! with a gzip sidecar asked for with `Accept-Encoding: gzip` (nginx `gzip_static on`, serve
+//! `--precompressed`). Reports requests/s and server CPU µs per request (utime + stime of the
 //! server's processes from /proc over the wrk run) with ratios to nginx.
 //!
 //! Servers and wrk are separate processes; the bench only starts them, reads /proc and parses
@@ -32,6 +34,11 @@ const OPEN_FILE_CACHE_SECS: &str = "60";
 /// The 1 MiB file's range for the Range cell: 64 KiB from 512 KiB.
 const RANGE_START: u64 = 512 << 10;
 const RANGE_LEN: u64 = 64 << 10;
+/// The multipart cell's ranges of the 1 MiB file: 4 KiB at the start and two 64 KiB pieces
+/// (what a video player's or a PDF reader's first requests look like).
+const MULTI_RANGES: [(u64, u64); 3] = [(0, 4 << 10), (256 << 10, 64 << 10), (896 << 10, 64 << 10)];
+/// The sidecar cell's text file: 256 KiB of repeated log-like lines (gzip makes it ~10x smaller).
+const TEXT_LEN: usize = 256 << 10;
 
 /// The workload's own options (after `serve-nginx`).
 #[derive(clap::Args, Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +74,25 @@ pub(crate) struct Cell {
     /// A `Range` header, and the body length each response carries.
     pub(crate) range: Option<String>,
     pub(crate) body: u64,
+    /// An `Accept-Encoding` header.
+    pub(crate) accept_encoding: Option<&'static str>,
+    /// What a correct answer is beyond its body length.
+    pub(crate) expect: Expect,
+}
+
+/// What [`check`] requires of a cell's answer.
+#[derive(Debug, Clone)]
+pub(crate) enum Expect {
+    /// A body of exactly `body` bytes (200, or 206 with a `range`).
+    Plain,
+    /// A 206 `multipart/byteranges` whose parts are these ranges (offset, length) of `file`,
+    /// byte for byte (the boundary, and so the length, differ between servers).
+    Multipart {
+        file: PathBuf,
+        ranges: Vec<(u64, u64)>,
+    },
+    /// A 200 with `Content-Encoding: gzip` whose body is exactly the file `sidecar`.
+    Sidecar { sidecar: PathBuf },
 }
 
 /// One server under test.
@@ -162,19 +188,60 @@ fn body(args: &Args, reps: usize, quick: bool, ours: &Path) -> io::Result<String
         let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
         std::fs::write(www.join(name), data)?;
     }
+    // A text file and its gzip sidecar, made by gzip itself.
+    let text: String = (0..)
+        .map(|i| format!("{i:08} GET /assets/app.js 200 1234 \"Mozilla/5.0\"\n"))
+        .take_while({
+            let mut n = 0;
+            move |l: &String| {
+                n += l.len();
+                n <= TEXT_LEN
+            }
+        })
+        .collect();
+    std::fs::write(www.join("log.txt"), &text)?;
+    let gz = Command::new("gzip")
+        .args(["-k", "-n", "-9"])
+        .arg(www.join("log.txt"))
+        .status()?;
+    if !gz.success() {
+        return Err(io::Error::other("gzip failed"));
+    }
+    let multi = MULTI_RANGES
+        .iter()
+        .map(|(o, l)| format!("{o}-{}", o + l - 1))
+        .collect::<Vec<_>>()
+        .join(",");
     let cells = vec![
         cell("1 KiB", "/1k.bin", 1 << 10),
         cell("16 KiB", "/16k.bin", 16 << 10),
         cell("256 KiB", "/256k.bin", 256 << 10),
         cell("1 MiB", "/1m.bin", 1 << 20),
         Cell {
-            name: "64 KiB Range of 1 MiB",
-            path: "/1m.bin",
             range: Some(format!(
                 "bytes={RANGE_START}-{}",
                 RANGE_START + RANGE_LEN - 1
             )),
-            body: RANGE_LEN,
+            ..cell("64 KiB Range of 1 MiB", "/1m.bin", RANGE_LEN)
+        },
+        Cell {
+            range: Some(format!("bytes={multi}")),
+            expect: Expect::Multipart {
+                file: www.join("1m.bin"),
+                ranges: MULTI_RANGES.to_vec(),
+            },
+            ..cell("3 ranges of 1 MiB (multipart)", "/1m.bin", 0)
+        },
+        Cell {
+            accept_encoding: Some("gzip"),
+            expect: Expect::Sidecar {
+                sidecar: www.join("log.txt.gz"),
+            },
+            ..cell(
+                "256 KiB text, gzip sidecar",
+                "/log.txt",
+                std::fs::metadata(www.join("log.txt.gz"))?.len(),
+            )
         },
     ];
     let v = veth.as_ref();
@@ -289,6 +356,8 @@ pub(crate) fn cell(name: &'static str, path: &'static str, body: u64) -> Cell {
         path,
         range: None,
         body,
+        accept_encoding: None,
+        expect: Expect::Plain,
     }
 }
 
@@ -371,6 +440,9 @@ pub(crate) fn start_ours(
     if cache {
         cmd.args(["--open-file-cache", OPEN_FILE_CACHE_SECS]);
     }
+    // As nginx's `gzip_static on` below: a sidecar is looked for only when the client accepts
+    // an encoding, so the other cells are unchanged.
+    cmd.arg("--precompressed");
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -437,7 +509,7 @@ pub(crate) fn start_nginx(
          pid {p}/nginx.pid;\nerror_log {p}/logs/error.log warn;\n\
          events {{ worker_connections 4096; }}\n\
          http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  tcp_nodelay on;\n  \
-         keepalive_timeout 65;\n  keepalive_requests 1000000;\n  {cache_conf}\n  \
+         keepalive_timeout 65;\n  keepalive_requests 1000000;\n  gzip_static on;\n  {cache_conf}\n  \
          types {{ application/octet-stream bin; }}\n  default_type application/octet-stream;\n  \
          client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n  \
          fastcgi_temp_path {p}/fastcgi;\n  uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n  \
@@ -545,6 +617,9 @@ pub(crate) fn measure(
     if let Some(r) = &c.range {
         cmd.args(["-H", &format!("Range: {r}")]);
     }
+    if let Some(e) = c.accept_encoding {
+        cmd.args(["-H", &format!("Accept-Encoding: {e}")]);
+    }
     cmd.arg(url).stdout(Stdio::piped()).stderr(Stdio::piped());
     let cpu0 = cpu_seconds(&s.pids);
     let mut child = cmd.spawn()?;
@@ -616,11 +691,14 @@ pub(crate) fn parse_wrk(text: &str) -> Option<WrkResult> {
 pub(crate) fn check(addr: SocketAddr, c: &Cell) -> io::Result<()> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let range = c
+    let mut range = c
         .range
         .as_ref()
         .map(|r| format!("Range: {r}\r\n"))
         .unwrap_or_default();
+    if let Some(e) = c.accept_encoding {
+        range += &format!("Accept-Encoding: {e}\r\n");
+    }
     write!(
         s,
         "GET {} HTTP/1.1\r\nHost: bench\r\n{range}Connection: close\r\n\r\n",
@@ -639,12 +717,92 @@ pub(crate) fn check(addr: SocketAddr, c: &Cell) -> io::Result<()> {
             text.lines().next()
         )));
     }
-    let body = got.len() - head_end - 4;
+    let head = &text[..head_end];
+    let body_bytes = &got[head_end + 4..];
+    match &c.expect {
+        Expect::Plain => {}
+        Expect::Multipart { file, ranges } => {
+            return check_multipart(head, body_bytes, file, ranges);
+        }
+        Expect::Sidecar { sidecar } => {
+            if !head
+                .lines()
+                .any(|l| l.eq_ignore_ascii_case("content-encoding: gzip"))
+            {
+                return Err(io::Error::other(format!(
+                    "no Content-Encoding: gzip in {head:?}"
+                )));
+            }
+            if body_bytes != std::fs::read(sidecar)? {
+                return Err(io::Error::other("the body is not the gzip sidecar"));
+            }
+        }
+    }
+    let body = body_bytes.len();
     if body as u64 != c.body {
         return Err(io::Error::other(format!(
             "body of {body} bytes, expected {}",
             c.body
         )));
+    }
+    Ok(())
+}
+
+/// A `multipart/byteranges` answer: the boundary from `Content-Type`, then every part's
+/// `Content-Range` and bytes against `file`, in order, and nothing else.
+fn check_multipart(head: &str, body: &[u8], file: &Path, ranges: &[(u64, u64)]) -> io::Result<()> {
+    let bad = |what: String| Err(io::Error::other(format!("multipart: {what}")));
+    let Some(boundary) = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        if !name.eq_ignore_ascii_case("content-type") {
+            return None;
+        }
+        let value = value.trim();
+        value.starts_with("multipart/byteranges").then(|| {
+            value
+                .split_once("boundary=")
+                .map(|(_, b)| b.trim_matches('"').to_string())
+        })?
+    }) else {
+        return bad(format!("no multipart/byteranges Content-Type in {head:?}"));
+    };
+    let data = std::fs::read(file)?;
+    let delimiter = format!("--{boundary}");
+    let text = body;
+    let mut at = 0;
+    let find = |from: usize, needle: &[u8]| {
+        text[from..]
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|p| p + from)
+    };
+    for &(offset, len) in ranges {
+        let Some(d) = find(at, delimiter.as_bytes()) else {
+            return bad(format!("part {offset}+{len} missing"));
+        };
+        let Some(h_end) = find(d, b"\r\n\r\n") else {
+            return bad("a part without headers".into());
+        };
+        let headers = String::from_utf8_lossy(&text[d..h_end]).to_ascii_lowercase();
+        let want = format!(
+            "content-range: bytes {offset}-{}/{}",
+            offset + len - 1,
+            data.len()
+        );
+        if !headers.contains(&want) {
+            return bad(format!("{want:?} not in {headers:?}"));
+        }
+        let start = h_end + 4;
+        let end = start + usize::try_from(len).unwrap_or(usize::MAX);
+        let want_bytes = &data[offset as usize..(offset + len) as usize];
+        if text.get(start..end) != Some(want_bytes) {
+            return bad(format!("the bytes of part {offset}+{len} differ"));
+        }
+        at = end;
+    }
+    let closing = format!("\r\n--{boundary}--");
+    if find(at, closing.as_bytes()) != Some(at) {
+        return bad("no closing delimiter right after the last part".into());
     }
     Ok(())
 }
