@@ -442,6 +442,25 @@ fn slowloris_gets_408_and_a_close() {
     assert_eq!(c.response(false).status, 200);
 }
 
+/// The idle deadline counts from the previous response: requests 0.6 s apart keep a
+/// connection with a 1 s idle timeout open well past its first deadline (the connection's
+/// one timer, set for that deadline, fires and is set again); then idleness closes it.
+#[test]
+fn idle_deadline_moves_with_each_response() {
+    let s = site();
+    let srv = Server::start(&s.root, &["--idle-timeout", "1"]);
+    let mut c = Raw::connect(srv.addr);
+    let start = std::time::Instant::now();
+    for _ in 0..4 {
+        c.send(b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(c.response(false).status, 200);
+        std::thread::sleep(Duration::from_millis(600));
+    }
+    assert!(start.elapsed() > Duration::from_millis(2000));
+    // Idle for the timeout: closed silently.
+    assert!(c.closed());
+}
+
 #[test]
 fn aborted_download_leaves_no_descriptor_open() {
     let s = site();
