@@ -563,6 +563,40 @@ fn sigterm_stops_gracefully() {
     assert!(c.closed());
 }
 
+/// `--threads 1` (one thread accepts and serves everything): concurrent keep-alive
+/// connections are all answered byte for byte, a partial head still gets its 408, and
+/// SIGTERM stops it gracefully.
+#[test]
+fn one_thread_serves_concurrent_connections_and_stops() {
+    let s = site();
+    let srv = Server::start(&s.root, &["--threads", "1", "--idle-timeout", "2"]);
+    let addr = srv.addr;
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = Raw::connect(addr);
+                for _ in 0..50 {
+                    c.send(b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+                    let r = c.response(false);
+                    assert_eq!((r.status, &r.body[..]), (200, &b"hello, world\n"[..]));
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    let mut slow = Raw::connect(srv.addr);
+    slow.send(b"GET /small.txt HT");
+    assert_eq!(slow.response(false).status, 408);
+    let mut idle = Raw::connect(srv.addr);
+    idle.send(b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(idle.response(false).status, 200);
+    let status = srv.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(idle.closed());
+}
+
 #[test]
 fn missing_directory_is_an_input_error() {
     let out = run(Command::new(env!("CARGO_BIN_EXE_sendpackets")).args([
