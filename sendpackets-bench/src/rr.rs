@@ -51,7 +51,8 @@ pub(crate) struct Args {
     /// Contenders, comma-separated (default: all but the epoll responder's mem, cork and more,
     /// which the limit server covers): limit-mem, limit-more, limit-cork, mem, cork, more,
     /// copy, splice, lib, serve, nginx, sws; and serve-old, `sendpackets serve` of an older
-    /// build named by SENDPACKETS_OLD_BIN (before and after a change, side by side).
+    /// build named by SENDPACKETS_OLD_BIN (before and after a change, side by side);
+    /// serve-ofc and serve-old-ofc, the same two with `--open-file-cache` (no open per request).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Seconds per wrk run (default 3, quick 1).
@@ -86,6 +87,8 @@ fn title(key: &str) -> &'static str {
         "lib" => "library's choice",
         "serve" => "sendpackets serve",
         "serve-old" => "serve, older build",
+        "serve-ofc" => "serve --open-file-cache",
+        "serve-old-ofc" => "older build --open-file-cache",
         "nginx" => "nginx",
         "sws" => "static-web-server",
         _ => "?",
@@ -219,12 +222,12 @@ fn body(
     } else {
         None
     };
-    let serve_bin = if keys.contains(&"serve") {
+    let serve_bin = if keys.iter().any(|k| matches!(*k, "serve" | "serve-ofc")) {
         match serve_nginx::serve_binary() {
             Ok(p) => Some(p),
             Err(e) => {
                 notes.push(format!("sendpackets serve left out: {e}"));
-                keys.retain(|k| *k != "serve");
+                keys.retain(|k| !matches!(*k, "serve" | "serve-ofc"));
                 None
             }
         }
@@ -279,15 +282,15 @@ fn body(
             "mem" | "cork" | "more" | "copy" | "splice" | "lib" => {
                 Servers::One(start_rr(v, &me, k, &www)?)
             }
-            "serve" => Servers::One(serve_nginx::start_ours(
+            "serve" | "serve-ofc" => Servers::One(serve_nginx::start_ours(
                 serve_bin.as_ref().expect("found above"),
                 &www,
                 ip,
                 1,
-                false,
+                k == "serve-ofc",
                 Some(v),
             )?),
-            "serve-old" => {
+            "serve-old" | "serve-old-ofc" => {
                 let bin = std::env::var_os("SENDPACKETS_OLD_BIN").ok_or_else(|| {
                     io::Error::other("serve-old needs SENDPACKETS_OLD_BIN (an older build)")
                 })?;
@@ -296,7 +299,7 @@ fn body(
                     &www,
                     ip,
                     1,
-                    false,
+                    k == "serve-old-ofc",
                     Some(v),
                 )?)
             }

@@ -442,6 +442,25 @@ fn slowloris_gets_408_and_a_close() {
     assert_eq!(c.response(false).status, 200);
 }
 
+/// The idle deadline counts from the previous response: requests 0.6 s apart keep a
+/// connection with a 1 s idle timeout open well past its first deadline (the connection's
+/// one timer, set for that deadline, fires and is set again); then idleness closes it.
+#[test]
+fn idle_deadline_moves_with_each_response() {
+    let s = site();
+    let srv = Server::start(&s.root, &["--idle-timeout", "1"]);
+    let mut c = Raw::connect(srv.addr);
+    let start = std::time::Instant::now();
+    for _ in 0..4 {
+        c.send(b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(c.response(false).status, 200);
+        std::thread::sleep(Duration::from_millis(600));
+    }
+    assert!(start.elapsed() > Duration::from_millis(2000));
+    // Idle for the timeout: closed silently.
+    assert!(c.closed());
+}
+
 #[test]
 fn aborted_download_leaves_no_descriptor_open() {
     let s = site();
@@ -542,6 +561,40 @@ fn sigterm_stops_gracefully() {
     let status = srv.terminate();
     assert!(status.success(), "{status:?}");
     assert!(c.closed());
+}
+
+/// `--threads 1` (one thread accepts and serves everything): concurrent keep-alive
+/// connections are all answered byte for byte, a partial head still gets its 408, and
+/// SIGTERM stops it gracefully.
+#[test]
+fn one_thread_serves_concurrent_connections_and_stops() {
+    let s = site();
+    let srv = Server::start(&s.root, &["--threads", "1", "--idle-timeout", "2"]);
+    let addr = srv.addr;
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = Raw::connect(addr);
+                for _ in 0..50 {
+                    c.send(b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+                    let r = c.response(false);
+                    assert_eq!((r.status, &r.body[..]), (200, &b"hello, world\n"[..]));
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    let mut slow = Raw::connect(srv.addr);
+    slow.send(b"GET /small.txt HT");
+    assert_eq!(slow.response(false).status, 408);
+    let mut idle = Raw::connect(srv.addr);
+    idle.send(b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(idle.response(false).status, 200);
+    let status = srv.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(idle.closed());
 }
 
 #[test]

@@ -77,7 +77,8 @@ pub(crate) struct ServeArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub(crate) listen: SocketAddr,
-    /// Runtime worker threads (default: one per CPU).
+    /// Runtime worker threads (default: one per CPU). With 1, one thread accepts and serves
+    /// every connection.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub(crate) threads: Option<u16>,
     /// Most connections at once; beyond it the server stops accepting until one closes.

@@ -62,11 +62,18 @@ pub(crate) fn run(args: &ServeArgs) -> Code {
         || std::thread::available_parallelism().map_or(1, usize::from),
         usize::from,
     );
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
-    {
+    // One thread: a current-thread runtime, where the accepting loop and the connections share
+    // the thread and a wake-up is a push on a local queue. A multi-thread runtime with one
+    // worker would add a second thread for the accepting loop and the work-stealing
+    // scheduler's bookkeeping to every wake-up.
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

@@ -30,7 +30,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `sendpackets serve DIR --listen 127.0.0.1:0 ARGS...`, waits for its address.
+    /// Starts `sendpackets serve DIR --listen 127.0.0.1:0 --threads 2 ARGS...` (`--threads 2`
+    /// unless ARGS name `--threads`), waits for its address.
     pub fn start(dir: &Path, args: &[&str]) -> Server {
         Server::start_with(dir, args, |_| {})
     }
@@ -38,10 +39,11 @@ impl Server {
     /// [`start`](Self::start), with `prepare` applied to the command before it is spawned.
     pub fn start_with(dir: &Path, args: &[&str], prepare: impl FnOnce(&mut Command)) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sendpackets"));
-        cmd.arg("serve")
-            .arg(dir)
-            .args(["--listen", "127.0.0.1:0", "--threads", "2"])
-            .args(args);
+        cmd.arg("serve").arg(dir).args(["--listen", "127.0.0.1:0"]);
+        if !args.contains(&"--threads") {
+            cmd.args(["--threads", "2"]);
+        }
+        cmd.args(args);
         prepare(&mut cmd);
         let mut child = cmd
             .stdin(Stdio::null())
