@@ -582,6 +582,68 @@ fn open_file_cache_serves_the_opened_file_for_its_validity() {
     assert_eq!(get(&srv).body, b"in place\n");
 }
 
+/// S2: with `--open-file-cache`, a file truncated in place (same inode, shorter) is answered
+/// with its new bytes and length, by curl, and the access log says what went out; never an
+/// empty reply under a `Content-Length` the file no longer has.
+#[test]
+fn open_file_cache_sees_a_file_truncated_in_place() {
+    if !have_curl() {
+        return;
+    }
+    let s = site();
+    let srv = Server::start(&s.root, &["--open-file-cache", "600", "--log"]);
+    let url = srv.url("small.txt");
+    let fetch = || {
+        let dir = tempfile::tempdir().unwrap();
+        let body = dir.path().join("body");
+        let out = run(Command::new("curl").args([
+            "-sS",
+            "--max-time",
+            "30",
+            "-D",
+            "-",
+            "-o",
+            body.to_str().unwrap(),
+            &url,
+        ]));
+        let head = String::from_utf8_lossy(&out.stdout).into_owned();
+        let body = std::fs::read(&body).unwrap_or_default();
+        (
+            out.status.code(),
+            head,
+            body,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, body, _) = fetch();
+    assert_eq!((code, body.as_slice()), (Some(0), &b"hello, world\n"[..]));
+    let mut log = Vec::new();
+    assert!(wait_for(Duration::from_secs(10), || {
+        log.extend(srv.log_lines());
+        !log.is_empty()
+    }));
+    // Truncated and rewritten in place: the same inode, 6 bytes instead of 13.
+    std::fs::write(s.root.join("small.txt"), "short\n").unwrap();
+    for round in 0..3 {
+        let (code, head, body, err) = fetch();
+        assert_eq!(code, Some(0), "round {round}: curl failed: {err}\n{head}");
+        assert!(head.starts_with("HTTP/1.1 200 "), "round {round}: {head}");
+        assert!(
+            head.to_ascii_lowercase().contains("content-length: 6\r\n"),
+            "round {round}: {head}"
+        );
+        assert_eq!(body, b"short\n", "round {round}");
+    }
+    // Each of those requests is logged as 200 with its 6 bytes.
+    assert!(wait_for(Duration::from_secs(10), || {
+        log.extend(srv.log_lines());
+        log.len() >= 4
+    }));
+    for l in &log[1..] {
+        assert!(l.contains("\"GET /small.txt HTTP/1.1\" 200 6 "), "{l}");
+    }
+}
+
 #[test]
 fn large_responses_and_ranges_of_them() {
     let s = site();
