@@ -556,8 +556,11 @@ fn missing_directory_is_an_input_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot serve"));
 }
 
+/// With `--open-file-cache`, a file renamed over, changed in place or deleted is seen at once,
+/// within the validity period: every hit `fstat`s the open descriptor (nginx's cache, which
+/// trusts an entry for its whole validity, would keep serving the old file).
 #[test]
-fn open_file_cache_serves_the_opened_file_for_its_validity() {
+fn open_file_cache_sees_a_file_replaced_at_once() {
     let s = site();
     let srv = Server::start(&s.root, &["--open-file-cache", "600"]);
     let get = |srv: &Server| {
@@ -567,19 +570,31 @@ fn open_file_cache_serves_the_opened_file_for_its_validity() {
     };
     let first = get(&srv);
     assert_eq!(first.body, b"hello, world\n");
-    // Replaced on disk: within the validity period the opened file (and its validators) stay.
+    assert_eq!(get(&srv).header("etag"), first.header("etag"));
+    // Renamed over: the new file and its validators at once.
     let tmp = s.root.join("small.txt.new");
     std::fs::write(&tmp, "replaced, longer\n").unwrap();
     std::fs::rename(&tmp, s.root.join("small.txt")).unwrap();
-    let cached = get(&srv);
-    assert_eq!(cached.body, b"hello, world\n");
-    assert_eq!(cached.header("etag"), first.header("etag"));
+    let replaced = get(&srv);
+    assert_eq!(replaced.body, b"replaced, longer\n");
+    assert_ne!(replaced.header("etag"), first.header("etag"));
+    // Written in place (same inode): the new bytes.
+    std::fs::write(s.root.join("small.txt"), "written\n").unwrap();
+    assert_eq!(get(&srv).body, b"written\n");
+    // Deleted: 404 at once; created again: served at once (failures are not cached).
+    std::fs::remove_file(s.root.join("small.txt")).unwrap();
+    assert_eq!(get(&srv).status, 404);
+    std::fs::write(s.root.join("small.txt"), "back\n").unwrap();
+    assert_eq!(get(&srv).body, b"back\n");
     drop(srv);
-    // Without the cache every request opens the file, and sees a change made in place.
+    // Without the cache every request looks the path up again, and sees the same.
     let srv = Server::start(&s.root, &[]);
-    assert_eq!(get(&srv).body, b"replaced, longer\n");
+    assert_eq!(get(&srv).body, b"back\n");
     std::fs::write(s.root.join("small.txt"), "in place\n").unwrap();
     assert_eq!(get(&srv).body, b"in place\n");
+    std::fs::write(&tmp, "renamed over\n").unwrap();
+    std::fs::rename(&tmp, s.root.join("small.txt")).unwrap();
+    assert_eq!(get(&srv).body, b"renamed over\n");
 }
 
 /// S2: with `--open-file-cache`, a file truncated in place (same inode, shorter) is answered
