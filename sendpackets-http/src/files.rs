@@ -33,9 +33,10 @@ use crate::response::{Head, Response, Status};
 /// and is typically set to 1,000–10,000).
 const CACHE_MAX: usize = 4096;
 
-/// How often [`Files::sweep`] empties the open-file cache: a deleted file's descriptor (and
-/// its space on disk) is let go within this long even if the path is never asked for again.
-const SWEEP_EVERY: Duration = Duration::from_secs(10);
+/// A file of the open-file cache not asked for this long is let go by [`Files::sweep`] (so a
+/// deleted file's descriptor, and its space on disk, is let go within two of these after its
+/// last request).
+const UNUSED: Duration = Duration::from_secs(10);
 
 /// A directory served read-only over HTTP: opened once, then [`respond`](Files::respond)
 /// answers one request at a time with a [`Response`] (an element list to send).
@@ -380,14 +381,16 @@ impl Files {
 
     /// How often [`sweep`](Self::sweep) should run.
     pub fn sweep_interval(&self) -> Duration {
-        SWEEP_EVERY
+        UNUSED
     }
 
-    /// Lets go of the open-file cache's files, as [`shed`](Self::shed) does, so that the
-    /// descriptor of a file deleted or no longer asked for (and a deleted file's space) is
-    /// not kept: files still asked for are opened again at their next request.
+    /// Lets go of the open-file cache's files not asked for during the last
+    /// [`sweep_interval`](Self::sweep_interval), so that the descriptor of a file deleted or
+    /// no longer asked for (and a deleted file's space) is not kept.
     pub fn sweep(&self) {
-        self.shed();
+        if let Some(cache) = self.cache.get() {
+            cache.forget_unused(UNUSED);
+        }
     }
 
     /// The response to one request: `GET` and `HEAD` of files beneath the directory,
@@ -842,8 +845,9 @@ mod tests {
             files.shed();
             assert_eq!(held(&files), 0);
             assert_eq!(get(&files, "/f5").body_len(), 1);
-            files.sweep();
-            assert_eq!(held(&files), 0);
+            assert_eq!(get(&files, "/f4").body_len(), 1);
+            files.sweep(); // f4 and f5 were asked for just now
+            assert_eq!(held(&files), 2);
         }
     }
 
