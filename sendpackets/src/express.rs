@@ -23,7 +23,7 @@ use crate::element::{Element, Payload};
 use crate::error::{ErrorKind, SendError};
 use crate::options::{Engine, FileIo, SendOptions, TransmitFlags};
 use crate::report::KernelCalls;
-use crate::resolve::handle_regular;
+use crate::resolve::{self, handle_regular};
 use crate::sys;
 use crate::transfer::Kernel;
 use crate::tuning;
@@ -205,8 +205,9 @@ fn fill(
             }
             Payload::Path { path, range } => {
                 let len = range.len.unwrap_or(0) as usize;
-                let ok = k.open_read(path).is_ok_and(|fd| {
-                    k.fstat(fd.as_fd()).is_ok_and(|st| st.regular)
+                // Any failure (out of descriptors included) leaves it to the checks to explain.
+                let ok = resolve::open_path(k, path, || {}).is_ok_and(|(fd, st)| {
+                    st.regular
                         && read_exact(k, fd.as_fd(), &mut buf[at..at + len], range.offset, calls)
                 });
                 at += len;

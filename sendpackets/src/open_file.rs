@@ -12,6 +12,7 @@ use crate::element::{Element, FileHandle, FileRange};
 use crate::error::{ErrorKind, SendError};
 use crate::resolve;
 use crate::sys::{self, FileStat};
+use crate::transfer::SysKernel;
 
 /// A regular file opened and checked once — readable, a regular file, its length known — to be
 /// sent many times: the length for a `Content-Length` header, then any number of ranges.
@@ -84,8 +85,13 @@ impl OpenFile {
         if path.as_os_str().is_empty() {
             return Err(SendError::new(ErrorKind::EmptyPath).with_path(Some(path)));
         }
-        let fd = sys::open_read(path).map_err(|e| resolve::open_error(e, 0, path).unindexed())?;
-        OpenFile::checked(fd, Some(path))
+        let (fd, stat) = resolve::open_path(&mut SysKernel, path, || {}).map_err(|e| match e {
+            resolve::Opening::Open(e) => resolve::open_error(e, 0, path).unindexed(),
+            resolve::Opening::Stat(e) => SendError::new(ErrorKind::FileOpen)
+                .with_path(Some(path))
+                .with_source(e),
+        })?;
+        OpenFile::checked(fd, stat, Some(path))
     }
 
     /// Opens `relative` for reading strictly beneath the directory `dir`, and checks it as
@@ -118,7 +124,7 @@ impl OpenFile {
         let relative = relative.as_ref();
         let fd = sys::open_beneath(dir.as_fd(), relative, false)
             .map_err(|e| beneath_error(e, relative))?;
-        OpenFile::checked(fd, Some(relative))
+        OpenFile::stat_and_check(fd, Some(relative))
     }
 
     /// Takes an open descriptor and checks it as [`open`](Self::open) does (readable, a
@@ -153,19 +159,25 @@ impl OpenFile {
             }
             Err(e) => return Err(SendError::new(ErrorKind::FileOpen).with_source(e)),
         }
-        OpenFile::checked(fd, None)
+        OpenFile::stat_and_check(fd, None)
     }
 
-    /// The checks every way of opening shares: `fstat`, a regular file, not a pseudo file.
-    fn checked(fd: OwnedFd, path: Option<&Path>) -> Result<OpenFile, SendError> {
+    /// `fstat`, then [`checked`](Self::checked).
+    fn stat_and_check(fd: OwnedFd, path: Option<&Path>) -> Result<OpenFile, SendError> {
+        let stat = sys::fstat(fd.as_fd()).map_err(|e| {
+            SendError::new(ErrorKind::FileOpen)
+                .with_path(path)
+                .with_source(e)
+        })?;
+        OpenFile::checked(fd, stat, path)
+    }
+
+    /// The checks every way of opening shares: a regular file ([`resolve::check_stat`], as a
+    /// send's), and not a pseudo file (a send would snapshot one; an `OpenFile` is for sending
+    /// many times, so it refuses one).
+    fn checked(fd: OwnedFd, stat: FileStat, path: Option<&Path>) -> Result<OpenFile, SendError> {
         let named = |kind: ErrorKind| SendError::new(kind).with_path(path);
-        let stat = sys::fstat(fd.as_fd()).map_err(|e| named(ErrorKind::FileOpen).with_source(e))?;
-        if stat.directory {
-            return Err(named(ErrorKind::IsADirectory));
-        }
-        if !stat.regular {
-            return Err(named(ErrorKind::NotARegularFile));
-        }
+        resolve::check_stat(&stat, 0, path).map_err(SendError::unindexed)?;
         if stat.no_blocks && sys::on_pseudo_fs(fd.as_fd()).unwrap_or(false) {
             return Err(named(ErrorKind::NotARegularFile)
                 .with_detail("a pseudo file (procfs, sysfs): its length is made up".into()));
@@ -234,11 +246,6 @@ impl OpenFile {
     /// [`open_beneath`](Self::open_beneath)); `None` for [`from_fd`](Self::from_fd).
     pub fn path(&self) -> Option<&Path> {
         self.inner.path.as_deref()
-    }
-
-    /// The shared open file.
-    pub fn handle(&self) -> &FileHandle {
-        &self.inner.handle
     }
 
     /// An element sending `range` of the file (`..` for all of it; see [`FileRange`]). The

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use crate::element::{Element, FileHandle, FileRange, Payload};
 use crate::error::{ErrorKind, SendError};
 use crate::sys::{self, FileStat};
+use crate::transfer::{Kernel, SysKernel};
 use crate::tuning;
 
 /// One non-empty (or end-of-packet) element, resolved.
@@ -85,6 +86,37 @@ pub(crate) fn open_budget() -> usize {
         as usize
 }
 
+/// Why [`open_path`] failed: the `open` (classify it with [`open_error`]) or the `fstat` of
+/// the descriptor it opened.
+#[derive(Debug)]
+pub(crate) enum Opening {
+    Open(io::Error),
+    Stat(io::Error),
+}
+
+/// Opens the file at `path` for reading and asks what it is (`fstat`): the one way the library
+/// opens a file by path (the checks, the express path, a reopen during a send, `OpenFile`).
+/// Out of descriptors (`EMFILE`, `ENFILE`), `shed` lets go of the caller's spare ones and the
+/// open is tried once more. What the caller then requires of the file differs (the checks take a
+/// pseudo file as a snapshot, `OpenFile` refuses it, a reopen must find the same file), and
+/// [`check_stat`] is the part they share.
+pub(crate) fn open_path(
+    k: &mut impl Kernel,
+    path: &Path,
+    shed: impl FnOnce(),
+) -> Result<(OwnedFd, FileStat), Opening> {
+    let fd = match k.open_read(path) {
+        Err(e) if sys::is_out_of_descriptors(&e) => {
+            shed();
+            k.open_read(path)
+        }
+        r => r,
+    }
+    .map_err(Opening::Open)?;
+    let stat = k.fstat(fd.as_fd()).map_err(Opening::Stat)?;
+    Ok((fd, stat))
+}
+
 fn file_error(kind: ErrorKind, element: usize, path: Option<&Path>) -> SendError {
     SendError::new(kind).element_index(element).with_path(path)
 }
@@ -111,7 +143,12 @@ pub(crate) fn open_error(err: io::Error, element: usize, path: &Path) -> SendErr
     file_error(kind, element, Some(path)).with_source(err)
 }
 
-fn check_stat(stat: &FileStat, element: usize, path: Option<&Path>) -> Result<(), SendError> {
+/// What every file sent must be: not a directory, a regular file.
+pub(crate) fn check_stat(
+    stat: &FileStat,
+    element: usize,
+    path: Option<&Path>,
+) -> Result<(), SendError> {
     if stat.directory {
         return Err(file_error(ErrorKind::IsADirectory, element, path));
     }
@@ -170,21 +207,6 @@ struct Resolver {
 }
 
 impl Resolver {
-    /// Opens `path`; on `EMFILE`/`ENFILE` closes the descriptors kept so far and tries once more.
-    fn open(&mut self, path: &Path, element: usize) -> Result<OwnedFd, SendError> {
-        match sys::open_read(path) {
-            Ok(fd) => Ok(fd),
-            Err(e) if sys::is_out_of_descriptors(&e) => {
-                for f in &mut self.files {
-                    f.fd = None;
-                }
-                self.kept_open = 0;
-                sys::open_read(path).map_err(|e| open_error(e, element, path))
-            }
-            Err(e) => Err(open_error(e, element, path)),
-        }
-    }
-
     fn check_path(&mut self, path: &Path, element: usize) -> Result<Checked, SendError> {
         if let Some(&slot) = self.by_path.get(path) {
             return Ok(Checked {
@@ -195,9 +217,19 @@ impl Resolver {
         if path.as_os_str().is_empty() {
             return Err(file_error(ErrorKind::EmptyPath, element, Some(path)));
         }
-        let fd = self.open(path, element)?;
-        let stat = sys::fstat(fd.as_fd())
-            .map_err(|e| file_error(ErrorKind::FileOpen, element, Some(path)).with_source(e))?;
+        // Out of descriptors: close the ones kept so far and try once more.
+        let files = &mut self.files;
+        let kept_open = &mut self.kept_open;
+        let shed = || {
+            for f in files.iter_mut() {
+                f.fd = None;
+            }
+            *kept_open = 0;
+        };
+        let (fd, stat) = open_path(&mut SysKernel, path, shed).map_err(|e| match e {
+            Opening::Open(e) => open_error(e, element, path),
+            Opening::Stat(e) => file_error(ErrorKind::FileOpen, element, Some(path)).with_source(e),
+        })?;
         check_stat(&stat, element, Some(path))?;
         let snapshot = self.snapshot_if_pseudo(fd.as_fd(), &stat, element, Some(path))?;
         let budget = *self.budget.get_or_insert_with(open_budget);

@@ -697,7 +697,11 @@ struct How {
     via: Via,
     /// The completion API's runtime: multi-thread (else current-thread).
     multi: bool,
-    opts: SendOptions,
+    /// The options, as chosen (the library's `SendOptions` keeps its fields to itself).
+    engine: Engine,
+    file_io: FileIo,
+    send_size: Option<usize>,
+    disconnect: bool,
     /// Observed: `SendOptions::observe` with a progress handle.
     observe: bool,
     /// Async fronts: drop the send future after this long.
@@ -709,12 +713,25 @@ impl How {
         How {
             via,
             multi: rng.chance(50),
-            opts: SendOptions::new()
-                .engine(rng.pick(&ENGINES))
-                .file_io(rng.pick(&FILE_IOS)),
+            engine: rng.pick(&ENGINES),
+            file_io: rng.pick(&FILE_IOS),
+            send_size: None,
+            disconnect: false,
             observe: rng.chance(50),
             cancel: None,
         }
+    }
+
+    /// The options of the send.
+    fn opts(&self) -> SendOptions {
+        let mut o = SendOptions::new().engine(self.engine).file_io(self.file_io);
+        if let Some(n) = self.send_size {
+            o = o.send_size(n);
+        }
+        if self.disconnect {
+            o = o.flags(TransmitFlags::DISCONNECT);
+        }
+        o
     }
 
     fn describe(&self) -> String {
@@ -726,11 +743,11 @@ impl How {
                 " (current-thread)"
             };
         }
-        s += &format!(" {:?} {:?}", self.opts.engine, self.opts.file_io);
-        if let Some(n) = self.opts.send_size {
+        s += &format!(" {:?} {:?}", self.engine, self.file_io);
+        if let Some(n) = self.send_size {
             s += &format!(" send_size {n}");
         }
-        if self.opts.flags.contains(TransmitFlags::DISCONNECT) {
+        if self.disconnect {
             s += " DISCONNECT";
         }
         if self.observe {
@@ -793,7 +810,7 @@ impl Failure {
             progress: e.progress(),
             text: e.to_string(),
             thrown,
-            rest: e.remaining(list),
+            rest: e.progress().remaining(list),
         }
     }
 }
@@ -867,7 +884,7 @@ fn send_through(
     if let (Some(w), Some(h)) = (watch, &handle) {
         w.offer(h);
     }
-    let opts = &how.opts;
+    let opts = &how.opts();
     match how.via {
         Via::Blocking => {
             let r = match &handle {
@@ -877,15 +894,15 @@ fn send_through(
             Attempt::finished(r, list, handle.as_ref())
         }
         Via::Connection => {
-            // `let mut conn` once `Connection::send_with` takes `&mut self`.
             let mut conn = match sendpackets::Connection::new(sock) {
                 Ok(c) => c,
                 Err(e) => return Attempt::finished(Err(e), list, handle.as_ref()),
             };
-            let r = match &handle {
-                Some(h) => conn.send_with(list, &opts.clone().observe(h)),
-                None => conn.send_with(list, opts),
-            };
+            conn.set_options(match &handle {
+                Some(h) => opts.clone().observe(h),
+                None => opts.clone(),
+            });
+            let r = conn.send(list);
             Attempt::finished(r, list, handle.as_ref())
         }
         #[cfg(feature = "tokio")]
@@ -921,7 +938,7 @@ mod asynch {
         list: &[Element],
         handle: Option<&ProgressHandle>,
     ) -> Attempt {
-        let opts = &how.opts;
+        let opts = &how.opts();
         let flavour = if how.via == Via::CurrentThread {
             util::Front::CurrentThread
         } else {
@@ -966,7 +983,7 @@ mod asynch {
         list: &[Element],
         watch: Option<&Watch>,
     ) -> Attempt {
-        let opts = &how.opts;
+        let opts = &how.opts();
         let flavour = if how.multi {
             util::Front::MultiThread
         } else {
@@ -1727,10 +1744,10 @@ fn random_case(index: u64, pool: &Pool, log: &CaseLog, stats: &mut Stats) {
     let mut how = How::random(&mut rng, via);
     if rng.chance(12) {
         let min = if m.bytes.len() > 256 << 10 { 4096 } else { 1 };
-        how.opts = how.opts.send_size(rng.between(min, 65_536) as usize);
+        how.send_size = Some(rng.between(min, 65_536) as usize);
     }
     if peer == Peer::ReadAll && !sock.datagram() && rng.chance(20) {
-        how.opts = how.opts.flags(TransmitFlags::DISCONNECT);
+        how.disconnect = true;
     }
     if peer == Peer::Cancel {
         how.cancel = Some(rng.duration_ms(0, 30));
@@ -2130,7 +2147,7 @@ fn warm_up(pool: &Pool) {
     for &via in VIAS {
         for file_io in FILE_IOS {
             let mut how = How::random(&mut Rng::for_case("warm", 0), via);
-            how.opts = how.opts.file_io(file_io);
+            how.file_io = file_io;
             let (a, _) = send_to_fresh_stream(Sock::Unix, &how, &list);
             assert!(
                 matches!(a.outcome, Outcome::Sent(_)),
@@ -2318,7 +2335,7 @@ impl ChurnFiles {
             let len = self.lens[i];
             let o = rng.upto(len);
             let range = match rng.below(10) {
-                0..=4 => FileRange::WHOLE,
+                0..=4 => FileRange::from(..),
                 5..=6 => FileRange::from_dotnet_count_or_to_end(o, 0),
                 _ => FileRange::from(o..o + rng.upto(len - o)),
             };
@@ -2390,7 +2407,7 @@ fn churn_during_case(index: u64, log: &CaseLog, stats: &mut Stats) {
     // moment, files are cut only when no `sendfile` can be in flight.
     let async_front = !matches!(via, Via::Blocking | Via::Connection);
     let no_late_reads =
-        how.opts.engine == Engine::Portable || (async_front && how.opts.file_io == FileIo::Offload);
+        how.engine == Engine::Portable || (async_front && how.file_io == FileIo::Offload);
     if anywhere && !no_late_reads {
         for (i, c) in &mut victims {
             if let Churn::Truncate(_) = c {
@@ -2796,10 +2813,10 @@ fn descriptor_shortage_mid_send() {
                 sendpackets::send_with(sock, &list, &opts)
             }
             Via::Connection => {
-                // `let mut conn` once `Connection::send_with` takes `&mut self`.
                 let mut conn = sendpackets::Connection::new(sock).unwrap();
+                conn.set_options(opts.clone());
                 let _squeeze = Squeeze::leave(2);
-                conn.send_with(&list, &opts)
+                conn.send(&list)
             }
             #[cfg(feature = "tokio")]
             _ => asynch::send_squeezed(via, sock, &list, &opts, 2),

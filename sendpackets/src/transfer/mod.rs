@@ -5,7 +5,7 @@
 //! socket is full, and never loses count of what the kernel accepted.
 
 use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,7 @@ use crate::error::{ErrorKind, SendError};
 use crate::options::{FileIo, SendOptions};
 use crate::plan::{self, Batch, Cursor, Learned, PlanSeg, Policy, SegKind, SocketShape, Wanted};
 use crate::report::{KernelCalls, Progress, SendReport};
-use crate::resolve::{Origin, Resolved, Source};
+use crate::resolve::{self, Origin, Resolved, Source};
 use crate::sys::{self, Message};
 use crate::tuning;
 
@@ -634,28 +634,22 @@ impl Transfer {
         if self.open_paths >= self.res.open_budget {
             self.close_other_files(slot);
         }
-        let opened = match k.open_read(&path) {
-            Err(e) if sys::is_out_of_descriptors(&e) => {
-                // Descriptors ran short (others of the process hold them): give back this
-                // send's other files and try once more.
-                self.close_other_files(slot);
-                k.open_read(&path)
-            }
-            r => r,
-        };
-        let fd = match opened {
-            Ok(fd) => fd,
-            Err(e) => {
+        // Descriptors running short (others of the process hold them): give back this send's
+        // other files and try once more.
+        let opened = resolve::open_path(k, &path, || self.close_other_files(slot));
+        let (fd, now) = match opened {
+            Ok(opened) => opened,
+            Err(resolve::Opening::Open(e)) => {
                 let kind = match e.raw_os_error() {
                     Some(libc::ENOENT | libc::ENOTDIR) => ErrorKind::FileChanged,
                     _ => ErrorKind::FileOpen,
                 };
                 return Err(self.fail(kind, Some(seg), Some(e)));
             }
+            Err(resolve::Opening::Stat(e)) => {
+                return Err(self.fail(ErrorKind::FileOpen, Some(seg), Some(e)));
+            }
         };
-        let now = k
-            .fstat(fd.as_fd())
-            .map_err(|e| self.fail(ErrorKind::FileOpen, Some(seg), Some(e)))?;
         if now.id != self.res.files[slot].stat.id {
             let err = self.fail(ErrorKind::FileChanged, Some(seg), None);
             return Err(match err {
