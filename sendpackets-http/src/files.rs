@@ -141,9 +141,9 @@ impl ServedFile {
         })
     }
 
-    /// The descriptor, shared.
-    pub(crate) fn handle(&self) -> &sendpackets::FileHandle {
-        self.file.handle()
+    /// An element sending bytes `range` of the file (through the shared descriptor).
+    pub(crate) fn element(&self, range: std::ops::Range<u64>) -> sendpackets::Element {
+        self.file.element(range)
     }
 }
 
