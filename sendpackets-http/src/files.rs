@@ -676,6 +676,7 @@ fn out_of_descriptors(e: &SendError) -> bool {
     matches!(errno(e.raw_os_error()), Some(Errno::MFILE | Errno::NFILE))
 }
 
+/// A raw OS error as rustix's `Errno`, to match on.
 fn errno(raw: Option<i32>) -> Option<Errno> {
     raw.map(Errno::from_raw_os_error)
 }
