@@ -609,8 +609,11 @@ fn missing_directory_is_an_input_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot serve"));
 }
 
+/// With `--open-file-cache`, a file renamed over, changed in place or deleted is seen at once,
+/// within the validity period: every hit `fstat`s the open descriptor (nginx's cache, which
+/// trusts an entry for its whole validity, would keep serving the old file).
 #[test]
-fn open_file_cache_serves_the_opened_file_for_its_validity() {
+fn open_file_cache_sees_a_file_replaced_at_once() {
     let s = site();
     let srv = Server::start(&s.root, &["--open-file-cache", "600"]);
     let get = |srv: &Server| {
@@ -620,19 +623,93 @@ fn open_file_cache_serves_the_opened_file_for_its_validity() {
     };
     let first = get(&srv);
     assert_eq!(first.body, b"hello, world\n");
-    // Replaced on disk: within the validity period the opened file (and its validators) stay.
+    assert_eq!(get(&srv).header("etag"), first.header("etag"));
+    // Renamed over: the new file and its validators at once.
     let tmp = s.root.join("small.txt.new");
     std::fs::write(&tmp, "replaced, longer\n").unwrap();
     std::fs::rename(&tmp, s.root.join("small.txt")).unwrap();
-    let cached = get(&srv);
-    assert_eq!(cached.body, b"hello, world\n");
-    assert_eq!(cached.header("etag"), first.header("etag"));
+    let replaced = get(&srv);
+    assert_eq!(replaced.body, b"replaced, longer\n");
+    assert_ne!(replaced.header("etag"), first.header("etag"));
+    // Written in place (same inode): the new bytes.
+    std::fs::write(s.root.join("small.txt"), "written\n").unwrap();
+    assert_eq!(get(&srv).body, b"written\n");
+    // Deleted: 404 at once; created again: served at once (failures are not cached).
+    std::fs::remove_file(s.root.join("small.txt")).unwrap();
+    assert_eq!(get(&srv).status, 404);
+    std::fs::write(s.root.join("small.txt"), "back\n").unwrap();
+    assert_eq!(get(&srv).body, b"back\n");
     drop(srv);
-    // Without the cache every request opens the file, and sees a change made in place.
+    // Without the cache every request looks the path up again, and sees the same.
     let srv = Server::start(&s.root, &[]);
-    assert_eq!(get(&srv).body, b"replaced, longer\n");
+    assert_eq!(get(&srv).body, b"back\n");
     std::fs::write(s.root.join("small.txt"), "in place\n").unwrap();
     assert_eq!(get(&srv).body, b"in place\n");
+    std::fs::write(&tmp, "renamed over\n").unwrap();
+    std::fs::rename(&tmp, s.root.join("small.txt")).unwrap();
+    assert_eq!(get(&srv).body, b"renamed over\n");
+}
+
+/// S2: with `--open-file-cache`, a file truncated in place (same inode, shorter) is answered
+/// with its new bytes and length, by curl, and the access log says what went out; never an
+/// empty reply under a `Content-Length` the file no longer has.
+#[test]
+fn open_file_cache_sees_a_file_truncated_in_place() {
+    if !have_curl() {
+        return;
+    }
+    let s = site();
+    let srv = Server::start(&s.root, &["--open-file-cache", "600", "--log"]);
+    let url = srv.url("small.txt");
+    let fetch = || {
+        let dir = tempfile::tempdir().unwrap();
+        let body = dir.path().join("body");
+        let out = run(Command::new("curl").args([
+            "-sS",
+            "--max-time",
+            "30",
+            "-D",
+            "-",
+            "-o",
+            body.to_str().unwrap(),
+            &url,
+        ]));
+        let head = String::from_utf8_lossy(&out.stdout).into_owned();
+        let body = std::fs::read(&body).unwrap_or_default();
+        (
+            out.status.code(),
+            head,
+            body,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, body, _) = fetch();
+    assert_eq!((code, body.as_slice()), (Some(0), &b"hello, world\n"[..]));
+    let mut log = Vec::new();
+    assert!(wait_for(Duration::from_secs(10), || {
+        log.extend(srv.log_lines());
+        !log.is_empty()
+    }));
+    // Truncated and rewritten in place: the same inode, 6 bytes instead of 13.
+    std::fs::write(s.root.join("small.txt"), "short\n").unwrap();
+    for round in 0..3 {
+        let (code, head, body, err) = fetch();
+        assert_eq!(code, Some(0), "round {round}: curl failed: {err}\n{head}");
+        assert!(head.starts_with("HTTP/1.1 200 "), "round {round}: {head}");
+        assert!(
+            head.to_ascii_lowercase().contains("content-length: 6\r\n"),
+            "round {round}: {head}"
+        );
+        assert_eq!(body, b"short\n", "round {round}");
+    }
+    // Each of those requests is logged as 200 with its 6 bytes.
+    assert!(wait_for(Duration::from_secs(10), || {
+        log.extend(srv.log_lines());
+        log.len() >= 4
+    }));
+    for l in &log[1..] {
+        assert!(l.contains("\"GET /small.txt HTTP/1.1\" 200 6 "), "{l}");
+    }
 }
 
 #[test]

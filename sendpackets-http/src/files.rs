@@ -1,24 +1,26 @@
 //! The one place the crate meets the file system: opening files beneath the served
 //! directory, and choosing the response to a request.
 //!
-//! Files are opened here with `openat2(RESOLVE_BENEATH)` relative to the served directory
-//! (or `openat` with [`Files::follow_symlinks`]), and the library is given `FileHandle`s.
-//! `sendpackets::FileCache::beneath` is not the open-file cache below, because the two promise
-//! different things: this one, as nginx's `open_file_cache`, trusts an entry for its whole
-//! validity (a file renamed over stays the one served until then; serve's tests hold it to
-//! that), caches directories too, and follows symlinks when asked; the library's checks the
-//! descriptor with `fstat` on every hit and reopens a file changed, deleted or renamed over.
+//! Every file (a precompressed sidecar too) is opened through the library's
+//! [`FileCache`]: [`FileCache::beneath`] the served directory (`openat2` with
+//! `RESOLVE_BENEATH`), or, with [`Files::follow_symlinks`], [`FileCache::new`] over the
+//! directory's absolute path joined with the request's checked relative path. The cache
+//! `fstat`s the open descriptor on every hit and opens anew a file changed in place (written,
+//! truncated), deleted or renamed over, so a response never starts from a length or
+//! validators the file no longer has; after the validity period (0 by default: every request)
+//! it also looks the path up again. Directories are not cached: the library refuses them, and
+//! they are opened here (to find `index.html`, to list them, or to redirect).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
-use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
-use sendpackets::FileHandle;
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+use sendpackets::{ErrorKind, FileCache, OpenFile, SendError};
 
 use crate::headers::{self, CacheControl, Cors, Encoding};
 use crate::path::{self, Refused};
@@ -26,17 +28,15 @@ use crate::range::{self, Precondition, RangeAnswer, Validators};
 use crate::request::{Method, RequestHead};
 use crate::response::{Head, Response, Status};
 
-/// Most paths the open-file cache holds; when full it is emptied (a bound, not a policy: the
-/// benchmark's working set is a handful of files; nginx's `open_file_cache max` has no
-/// default and is typically set to 1,000–10,000).
+/// Most files the open-file cache keeps open, whatever the descriptor share (a bound on the
+/// least-recently-used search when it is full; nginx's `open_file_cache max` has no default
+/// and is typically set to 1,000–10,000).
 const CACHE_MAX: usize = 4096;
 
-/// Most files [`Checked`] keeps.
-const CHECKED_MAX: usize = 1024;
-
-/// A checked file unused this long is let go by [`Files::sweep`] (so a deleted file's space
-/// is freed within two of these after its last request).
-const CHECKED_IDLE: Duration = Duration::from_secs(10);
+/// A file of the open-file cache not asked for this long is let go by [`Files::sweep`] (so a
+/// deleted file's descriptor, and its space on disk, is let go within two of these after its
+/// last request).
+const UNUSED: Duration = Duration::from_secs(10);
 
 /// A directory served read-only over HTTP: opened once, then [`respond`](Files::respond)
 /// answers one request at a time with a [`Response`] (an element list to send).
@@ -48,13 +48,16 @@ const CHECKED_IDLE: Duration = Duration::from_secs(10);
 /// [`follow_symlinks`](Files::follow_symlinks). Names starting with a dot are answered 404
 /// unless [`dotfiles`](Files::dotfiles).
 ///
-/// Every request opens and `fstat`s its file (unless [`open_file_cache`](Files::open_file_cache)
-/// is set); a file already opened in the same version (device, inode, length, times) is sent
-/// through the descriptor opened first, with its header values formatted once. Call
+/// Files are opened through the library's [`FileCache`], which keeps them open: a file asked
+/// for again is sent through the descriptor opened first when it is still the same, unchanged
+/// file. Every hit `fstat`s that descriptor, so a file changed in place, deleted or renamed
+/// over is opened anew at once; by default every request also looks its path up again (one
+/// `openat2` with `O_PATH` and an `fstat`), so a file created or replaced by any means is seen
+/// at once too ([`open_file_cache`](Files::open_file_cache) trusts the path for longer). Call
 /// [`sweep`](Files::sweep) every [`sweep_interval`](Files::sweep_interval) to let go of
-/// descriptors unused that long. Each table of open files holds at most
+/// descriptors of files no longer asked for. The cache holds at most
 /// [`max_open_files`](Files::max_open_files) descriptors; out of descriptors, an open lets go
-/// of the tables' files ([`shed`](Files::shed)) and tries once more, then the answer is 503
+/// of the cache's files ([`shed`](Files::shed)) and tries once more, then the answer is 503
 /// with `Retry-After`.
 ///
 /// # Examples
@@ -85,113 +88,32 @@ const CHECKED_IDLE: Duration = Duration::from_secs(10);
 /// ```
 #[derive(Debug)]
 pub struct Files {
+    /// The served directory (`O_PATH`): files are opened beneath it, directories through it.
     dir: OwnedFd,
+    /// Its absolute path, for [`follow_symlinks`](Files::follow_symlinks).
+    root: PathBuf,
     follow_symlinks: bool,
     dotfiles: bool,
     /// The path the directory is mounted at, without a trailing `/` (empty: `/`).
     prefix: String,
-    /// Most descriptors each table (the known files, the open-file cache) may hold.
+    /// Most descriptors the open-file cache may hold.
     max_files: usize,
-    cache: Option<FileCache>,
-    checked: Checked,
+    /// How long the cache trusts a path without looking it up again.
+    valid: Duration,
+    /// Made at the first request, from the settings above.
+    cache: OnceLock<FileCache>,
     cache_control: CacheControl,
     cors: Cors,
     precompressed: bool,
     list: bool,
 }
 
-/// Files already opened and checked, by identity (device, inode) and version (length,
-/// modification and change times). Every request still opens and `fstat`s its file; when the
-/// result is a file already known in the same version, the known one is sent instead (it is
-/// the same inode, unchanged), so the library does not check a fresh descriptor again and the
-/// header values are not formatted again. Not a cache of contents or names: a changed or
-/// replaced file is a new version at once.
-#[derive(Debug, Default)]
-struct Checked {
-    map: Mutex<HashMap<FileKey, CheckedFile>>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct FileKey {
-    dev: u64,
-    ino: u64,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Version {
-    len: u64,
-    mtime: (i64, u64),
-    ctime: (i64, u64),
-}
-
-#[derive(Debug)]
-struct CheckedFile {
-    file: Arc<ServedFile>,
-    version: Version,
-    used: Instant,
-}
-
-impl Checked {
-    fn get(
-        &self,
-        key: FileKey,
-        version: Version,
-        content_type: &str,
-        encoding: Option<Encoding>,
-    ) -> Option<Arc<ServedFile>> {
-        let mut map = self.map.lock().ok()?;
-        let e = map.get_mut(&key)?;
-        if e.version != version
-            || e.file.content_type != content_type
-            || e.file.encoding != encoding
-        {
-            return None;
-        }
-        e.used = Instant::now();
-        Some(e.file.clone())
-    }
-
-    /// Adds `file`, keeping at most `max` entries.
-    fn insert(&self, key: FileKey, version: Version, file: Arc<ServedFile>, max: usize) {
-        let Ok(mut map) = self.map.lock() else { return };
-        let now = Instant::now();
-        if map.len() >= max && !map.contains_key(&key) {
-            map.retain(|_, e| now.duration_since(e.used) < CHECKED_IDLE);
-            if map.len() >= max {
-                map.clear();
-            }
-        }
-        map.insert(
-            key,
-            CheckedFile {
-                file,
-                version,
-                used: now,
-            },
-        );
-    }
-}
-
-/// Open files kept for a validity period, as nginx's `open_file_cache`: within it a path is
-/// not opened or checked again, so a file replaced on disk is seen after at most that long.
-#[derive(Debug)]
-struct FileCache {
-    valid: Duration,
-    map: Mutex<HashMap<(PathBuf, Option<Encoding>), Cached>>,
-}
-
-#[derive(Debug)]
-struct Cached {
-    opened: Opened,
-    at: Instant,
-}
-
-/// A file opened beneath the root and checked once: its length and validators are those of
-/// the open descriptor, so they match the bytes sent. The header values that depend only on
-/// the file are formatted here, once.
+/// A file to answer one request with: opened and checked by the library, its length and
+/// validators those of the open descriptor (so they match the bytes sent), and the header
+/// values that depend only on the file, formatted for this response.
 #[derive(Debug)]
 pub(crate) struct ServedFile {
-    handle: FileHandle,
+    file: OpenFile,
     /// Length and modification time.
     validators: Validators,
     /// `ETag` value.
@@ -205,17 +127,31 @@ pub(crate) struct ServedFile {
 }
 
 impl ServedFile {
-    /// The descriptor, shared.
-    pub(crate) fn handle(&self) -> &FileHandle {
-        &self.handle
+    /// `file`, served as `name` (its `Content-Type` comes from `name`'s extension), with
+    /// `encoding` when it is a precompressed sidecar of `name`.
+    fn new(file: OpenFile, name: &Path, encoding: Option<Encoding>) -> Arc<ServedFile> {
+        let validators = Validators::new(file.len(), file.modified());
+        Arc::new(ServedFile {
+            file,
+            validators,
+            etag: validators.etag_for(encoding.map(Encoding::token)),
+            last_modified: validators.last_modified(),
+            content_type: headers::content_type(name),
+            encoding,
+        })
+    }
+
+    /// An element sending bytes `range` of the file (through the shared descriptor).
+    pub(crate) fn element(&self, range: std::ops::Range<u64>) -> sendpackets::Element {
+        self.file.element(range)
     }
 }
 
 /// What a relative path names.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 enum Opened {
     /// A regular file, open for reading.
-    File(Arc<ServedFile>),
+    File(OpenFile),
     /// A directory.
     Directory,
 }
@@ -227,34 +163,36 @@ enum OpenFailure {
     NotFound,
     /// Leads outside the root through a symlink, not readable, or not a regular file: 403.
     Forbidden,
-    /// Out of descriptors even after letting go of the tables' ones: 503.
+    /// Out of descriptors even after letting go of the open-file cache's files: 503.
     Unavailable(io::Error),
     /// Anything else (I/O error): 500.
     Other(io::Error),
 }
 
 impl Files {
-    /// Opens `dir` to serve it: symlinks leading outside refused, dotfiles hidden, no
-    /// open-file cache.
+    /// Opens `dir` to serve it: symlinks leading outside refused, dotfiles hidden, every
+    /// request looks its file's path up again.
     ///
     /// # Errors
     ///
     /// The `open` error: `NotFound`, `PermissionDenied`, or `NotADirectory` when `dir` is
     /// something else.
     pub fn open(dir: impl AsRef<Path>) -> io::Result<Files> {
+        let path = dir.as_ref();
         let dir = rustix::fs::open(
-            dir.as_ref(),
+            path,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
         Ok(Files {
             dir,
+            root: std::path::absolute(path)?,
             follow_symlinks: false,
             dotfiles: false,
             prefix: String::new(),
             max_files: usize::MAX,
-            cache: None,
-            checked: Checked::default(),
+            valid: Duration::ZERO,
+            cache: OnceLock::new(),
             cache_control: CacheControl::default(),
             cors: Cors::default(),
             precompressed: false,
@@ -263,9 +201,13 @@ impl Files {
     }
 
     /// Follow symlinks wherever they lead (default: a symlink leading outside the directory
-    /// is answered 403).
+    /// is answered 403). Files are then opened by path: the directory's absolute path, as
+    /// given to [`open`](Self::open), joined with the request's relative path (which never
+    /// holds `..`), through the library's [`FileCache::new`], with the same checks on every
+    /// hit as in the default mode.
     pub fn follow_symlinks(mut self, yes: bool) -> Files {
         self.follow_symlinks = yes;
+        self.cache = OnceLock::new();
         self
     }
 
@@ -359,37 +301,33 @@ impl Files {
         self
     }
 
-    /// Keep opened files for `valid` and do not open or check them again meanwhile, as
-    /// nginx's `open_file_cache` (a file replaced on disk is seen after at most that long).
-    /// `None` (the default): every request opens its file.
+    /// Trust a file's path for `valid` after it was opened or last looked up: meanwhile a
+    /// request for it costs one `fstat` of the open descriptor and no lookup (as nginx's
+    /// `open_file_cache_valid`). That `fstat` still sees a file changed in place (written,
+    /// truncated), deleted or renamed over, which is then opened anew at once; only a file
+    /// newly created where none was (and a directory of its path renamed) is seen after at
+    /// most `valid`. `None` (the default) is 0: every request looks its path up again.
     pub fn open_file_cache(mut self, valid: Option<Duration>) -> Files {
-        self.cache = valid.map(|valid| FileCache {
-            valid,
-            map: Mutex::new(HashMap::new()),
-        });
+        self.valid = valid.unwrap_or(Duration::ZERO);
+        self.cache = OnceLock::new();
         self
     }
 
-    /// Most descriptors each table of open files may hold: the known files (at most 1,024
-    /// anyway) and the open-file cache (at most 4,096 anyway). A server gives them a share of
-    /// its descriptor limit, so that no table can take the descriptors its connections and
-    /// requests need. At least 1.
+    /// Most descriptors the open-file cache may hold (at most 4,096 anyway; the least
+    /// recently used is closed first). A server gives it a share of its descriptor limit,
+    /// so that it cannot take the descriptors its connections and requests need. At least 1.
     pub fn max_open_files(mut self, n: usize) -> Files {
         self.max_files = n.max(1);
+        self.cache = OnceLock::new();
         self
     }
 
-    /// Lets go of every file the tables hold (those not being sent are closed at once). Out
-    /// of descriptors, [`respond`](Self::respond) calls it itself before trying once more; a
-    /// server calls it when `accept` fails with `EMFILE` or `ENFILE`.
+    /// Lets go of every file the open-file cache holds (those not being sent are closed at
+    /// once). Out of descriptors, [`respond`](Self::respond) calls it itself before trying
+    /// once more; a server calls it when `accept` fails with `EMFILE` or `ENFILE`.
     pub fn shed(&self) {
-        if let Ok(mut map) = self.checked.map.lock() {
-            map.clear();
-        }
-        if let Some(cache) = &self.cache {
-            if let Ok(mut map) = cache.map.lock() {
-                map.clear();
-            }
+        if let Some(cache) = self.cache.get() {
+            cache.clear();
         }
     }
 
@@ -443,20 +381,15 @@ impl Files {
 
     /// How often [`sweep`](Self::sweep) should run.
     pub fn sweep_interval(&self) -> Duration {
-        CHECKED_IDLE
+        UNUSED
     }
 
-    /// Lets go of opened files unused for [`sweep_interval`](Self::sweep_interval) and of
-    /// expired cache entries.
+    /// Lets go of the open-file cache's files not asked for during the last
+    /// [`sweep_interval`](Self::sweep_interval), so that the descriptor of a file deleted or
+    /// no longer asked for (and a deleted file's space) is not kept.
     pub fn sweep(&self) {
-        let now = Instant::now();
-        if let Ok(mut map) = self.checked.map.lock() {
-            map.retain(|_, e| now.duration_since(e.used) < CHECKED_IDLE);
-        }
-        if let Some(cache) = &self.cache {
-            if let Ok(mut map) = cache.map.lock() {
-                map.retain(|_, c| now.duration_since(c.at) < cache.valid);
-            }
+        if let Some(cache) = self.cache.get() {
+            cache.forget_unused(UNUSED);
         }
     }
 
@@ -532,7 +465,7 @@ impl Files {
             OpenFailure::Other(e) => Response::text(Status::InternalError, with_body, false, minor)
                 .with_open_error(relative, e),
         };
-        let file = match self.open_cached(&relative, None) {
+        let file = match self.open_cached(&relative) {
             Ok(Opened::File(f)) if !mapped.trailing_slash => f,
             Ok(Opened::File(_)) => return text(Status::NotFound), // "/file.txt/"
             Ok(Opened::Directory) if !mapped.trailing_slash => {
@@ -541,7 +474,7 @@ impl Files {
             Ok(Opened::Directory) => {
                 let dir = relative.clone();
                 relative.push("index.html");
-                match self.open_cached(&relative, None) {
+                match self.open_cached(&relative) {
                     Ok(Opened::File(f)) => f,
                     Ok(Opened::Directory) | Err(OpenFailure::NotFound) if self.list => {
                         let path = &req.target()[..prefix_len + mapped.raw_path_len];
@@ -557,22 +490,24 @@ impl Files {
         };
         let cache_control = self.cache_control.value_for(&relative);
         if !self.precompressed {
-            return self.respond_with(req, file, cache_control);
+            return self.respond_with(req, ServedFile::new(file, &relative, None), cache_control);
         }
         let mut available = Vec::new();
         for e in Encoding::ALL {
-            if let Ok(Opened::File(f)) = self.open_cached(&relative, Some(e)) {
+            let mut name = relative.as_os_str().to_owned();
+            name.push(e.suffix());
+            if let Ok(Opened::File(f)) = self.open_cached(Path::new(&name)) {
                 available.push((e, f));
             }
         }
         if available.is_empty() {
-            return self.respond_with(req, file, cache_control);
+            return self.respond_with(req, ServedFile::new(file, &relative, None), cache_control);
         }
         let encodings: Vec<Encoding> = available.iter().map(|(e, _)| *e).collect();
         let chosen = headers::choose_encoding(req.accept_encoding(), &encodings);
         let file = match chosen.and_then(|c| available.into_iter().find(|(e, _)| *e == c)) {
-            Some((_, sidecar)) => sidecar,
-            None => file,
+            Some((e, sidecar)) => ServedFile::new(sidecar, &relative, Some(e)),
+            None => ServedFile::new(file, &relative, None),
         };
         let mut r = self.respond_with(req, file, cache_control);
         r.add_headers("Vary: Accept-Encoding\r\n");
@@ -686,131 +621,81 @@ impl Files {
         Response::file(status, h.finish(keep, minor), file, start, end, keep)
     }
 
-    /// [`open_one`](Self::open_one), through the open-file cache when there is one. Failures
-    /// are not cached.
-    fn open_cached(
-        &self,
-        relative: &Path,
-        encoding: Option<Encoding>,
-    ) -> Result<Opened, OpenFailure> {
-        let Some(cache) = &self.cache else {
-            return self.open_one(relative, encoding);
+    /// The open-file cache, made at the first request.
+    fn cache(&self) -> Result<&FileCache, OpenFailure> {
+        if let Some(cache) = self.cache.get() {
+            return Ok(cache);
+        }
+        let capacity = self.max_files.min(CACHE_MAX);
+        let cache = if self.follow_symlinks {
+            FileCache::new(self.valid, capacity)
+        } else {
+            let dir = self
+                .dir
+                .try_clone()
+                .map_err(|e| match errno(e.raw_os_error()) {
+                    Some(Errno::MFILE | Errno::NFILE) => OpenFailure::Unavailable(e),
+                    _ => OpenFailure::Other(e),
+                })?;
+            FileCache::beneath(dir, self.valid, capacity)
         };
-        let now = Instant::now();
-        if let Some(c) = cache.map.lock().ok().and_then(|m| {
-            m.get(&(relative.to_path_buf(), encoding))
-                .filter(|c| now.duration_since(c.at) < cache.valid)
-                .map(|c| c.opened.clone())
-        }) {
-            return Ok(c);
-        }
-        let opened = self.open_one(relative, encoding)?;
-        if let Ok(mut m) = cache.map.lock() {
-            if m.len() >= self.max_files.min(CACHE_MAX) {
-                m.clear();
-            }
-            m.insert(
-                (relative.to_path_buf(), encoding),
-                Cached {
-                    opened: opened.clone(),
-                    at: now,
-                },
-            );
-        }
-        Ok(opened)
+        Ok(self.cache.get_or_init(|| cache))
     }
 
-    /// Opens `relative` (empty: the root itself) for reading. Without `--follow-symlinks` the
-    /// kernel resolves it strictly beneath the root (`openat2` with `RESOLVE_BENEATH`): a
-    /// symlink whose target lies outside fails with `EXDEV`, whatever races happen meanwhile.
-    ///
-    /// With `encoding`, `relative` plus the encoding's suffix (`x.br` for `x`) is opened, a
-    /// precompressed sidecar: its type is `relative`'s, its `ETag` says the encoding.
-    fn open_one(&self, relative: &Path, encoding: Option<Encoding>) -> Result<Opened, OpenFailure> {
-        let sidecar;
-        let relative = match encoding {
-            None => relative,
-            Some(e) => {
-                let mut name = relative.as_os_str().to_owned();
-                name.push(e.suffix());
-                sidecar = PathBuf::from(name);
-                sidecar.as_path()
-            }
-        };
-        let type_name = match encoding {
-            None => relative,
-            Some(_) => relative.file_stem().map_or(relative, Path::new),
-        };
-        let path = if relative.as_os_str().is_empty() {
-            Path::new(".")
+    /// Opens `relative` (empty: the root itself) for reading through the open-file cache.
+    /// Without `--follow-symlinks` the kernel resolves it strictly beneath the root (`openat2`
+    /// with `RESOLVE_BENEATH`): a symlink whose target lies outside fails, whatever races
+    /// happen meanwhile. With it, the root's absolute path joined with `relative` is opened
+    /// (`relative` has no `..`, see [`path::map`]). Out of descriptors, the cache's files are
+    /// let go and the open is tried once more. Failures are not cached.
+    fn open_cached(&self, relative: &Path) -> Result<Opened, OpenFailure> {
+        let cache = self.cache()?;
+        let joined;
+        let path = if self.follow_symlinks {
+            joined = self.root.join(relative);
+            joined.as_path()
         } else {
             relative
         };
-        // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused after fstat).
-        let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
-        let open = || {
-            if self.follow_symlinks {
-                rustix::fs::openat(&self.dir, path, flags, Mode::empty())
-            } else {
-                open_beneath(&self.dir, path, flags)
-            }
-        };
-        let opened = match open() {
-            Err(rustix::io::Errno::MFILE | rustix::io::Errno::NFILE) => {
+        let opened = match cache.open(path) {
+            Err(e) if out_of_descriptors(&e) => {
                 self.shed();
-                open()
+                cache.open(path)
             }
             r => r,
         };
-        let fd = opened.map_err(|e| match e {
-            rustix::io::Errno::NOENT
-            | rustix::io::Errno::NOTDIR
-            | rustix::io::Errno::NAMETOOLONG => OpenFailure::NotFound,
-            rustix::io::Errno::ACCESS
-            | rustix::io::Errno::PERM
-            | rustix::io::Errno::XDEV
-            | rustix::io::Errno::LOOP => OpenFailure::Forbidden,
-            e @ (rustix::io::Errno::MFILE | rustix::io::Errno::NFILE) => {
-                OpenFailure::Unavailable(e.into())
-            }
-            e => OpenFailure::Other(e.into()),
-        })?;
-        let st = rustix::fs::fstat(&fd).map_err(|e| OpenFailure::Other(e.into()))?;
-        match FileType::from_raw_mode(st.st_mode) {
-            FileType::RegularFile => {
-                let len = u64::try_from(st.st_size).unwrap_or(0);
-                let key = FileKey {
-                    dev: st.st_dev,
-                    ino: st.st_ino,
-                };
-                let version = Version {
-                    len,
-                    mtime: (st.st_mtime, st.st_mtime_nsec as u64),
-                    ctime: (st.st_ctime, st.st_ctime_nsec as u64),
-                };
-                let content_type = headers::content_type(type_name);
-                if let Some(known) = self.checked.get(key, version, &content_type, encoding) {
-                    return Ok(Opened::File(known)); // `fd` is closed: the known one is sent
-                }
-                let modified = std::time::UNIX_EPOCH
-                    + Duration::from_secs(u64::try_from(st.st_mtime).unwrap_or(0));
-                let validators = Validators::new(len, modified);
-                let file = Arc::new(ServedFile {
-                    handle: FileHandle::new(fd),
-                    validators,
-                    etag: validators.etag_for(encoding.map(Encoding::token)),
-                    encoding,
-                    last_modified: validators.last_modified(),
-                    content_type,
-                });
-                self.checked
-                    .insert(key, version, file.clone(), self.max_files.min(CHECKED_MAX));
-                Ok(Opened::File(file))
-            }
-            FileType::Directory => Ok(Opened::Directory),
-            _ => Err(OpenFailure::Forbidden),
+        match opened {
+            Ok(file) => Ok(Opened::File(file)),
+            Err(e) => classify(e),
         }
     }
+}
+
+/// Whether an open failed for want of descriptors.
+fn out_of_descriptors(e: &SendError) -> bool {
+    matches!(errno(e.raw_os_error()), Some(Errno::MFILE | Errno::NFILE))
+}
+
+/// A raw OS error as rustix's `Errno`, to match on.
+fn errno(raw: Option<i32>) -> Option<Errno> {
+    raw.map(Errno::from_raw_os_error)
+}
+
+/// What an open's failure means for the response. A directory is not a failure: the library
+/// refuses it, and [`Files`] opens it itself.
+fn classify(e: SendError) -> Result<Opened, OpenFailure> {
+    Err(match (e.kind(), errno(e.raw_os_error())) {
+        (ErrorKind::IsADirectory, _) => return Ok(Opened::Directory),
+        (ErrorKind::FileNotFound | ErrorKind::DirectoryNotFound | ErrorKind::EmptyPath, _)
+        | (_, Some(Errno::NOENT | Errno::NOTDIR | Errno::NAMETOOLONG)) => OpenFailure::NotFound,
+        (ErrorKind::PermissionDenied | ErrorKind::NotARegularFile, _)
+        | (_, Some(Errno::ACCESS | Errno::PERM | Errno::XDEV | Errno::LOOP)) => {
+            OpenFailure::Forbidden
+        }
+        (_, Some(n @ (Errno::MFILE | Errno::NFILE))) => OpenFailure::Unavailable(n.into()),
+        (_, Some(n)) => OpenFailure::Other(n.into()),
+        (_, None) => OpenFailure::Other(io::Error::other(e)),
+    })
 }
 
 /// 206 `multipart/byteranges` (RFC 9110 section 14.6): one part per range, each a small
@@ -911,8 +796,9 @@ fn redirect(req: &RequestHead<'_>, path_len: usize, keep: bool, minor: u8) -> Re
     Response::head_only(Status::MovedPermanently, h.finish(keep, minor), keep)
 }
 
-/// `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`, retried a few times on `EAGAIN` (the
-/// kernel's answer when a rename raced the lookup).
+/// `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)` of a directory to list (files go through
+/// the library's [`FileCache`]), retried a few times on `EAGAIN` (the kernel's answer when a
+/// rename raced the lookup).
 fn open_beneath(dir: &OwnedFd, path: &Path, flags: OFlags) -> rustix::io::Result<OwnedFd> {
     const TRIES: usize = 4;
     let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
@@ -939,33 +825,62 @@ mod tests {
         files.respond(&req)
     }
 
-    /// Each table holds at most `max_open_files` descriptors, and `shed` empties both.
+    /// The open-file cache holds at most `max_open_files` descriptors, and `shed` empties it.
     #[test]
-    fn tables_are_bounded_and_shed() {
+    fn cache_is_bounded_and_shed() {
         let dir = tempfile::tempdir().unwrap();
         for i in 0..6 {
             std::fs::write(dir.path().join(format!("f{i}")), format!("{i}")).unwrap();
         }
-        let files = Files::open(dir.path())
-            .unwrap()
-            .open_file_cache(Some(Duration::from_secs(60)))
-            .max_open_files(2);
-        let sizes = |files: &Files| {
-            let cached = files.cache.as_ref().unwrap().map.lock().unwrap().len();
-            (files.checked.map.lock().unwrap().len(), cached)
-        };
-        for i in 0..6 {
-            assert_eq!(get(&files, &format!("/f{i}")).status(), Status::Ok);
-            let (checked, cached) = sizes(&files);
-            assert!(
-                checked <= 2 && cached <= 2,
-                "after f{i}: {checked}, {cached}"
-            );
+        for valid in [None, Some(Duration::from_secs(60))] {
+            let files = Files::open(dir.path())
+                .unwrap()
+                .open_file_cache(valid)
+                .max_open_files(2);
+            let held = |files: &Files| files.cache.get().map_or(0, FileCache::len);
+            for i in 0..6 {
+                assert_eq!(get(&files, &format!("/f{i}")).status(), Status::Ok);
+                assert!(held(&files) <= 2, "after f{i}: {}", held(&files));
+            }
+            assert_eq!(held(&files), 2);
+            files.shed();
+            assert_eq!(held(&files), 0);
+            assert_eq!(get(&files, "/f5").body_len(), 1);
+            assert_eq!(get(&files, "/f4").body_len(), 1);
+            files.sweep(); // f4 and f5 were asked for just now
+            assert_eq!(held(&files), 2);
         }
-        assert_ne!(sizes(&files), (0, 0));
-        files.shed();
-        assert_eq!(sizes(&files), (0, 0));
-        assert_eq!(get(&files, "/f5").body_len(), 1);
+    }
+
+    /// S2 at the `Files` level: within the open-file cache's validity, a file truncated in
+    /// place, renamed over or deleted is answered as it is now, confined or following
+    /// symlinks.
+    #[test]
+    fn cache_sees_changes_within_its_validity() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.txt");
+        for follow in [false, true] {
+            std::fs::write(&path, "hello, world\n").unwrap();
+            let files = Files::open(dir.path())
+                .unwrap()
+                .follow_symlinks(follow)
+                .open_file_cache(Some(Duration::from_secs(600)));
+            assert_eq!(get(&files, "/a.txt").body_len(), 13);
+            std::fs::write(&path, "short\n").unwrap();
+            let r = get(&files, "/a.txt");
+            assert_eq!(
+                (r.status(), r.body_len()),
+                (Status::Ok, 6),
+                "follow {follow}"
+            );
+            let head = std::str::from_utf8(r.head()).unwrap();
+            assert!(head.contains("Content-Length: 6\r\n"), "{head}");
+            std::fs::write(dir.path().join("new"), "renamed over\n").unwrap();
+            std::fs::rename(dir.path().join("new"), &path).unwrap();
+            assert_eq!(get(&files, "/a.txt").body_len(), 13, "follow {follow}");
+            std::fs::remove_file(&path).unwrap();
+            assert_eq!(get(&files, "/a.txt").status(), Status::NotFound);
+        }
     }
 
     /// The 503 for want of descriptors tells the client when to come back, and closes.

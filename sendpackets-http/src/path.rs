@@ -1,5 +1,5 @@
 //! From a request target to a path relative to the served directory, refusing everything that
-//! could lead outside it. Pure: the file system is asked later (see `Files::open_one`), where
+//! could lead outside it. Pure: the file system is asked later (see `Files::open_cached`), where
 //! `openat2(RESOLVE_BENEATH)` also keeps symlinks inside the directory.
 
 use std::ffi::OsStr;

@@ -417,7 +417,7 @@ impl Response {
             Body::Inline => {}
             Body::File { file, start, end } => {
                 if end > start {
-                    list.push(Element::shared_handle(file.handle().clone(), *start..*end));
+                    list.push(file.element(*start..*end));
                 }
             }
             Body::Multipart {
@@ -429,7 +429,7 @@ impl Response {
                 list.reserve(2 * parts.len() + 1);
                 for (sep, start, end) in parts {
                     list.push(Element::memory(seps.slice(sep.clone())));
-                    list.push(Element::shared_handle(file.handle().clone(), *start..*end));
+                    list.push(file.element(*start..*end));
                 }
                 list.push(Element::memory(seps.slice(tail.clone())));
             }

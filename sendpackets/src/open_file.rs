@@ -439,6 +439,33 @@ impl FileCache {
         self.lock().clear();
     }
 
+    /// Forgets the files not asked for during the last `unused_for` (they close once no send
+    /// holds them), as nginx's `open_file_cache inactive`. A server calls it now and then, so
+    /// that a file deleted and no longer asked for is not kept open (nor its space on disk).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sendpackets::FileCache;
+    /// use std::time::Duration;
+    ///
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("a.txt");
+    /// std::fs::write(&path, "one")?;
+    /// let cache = FileCache::new(Duration::from_secs(5), 1000);
+    /// cache.open(&path)?;
+    /// cache.forget_unused(Duration::from_secs(60)); // asked for just now: kept
+    /// assert_eq!(cache.len(), 1);
+    /// cache.forget_unused(Duration::ZERO);
+    /// assert!(cache.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn forget_unused(&self, unused_for: Duration) {
+        let now = Instant::now();
+        self.lock()
+            .retain(|_, e| now.duration_since(e.used) < unused_for);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Entry>> {
         // A panic while holding the lock leaves a consistent map: keep using it.
         self.entries.lock().unwrap_or_else(|e| e.into_inner())

@@ -102,9 +102,11 @@ pub(crate) struct ServeArgs {
     /// Serve files and directories whose name starts with a dot (hidden by default: 404).
     #[arg(long)]
     pub(crate) dotfiles: bool,
-    /// Keep opened files this many seconds and do not open or check them again meanwhile
-    /// (as nginx's open_file_cache; a file replaced on disk is seen after at most that long).
-    /// Default: every request opens its file.
+    /// Trust a file's path this many seconds after it was opened or looked up (as nginx's
+    /// open_file_cache_valid): meanwhile a request costs one fstat of the open file and no
+    /// lookup. A file written, truncated, deleted or renamed over is still seen at once; only
+    /// a file newly created where none was is seen up to SECS late. Default: every request
+    /// looks its path up again.
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub(crate) open_file_cache: Option<Duration>,
     /// Bodies of at least this many bytes (K, M suffixes) always go out with sendfile; smaller

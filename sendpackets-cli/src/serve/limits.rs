@@ -1,6 +1,6 @@
 //! The process's descriptor limit, and how it is shared: raised to the hard limit at start
-//! (nginx's `worker_rlimit_nofile`), then split between connections and the tables of open
-//! files, so that no table can take the descriptors a connection or a request needs. And
+//! (nginx's `worker_rlimit_nofile`), then split between connections and the open-file cache,
+//! so that the cache cannot take the descriptors a connection or a request needs. And
 //! memory given back to the system after a burst of connections closes.
 
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
@@ -18,8 +18,8 @@ pub(crate) struct Budget {
     /// Most connections by default: half of what is left after the reserve, as each
     /// connection holds its socket and, while a response is being opened, a file.
     pub(crate) connections: usize,
-    /// Most descriptors each table of open files (known files, the open-file cache) may
-    /// hold: a quarter of what is left after the reserve.
+    /// Most descriptors the open-file cache may hold: a quarter of what is left after the
+    /// reserve.
     pub(crate) files: usize,
 }
 

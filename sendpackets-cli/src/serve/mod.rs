@@ -216,7 +216,7 @@ async fn serve(args: &ServeArgs, budget: limits::Budget, ctx: Arc<Context>) -> C
         let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                // Out of descriptors: let go of the tables' files. Then, as after a connection
+                // Out of descriptors: let go of the open-file cache's files. Then, as after a connection
                 // reset before accept, wait briefly and go on.
                 if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
                     ctx.files.shed();

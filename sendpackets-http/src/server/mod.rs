@@ -34,7 +34,7 @@ use crate::Files;
 type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// Pause after a failed `accept` (out of descriptors, ...) before the next try. Out of
-/// descriptors, the tables of open files are emptied first, so the next try usually succeeds;
+/// descriptors, the open-file cache is emptied first, so the next try usually succeeds;
 /// the pause stays short so accepting never stops for long.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
 
@@ -83,24 +83,49 @@ where
 }
 
 /// A directory served under a path prefix by [`serve`], with [`Files`]' rules (confined
-/// opening, conditionals, ranges, MIME types). Opened when the server starts.
+/// opening, conditionals, ranges, MIME types) and options. Opened when the server starts.
+///
+/// Each option is handed to the [`Files`] method of the same name when the server starts, in
+/// the order given; a value that method refuses (a bad `Cache-Control` value or pattern, a
+/// bad origin) makes the server fail at start with its `InvalidInput` error.
 ///
 /// # Examples
 ///
 /// ```
 /// use sendpackets_http::StaticFiles;
+/// use std::time::Duration;
 ///
-/// let files = StaticFiles::new("assets").at("/static").dotfiles(false);
+/// let files = StaticFiles::new("assets")
+///     .at("/static")
+///     .cache_control("no-cache")
+///     .cache_control_for("**/*.????????.{js,css}", "public, max-age=31536000, immutable")
+///     .cors_origin("https://example.org")
+///     .precompressed(true)
+///     .list(true)
+///     .open_file_cache(Some(Duration::from_secs(10)));
 /// # let _ = files;
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct StaticFiles {
     dir: PathBuf,
     prefix: String,
-    dotfiles: bool,
-    follow_symlinks: bool,
-    open_file_cache: Option<Duration>,
     zero_copy_from: u64,
+    /// The options, each a call of a [`Files`] method, applied in order at start.
+    options: Vec<Arc<FilesOption>>,
+}
+
+/// One option of [`StaticFiles`]: a call of a [`Files`] method.
+type FilesOption = dyn Fn(Files) -> io::Result<Files> + Send + Sync;
+
+impl std::fmt::Debug for StaticFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticFiles")
+            .field("dir", &self.dir)
+            .field("prefix", &self.prefix)
+            .field("zero_copy_from", &self.zero_copy_from)
+            .field("options", &self.options.len())
+            .finish()
+    }
 }
 
 impl StaticFiles {
@@ -109,10 +134,8 @@ impl StaticFiles {
         StaticFiles {
             dir: dir.into(),
             prefix: String::new(),
-            dotfiles: false,
-            follow_symlinks: false,
-            open_file_cache: None,
             zero_copy_from: ZERO_COPY_FROM,
+            options: Vec::new(),
         }
     }
 
@@ -124,22 +147,57 @@ impl StaticFiles {
         self
     }
 
-    /// See [`Files::dotfiles`].
-    pub fn dotfiles(mut self, yes: bool) -> StaticFiles {
-        self.dotfiles = yes;
+    /// Hands `option` (a call of a [`Files`] method) to the files when the server starts.
+    fn with(
+        mut self,
+        option: impl Fn(Files) -> io::Result<Files> + Send + Sync + 'static,
+    ) -> StaticFiles {
+        self.options.push(Arc::new(option));
         self
+    }
+
+    /// See [`Files::dotfiles`].
+    pub fn dotfiles(self, yes: bool) -> StaticFiles {
+        self.with(move |f| Ok(f.dotfiles(yes)))
     }
 
     /// See [`Files::follow_symlinks`].
-    pub fn follow_symlinks(mut self, yes: bool) -> StaticFiles {
-        self.follow_symlinks = yes;
-        self
+    pub fn follow_symlinks(self, yes: bool) -> StaticFiles {
+        self.with(move |f| Ok(f.follow_symlinks(yes)))
     }
 
     /// See [`Files::open_file_cache`].
-    pub fn open_file_cache(mut self, valid: Option<Duration>) -> StaticFiles {
-        self.open_file_cache = valid;
-        self
+    pub fn open_file_cache(self, valid: Option<Duration>) -> StaticFiles {
+        self.with(move |f| Ok(f.open_file_cache(valid)))
+    }
+
+    /// See [`Files::cache_control`]; a value it refuses fails the server at start.
+    pub fn cache_control(self, value: &str) -> StaticFiles {
+        let value = value.to_string();
+        self.with(move |f| f.cache_control(&value))
+    }
+
+    /// See [`Files::cache_control_for`]; a pattern or value it refuses fails the server at
+    /// start.
+    pub fn cache_control_for(self, pattern: &str, value: &str) -> StaticFiles {
+        let (pattern, value) = (pattern.to_string(), value.to_string());
+        self.with(move |f| f.cache_control_for(&pattern, &value))
+    }
+
+    /// See [`Files::cors_origin`]; an origin it refuses fails the server at start.
+    pub fn cors_origin(self, origin: &str) -> StaticFiles {
+        let origin = origin.to_string();
+        self.with(move |f| f.cors_origin(&origin))
+    }
+
+    /// See [`Files::precompressed`].
+    pub fn precompressed(self, yes: bool) -> StaticFiles {
+        self.with(move |f| Ok(f.precompressed(yes)))
+    }
+
+    /// See [`Files::list`].
+    pub fn list(self, yes: bool) -> StaticFiles {
+        self.with(move |f| Ok(f.list(yes)))
     }
 
     /// File bodies of at least this many bytes always go out with `sendfile`
@@ -150,11 +208,10 @@ impl StaticFiles {
     }
 
     fn open(&self) -> io::Result<Files> {
-        Ok(Files::open(&self.dir)?
-            .at(&self.prefix)
-            .dotfiles(self.dotfiles)
-            .follow_symlinks(self.follow_symlinks)
-            .open_file_cache(self.open_file_cache))
+        let files = Files::open(&self.dir)?.at(&self.prefix);
+        self.options
+            .iter()
+            .try_fold(files, |files, option| option(files))
     }
 }
 

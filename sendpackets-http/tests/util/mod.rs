@@ -174,9 +174,18 @@ impl Running {
 
     /// [`start`](Self::start), with the server's idle timeout set.
     pub fn start_with(site: &Site, idle_timeout: Option<Duration>) -> Running {
+        Running::start_files(site, idle_timeout, |files| files)
+    }
+
+    /// [`start_with`](Self::start_with), with options given to the files at `/static`.
+    pub fn start_files(
+        site: &Site,
+        idle_timeout: Option<Duration>,
+        options: impl FnOnce(StaticFiles) -> StaticFiles,
+    ) -> Running {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let router = app(seen.clone());
-        let root = site.root();
+        let files = options(StaticFiles::new(site.root()).at("/static"));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -186,14 +195,11 @@ impl Running {
                 .build()?;
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-                let server = sendpackets_http::serve(
-                    listener_with_addr(listener, &addr_tx)?,
-                    router,
-                    StaticFiles::new(root).at("/static"),
-                )
-                .with_graceful_shutdown(async {
-                    let _ = stop_rx.await;
-                });
+                let server =
+                    sendpackets_http::serve(listener_with_addr(listener, &addr_tx)?, router, files)
+                        .with_graceful_shutdown(async {
+                            let _ = stop_rx.await;
+                        });
                 let server = match idle_timeout {
                     Some(d) => server.idle_timeout(d),
                     None => server,
