@@ -6,11 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sendpackets::{
-    Element, Engine, ErrorKind, FileIo, Progress, ProgressHandle, SendError, SendOptions,
-    SendReport, TransmitFlags,
+    Element, ErrorKind, FileIo, Progress, ProgressHandle, SendError, SendOptions, SendReport,
+    TransmitFlags,
 };
 
 use crate::harness::Rng;
+use crate::util::ENGINES;
 
 /// Where a send runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,7 +44,6 @@ pub(crate) const VIAS: &[Via] = &[
 #[cfg(not(feature = "tokio"))]
 pub(crate) const VIAS: &[Via] = &[Via::Blocking, Via::Connection];
 
-const ENGINES: [Engine; 3] = [Engine::Auto, Engine::ZeroCopy, Engine::Portable];
 pub(crate) const FILE_IOS: [FileIo; 3] = [FileIo::Inline, FileIo::Readahead, FileIo::Offload];
 
 /// How one send is made.

@@ -58,6 +58,12 @@ use lists::Pool;
 use peers::{Sock, StreamPeer, receive_stream, stream_pair};
 use random::{combinations, random_case, warm_up};
 
+// The tests live here, at the root, so that their names (what CI and the replay lines name)
+// stay `soak_random_lists`, `churn_during_sends`, `churn_between_sends` and
+// `descriptor_shortage_mid_send`.
+
+/// Random lists through every front end, socket kind and peer behaviour, byte for byte against
+/// the model, with resumes from what a failed or dropped send left.
 #[test]
 fn soak_random_lists() {
     let _serial = serial();
