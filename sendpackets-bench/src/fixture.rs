@@ -49,7 +49,7 @@ impl Fixture {
         warm(&big)?;
         let file = std::sync::Arc::new(File::open(&big)?);
         Ok(Fixture {
-            handle: FileHandle::from_arc(file.clone()),
+            handle: FileHandle::new(file.clone()),
             file,
             big,
             big_len: len,

@@ -96,11 +96,11 @@ pub(crate) fn parse(arg: &OsStr) -> Result<Spec, String> {
 /// Splits `PATH[@OFFSET[+COUNT]]`: the last `@` starts a range when a digit follows it.
 fn split_range(arg: &[u8]) -> Result<(&[u8], FileRange), String> {
     let Some(at) = arg.iter().rposition(|&b| b == b'@') else {
-        return non_empty(arg).map(|p| (p, FileRange::WHOLE));
+        return non_empty(arg).map(|p| (p, FileRange::from(..)));
     };
     let suffix = &arg[at + 1..];
     if !suffix.first().is_some_and(u8::is_ascii_digit) {
-        return non_empty(arg).map(|p| (p, FileRange::WHOLE));
+        return non_empty(arg).map(|p| (p, FileRange::from(..)));
     }
     let suffix = std::str::from_utf8(suffix).map_err(|_| "bad range".to_string())?;
     let range = parse_range(suffix)
@@ -327,7 +327,7 @@ mod tests {
     fn paths_and_ranges() {
         assert_eq!(
             parse(&os("a.bin")).unwrap(),
-            file("a.bin", FileRange::WHOLE)
+            file("a.bin", FileRange::from(..))
         );
         assert_eq!(
             parse(&os("a.bin@4096")).unwrap(),
@@ -343,7 +343,7 @@ mod tests {
         );
         assert_eq!(
             parse(&os("mail@host")).unwrap(),
-            file("mail@host", FileRange::WHOLE)
+            file("mail@host", FileRange::from(..))
         );
         assert_eq!(
             parse(&os("a@1@0")).unwrap(),
@@ -351,15 +351,15 @@ mod tests {
         );
         assert_eq!(
             parse(&os("./eop")).unwrap(),
-            file("./eop", FileRange::WHOLE)
+            file("./eop", FileRange::from(..))
         );
         assert_eq!(
             parse(&os("file:eop")).unwrap(),
-            file("eop", FileRange::WHOLE)
+            file("eop", FileRange::from(..))
         );
         assert_eq!(
             parse(&os("file:x*y")).unwrap(),
-            file("x*y", FileRange::WHOLE)
+            file("x*y", FileRange::from(..))
         );
         assert_eq!(
             parse(&os("file:text:a@2+3")).unwrap(),
@@ -432,7 +432,7 @@ mod tests {
             parse(&os("logs/*.log")).unwrap(),
             Spec::Glob {
                 pattern: "logs/*.log".into(),
-                range: FileRange::WHOLE
+                range: FileRange::from(..)
             }
         );
         assert_eq!(

@@ -54,10 +54,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .send(&[Element::memory(whole.clone()), file.element(..)])?
         .bytes_sent;
     let last_response = [Element::memory(partial.clone()), file.element(first..=last)];
-    let report = conn.send_with(
-        &last_response,
-        &SendOptions::new().flags(TransmitFlags::DISCONNECT),
-    )?;
+    conn.set_options(SendOptions::new().flags(TransmitFlags::DISCONNECT));
+    let report = conn.send(&last_response)?;
     sent += report.bytes_sent;
     let elapsed = start.elapsed();
     let got = receiver.join().expect("receiver")?;

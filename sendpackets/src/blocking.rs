@@ -147,9 +147,9 @@ pub fn send_reusing(
 ) -> Result<SendReport, SendError> {
     let flags = options.flags;
     let reuse = flags.contains(TransmitFlags::REUSE_SOCKET | TransmitFlags::DISCONNECT);
-    let plain = options.clone().flags(TransmitFlags::from_bits(
-        flags.bits() & !TransmitFlags::REUSE_SOCKET.bits(),
-    ));
+    let plain = options
+        .clone()
+        .flags(flags.without(TransmitFlags::REUSE_SOCKET));
     let report = send_with(&*socket, elements, &plain)?;
     if reuse {
         sys::replace_with_fresh_socket(socket).map_err(|e| {

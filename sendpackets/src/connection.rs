@@ -60,6 +60,7 @@ use crate::transfer::SysKernel;
 pub struct Connection<S: AsFd> {
     socket: S,
     state: SocketState,
+    options: SendOptions,
 }
 
 impl<S: AsFd> Connection<S> {
@@ -84,24 +85,15 @@ impl<S: AsFd> Connection<S> {
     /// ```
     pub fn new(socket: S) -> Result<Self, SendError> {
         let state = SocketState::probe(socket.as_fd(), None)?;
-        Ok(Connection { socket, state })
+        Ok(Connection {
+            socket,
+            state,
+            options: SendOptions::default(),
+        })
     }
 
-    /// [`send_with`](Self::send_with) with default options.
-    ///
-    /// # Errors
-    ///
-    /// As [`send_with`](crate::send_with), but for the socket checks, made once by
-    /// [`new`](Self::new).
-    ///
-    /// # Examples
-    ///
-    /// See [`Connection`].
-    pub fn send(&mut self, elements: &[Element]) -> Result<SendReport, SendError> {
-        self.send_with(elements, &SendOptions::default())
-    }
-
-    /// Sends `elements` as [`crate::send_with`] does, without asking the socket again.
+    /// Sends `elements` as [`crate::send_with`] does, with this connection's
+    /// [options](Self::set_options), without asking the socket again.
     ///
     /// # Errors
     ///
@@ -111,32 +103,39 @@ impl<S: AsFd> Connection<S> {
     ///
     /// # Examples
     ///
-    /// ```
-    /// use sendpackets::{Connection, Element, SendOptions, TransmitFlags};
-    /// use std::os::unix::net::UnixStream;
-    ///
-    /// let (a, _b) = UnixStream::pair()?;
-    /// let mut conn = Connection::new(a)?;
-    /// let opts = SendOptions::new().flags(TransmitFlags::DISCONNECT);
-    /// let report = conn.send_with(&[Element::memory("last words")], &opts)?;
-    /// assert_eq!(report.bytes_sent, 10);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn send_with(
-        &mut self,
-        elements: &[Element],
-        options: &SendOptions,
-    ) -> Result<SendReport, SendError> {
+    /// See [`Connection`].
+    pub fn send(&mut self, elements: &[Element]) -> Result<SendReport, SendError> {
         let mut known = Known::State(self.state);
         let r = blocking::run(
             SysKernel,
             self.socket.as_fd(),
             &mut known,
             elements,
-            options,
+            &self.options,
         );
         self.keep(known);
         r
+    }
+
+    /// The options of every later [`send`](Self::send) (default: [`SendOptions::default`]).
+    /// A server sets its limits once per connection; a last response sets
+    /// [`TransmitFlags::DISCONNECT`](crate::TransmitFlags::DISCONNECT) before its send.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sendpackets::{Connection, Element, SendOptions, TransmitFlags};
+    /// use std::os::unix::net::UnixStream;
+    ///
+    /// let (a, _b) = UnixStream::pair()?;
+    /// let mut conn = Connection::new(a)?;
+    /// conn.set_options(SendOptions::new().flags(TransmitFlags::DISCONNECT));
+    /// let report = conn.send(&[Element::memory("last words")])?;
+    /// assert_eq!(report.bytes_sent, 10);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_options(&mut self, options: SendOptions) {
+        self.options = options;
     }
 
     /// Keeps what a send learned of the socket for the next one.

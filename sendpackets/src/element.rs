@@ -91,7 +91,7 @@ pub enum Payload {
 /// ```
 /// use sendpackets::FileRange;
 ///
-/// assert_eq!(FileRange::from(..), FileRange::WHOLE);
+/// assert_eq!(FileRange::from(..), FileRange::new(0, None));
 /// assert_eq!(FileRange::from(10..30), FileRange::new(10, Some(20)));
 /// assert_eq!(FileRange::from(10..), FileRange::new(10, None));
 /// // .NET's (offset, count) with count 0 meaning "to the end":
@@ -107,12 +107,6 @@ pub struct FileRange {
 }
 
 impl FileRange {
-    /// The whole file.
-    pub const WHOLE: FileRange = FileRange {
-        offset: 0,
-        len: None,
-    };
-
     /// A range of `len` bytes from `offset`, or to the end of the file when `len` is `None`.
     pub const fn new(offset: u64, len: Option<u64>) -> Self {
         FileRange { offset, len }
@@ -129,7 +123,7 @@ impl FileRange {
     }
 
     /// This range moved `n` bytes further into the file (what is left after `n` bytes went out).
-    pub fn advanced(self, n: u64) -> Self {
+    pub(crate) fn advanced(self, n: u64) -> Self {
         FileRange {
             offset: self.offset.saturating_add(n),
             len: self.len.map(|len| len.saturating_sub(n)),
@@ -170,7 +164,8 @@ impl<R: RangeBounds<u64>> From<R> for FileRange {
     }
 }
 
-/// A shared, already-open file: a [`std::fs::File`], an `Arc<File>`, or anything [`AsFd`].
+/// A shared, already-open file: a [`std::fs::File`], an `Arc<File>` (an `Arc` of anything
+/// [`AsFd`] is itself [`AsFd`]), an `OwnedFd`, or anything [`AsFd`].
 ///
 /// Cloning shares the handle. The send reads with explicit offsets and never moves its cursor.
 #[derive(Clone)]
@@ -222,13 +217,8 @@ impl FileHandle {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn new(file: impl AsFd + Send + Sync + 'static) -> Self {
-        FileHandle::from_arc(Arc::new(file))
-    }
-
-    /// Wraps an already shared handle.
-    pub fn from_arc(file: Arc<dyn AsFd + Send + Sync>) -> Self {
         FileHandle {
-            file,
+            file: Arc::new(file),
             facts: Arc::default(),
         }
     }
@@ -251,30 +241,6 @@ impl fmt::Debug for FileHandle {
     }
 }
 
-/// A memory range that does not fit its buffer: `offset > len` or `count > len - offset`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct InvalidRange {
-    /// The requested offset.
-    pub offset: usize,
-    /// The requested count.
-    pub count: usize,
-    /// The buffer's length.
-    pub buffer_len: usize,
-}
-
-impl fmt::Display for InvalidRange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "range offset {} count {} does not fit a buffer of {} bytes",
-            self.offset, self.count, self.buffer_len
-        )
-    }
-}
-
-impl std::error::Error for InvalidRange {}
-
 impl Element {
     /// Bytes in memory: `Bytes`, `Vec<u8>`, `&'static [u8]`, `String` or `&'static str`.
     ///
@@ -290,7 +256,9 @@ impl Element {
     ///
     /// # Errors
     ///
-    /// [`InvalidRange`] when `offset > bytes.len()` or `count > bytes.len() - offset`.
+    /// [`ErrorKind::RangeOutOfBounds`](crate::ErrorKind::RangeOutOfBounds) when
+    /// `offset > bytes.len()` or `count > bytes.len() - offset`, before anything is sent (the
+    /// error names no element: the list does not exist yet).
     ///
     /// # Examples
     ///
@@ -298,21 +266,23 @@ impl Element {
     /// use sendpackets::Element;
     ///
     /// assert!(Element::memory_range(vec![0u8; 10], 2, 8).is_ok());
-    /// assert!(Element::memory_range(vec![0u8; 10], 2, 9).is_err());
+    /// let err = Element::memory_range(vec![0u8; 10], 2, 9).unwrap_err();
+    /// assert_eq!(err.kind(), sendpackets::ErrorKind::RangeOutOfBounds);
     /// ```
     pub fn memory_range(
         bytes: impl Into<Bytes>,
         offset: usize,
         count: usize,
-    ) -> Result<Self, InvalidRange> {
+    ) -> Result<Self, crate::SendError> {
         let bytes = bytes.into();
         let fits = offset <= bytes.len() && count <= bytes.len() - offset;
         if !fits {
-            return Err(InvalidRange {
-                offset,
-                count,
-                buffer_len: bytes.len(),
-            });
+            return Err(
+                crate::SendError::new(crate::ErrorKind::RangeOutOfBounds).with_detail(format!(
+                    "memory range offset {offset} count {count} does not fit a buffer of {} bytes",
+                    bytes.len()
+                )),
+            );
         }
         Ok(Element::memory(bytes.slice(offset..offset + count)))
     }
@@ -362,7 +332,7 @@ impl Element {
 
     /// What is left of this element after its first `n` bytes were sent (used to resume).
     #[must_use]
-    pub fn advanced(&self, n: u64) -> Element {
+    pub(crate) fn advanced(&self, n: u64) -> Element {
         let payload = match &self.payload {
             Payload::Memory(b) => {
                 let n = usize::try_from(n).unwrap_or(usize::MAX).min(b.len());
@@ -400,19 +370,19 @@ mod tests {
 
     #[test]
     fn range_spellings() {
-        assert_eq!(FileRange::from(..), FileRange::WHOLE);
+        assert_eq!(FileRange::from(..), FileRange::new(0, None));
         assert_eq!(FileRange::from(3..=4), FileRange::new(3, Some(2)));
         let (lo, hi) = (7, 3);
         assert_eq!(FileRange::from(lo..hi), FileRange::new(7, Some(0)));
         assert_eq!(
             FileRange::from_dotnet_count_or_to_end(0, 0),
-            FileRange::WHOLE
+            FileRange::new(0, None)
         );
     }
 
     #[test]
     fn resolve_checks_bounds() {
-        assert_eq!(FileRange::WHOLE.resolve(1024), Some((0, 1024)));
+        assert_eq!(FileRange::new(0, None).resolve(1024), Some((0, 1024)));
         assert_eq!(FileRange::new(1024, None).resolve(1024), Some((1024, 0)));
         assert_eq!(FileRange::new(11000, None).resolve(1024), None);
         assert_eq!(FileRange::new(5, Some(10000)).resolve(1024), None);
@@ -428,7 +398,11 @@ mod tests {
             _ => unreachable!(),
         }
         let err = Element::memory_range(&b"abc"[..], 4, 0).unwrap_err();
-        assert_eq!(err.buffer_len, 3);
+        assert_eq!(err.kind(), crate::ErrorKind::RangeOutOfBounds);
+        assert_eq!(
+            err.cause().to_string(),
+            "range out of bounds (memory range offset 4 count 0 does not fit a buffer of 3 bytes)"
+        );
         assert!(Element::memory_range(&b"abc"[..], 3, 0).is_ok());
         assert!(Element::memory_range(&b"abc"[..], 1, usize::MAX).is_err());
     }

@@ -4,7 +4,6 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::element::Element;
 use crate::report::Progress;
 
 /// What went wrong, in categories a caller can act on.
@@ -48,7 +47,8 @@ pub enum ErrorKind {
     NotARegularFile,
     /// The file may not be read: permission denied, or a handle not opened for reading.
     PermissionDenied,
-    /// A file range does not lie inside the file (offset or end past the end of the file).
+    /// A range does not lie inside its file (offset or end past the end of the file), or a
+    /// memory range inside its buffer ([`Element::memory_range`](crate::Element::memory_range)).
     RangeOutOfBounds,
     /// A datagram is larger than the socket can send in one message.
     MessageTooLarge,
@@ -111,7 +111,7 @@ impl fmt::Display for ErrorKind {
 ///
 /// `progress` counts the bytes the kernel accepted before the failure; errors found while
 /// checking the list (before the first byte) always have zero progress. To resume, send
-/// [`SendError::remaining`] of the same list.
+/// `err.progress().remaining(&list)` ([`Progress::remaining`]).
 ///
 /// # Examples
 ///
@@ -233,26 +233,6 @@ impl SendError {
     /// How far the send got before it failed.
     pub fn progress(&self) -> Progress {
         self.inner.progress
-    }
-
-    /// What is left to send of `elements` (the list this error came from): the elements not yet
-    /// completed, the first one advanced past the bytes already sent.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # fn reconnect() -> std::net::TcpStream { unimplemented!() }
-    /// # fn demo(sock: &std::net::TcpStream, list: Vec<sendpackets::Element>) {
-    /// if let Err(e) = sendpackets::send(sock, &list) {
-    ///     let rest = e.remaining(&list);
-    ///     let again = reconnect();
-    ///     sendpackets::send(&again, &rest).unwrap();
-    /// }
-    /// # }
-    /// # let _ = demo;
-    /// ```
-    pub fn remaining(&self, elements: &[Element]) -> Vec<Element> {
-        self.inner.progress.remaining(elements)
     }
 }
 

@@ -50,7 +50,7 @@
 //!    end, errors included.
 //! 3. **Errors carry progress.** A failure after bytes went out says exactly how many bytes the
 //!    kernel accepted, how many elements completed and how far into the current one, so the
-//!    caller can resume ([`SendError::remaining`]).
+//!    caller can resume ([`Progress::remaining`] of [`SendError::progress`]).
 //!
 //! **Short lists** (at most 64 KiB and 64 elements, every length known, no `DISCONNECT`, not
 //! [`Engine::ZeroCopy`]) take an express path that keeps the same guarantees with fewer system
@@ -74,6 +74,9 @@
 //!   `&mut self`: one send at a time, so two can never interleave on the socket. The free
 //!   functions cannot see other sends: two running at once on one socket (from two threads)
 //!   interleave their bytes; don't.
+//! - **Options**: a one-off send takes them as an argument ([`send_with`],
+//!   [`tokio::send_with`]); a connection carries them ([`Connection::set_options`]): the limits
+//!   a server sets once per client, and [`TransmitFlags::DISCONNECT`] before a last response.
 //! - **Files sent again and again**: [`OpenFile`] opens and checks a file once (regular,
 //!   readable, its length known for a `Content-Length`), then sends any range of it without
 //!   asking the file again; [`FileCache`] keeps them open with a validity period, as nginx's
@@ -174,7 +177,7 @@ extern crate self as sendpackets;
 
 pub use blocking::{send, send_reusing, send_with};
 pub use connection::Connection;
-pub use element::{Element, FileHandle, FileRange, InvalidRange, Payload};
+pub use element::{Element, FileHandle, FileRange, Payload};
 pub use error::{Cause, ErrorKind, SendError};
 pub use open_file::{FileCache, OpenFile};
 pub use options::{Engine, FileIo, SendOptions, TransmitFlags};

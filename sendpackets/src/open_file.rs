@@ -236,11 +236,6 @@ impl OpenFile {
         self.inner.path.as_deref()
     }
 
-    /// The shared open file.
-    pub fn handle(&self) -> &FileHandle {
-        &self.inner.handle
-    }
-
     /// An element sending `range` of the file (`..` for all of it; see [`FileRange`]). The
     /// range is checked against [`len`](Self::len) when the list is sent.
     pub fn element(&self, range: impl Into<FileRange>) -> Element {

@@ -55,7 +55,7 @@ pub enum Engine {
 ///
 /// // A media server whose files are mostly cold: keep the runtime responsive.
 /// let opts = SendOptions::new().file_io(FileIo::Offload);
-/// assert_eq!(opts.file_io, FileIo::Offload);
+/// # let _ = opts;
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -77,8 +77,10 @@ pub enum FileIo {
 
 /// Flags mirroring .NET's `TransmitFileOptions` (Win32 `TF_*`).
 ///
-/// Combine with `|`. The Windows scheduling hints are accepted and documented; they never make a
-/// send fail. Win32's `TF_USE_DEFAULT_WORKER_THREAD` (.NET's `UseDefaultWorkerThread`) is 0, the
+/// Combine with `|`. Only the two flags that act on Linux exist: Win32's `TF_WRITE_BEHIND` (a
+/// send here always completes once the kernel accepted the bytes), `TF_USE_SYSTEM_THREAD` and
+/// `TF_USE_KERNEL_APC` (Windows' threads) have no counterpart (the crate guide's .NET table says
+/// so). Win32's `TF_USE_DEFAULT_WORKER_THREAD` (.NET's `UseDefaultWorkerThread`) is 0, the
 /// absence of the other hints: it is [`TransmitFlags::NONE`], and has no constant of its own
 /// (a zero flag would be "contained" in every set).
 ///
@@ -110,22 +112,14 @@ impl TransmitFlags {
     /// other function refuses it with [`ErrorKind::Misuse`](crate::ErrorKind::Misuse)
     /// before the first byte.
     pub const REUSE_SOCKET: TransmitFlags = TransmitFlags(0x02);
-    /// The raw bits, with the same values as Win32's `TF_*` constants.
-    pub const fn bits(self) -> u32 {
-        self.0
-    }
-
-    /// Flags from raw `TF_*` bits. Only the bits that act on Linux are kept: `TF_WRITE_BEHIND`
-    /// (0x04: a send here always completes once the kernel accepted the bytes),
-    /// `TF_USE_SYSTEM_THREAD` (0x10), `TF_USE_KERNEL_APC` (0x20) and unknown bits describe
-    /// Windows' threads and are dropped.
-    pub const fn from_bits(bits: u32) -> Self {
-        TransmitFlags(bits & (Self::DISCONNECT.0 | Self::REUSE_SOCKET.0))
-    }
-
     /// Whether every flag in `other` is set (always true for [`NONE`](Self::NONE)).
     pub const fn contains(self, other: TransmitFlags) -> bool {
         self.0 & other.0 == other.0
+    }
+
+    /// These flags without those of `other`.
+    pub(crate) const fn without(self, other: TransmitFlags) -> Self {
+        TransmitFlags(self.0 & !other.0)
     }
 }
 
@@ -169,25 +163,25 @@ impl fmt::Debug for TransmitFlags {
 ///     .send_size(64 * 1024)
 ///     .flags(TransmitFlags::DISCONNECT)
 ///     .engine(Engine::Portable);
-/// assert_eq!(opts.send_size.map(|n| n.get()), Some(65536));
+/// # let _ = opts;
 /// ```
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct SendOptions {
     /// The most bytes one kernel call may hand to the socket (.NET `SendPacketsSendSize`);
     /// `None` lets the library choose.
-    pub send_size: Option<NonZeroUsize>,
+    pub(crate) send_size: Option<NonZeroUsize>,
     /// `TransmitFileOptions`-style flags.
-    pub flags: TransmitFlags,
+    pub(crate) flags: TransmitFlags,
     /// Which kernel paths may be used.
-    pub engine: Engine,
+    pub(crate) engine: Engine,
     /// Where file reads happen (matters for async sends).
-    pub file_io: FileIo,
+    pub(crate) file_io: FileIo,
     /// The most time the whole send may take ([`timeout`](Self::timeout)).
-    pub timeout: Option<Duration>,
+    pub(crate) timeout: Option<Duration>,
     /// The most time the send may go without the kernel accepting a byte
     /// ([`stall_timeout`](Self::stall_timeout)).
-    pub stall_timeout: Option<Duration>,
+    pub(crate) stall_timeout: Option<Duration>,
     /// Where the send publishes its progress ([`observe`](Self::observe)).
     pub(crate) progress: Option<crate::ProgressHandle>,
 }

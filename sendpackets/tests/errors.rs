@@ -202,7 +202,7 @@ fn peer_shutdown_mid_send_reports_exactly_what_arrived() {
         assert_eq!(p.offset_in_element, p.bytes_sent - 100_000);
         assert_eq!(err.element(), Some(1));
         // What is left, sent after what arrived, makes the whole.
-        let rest = util::model(&err.remaining(&list)).unwrap();
+        let rest = util::model(&err.progress().remaining(&list)).unwrap();
         assert_eq!(got.len() + rest.len(), util::model(&list).unwrap().len());
     }
 }

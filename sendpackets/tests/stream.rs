@@ -347,8 +347,8 @@ fn one_connection_many_sends_then_disconnect() {
         assert_eq!(report.datagrams, 0);
         list.extend(one);
     }
-    let opts = SendOptions::new().flags(TransmitFlags::DISCONNECT);
-    conn.send_with(&[Element::memory("bye")], &opts).unwrap();
+    conn.set_options(SendOptions::new().flags(TransmitFlags::DISCONNECT));
+    conn.send(&[Element::memory("bye")]).unwrap();
     list.push(Element::memory("bye"));
     assert!(receiver.bytes() == util::model(&list).unwrap());
     // The connection is over: a later send fails with the socket's error.

@@ -88,7 +88,8 @@ impl Peer {
         } else {
             &self.opts
         };
-        match self.conn.send_with(&list, opts).await {
+        self.conn.set_options(opts.clone());
+        match self.conn.send(&list).await {
             Ok(report) => Ok(report.bytes_sent),
             Err(e) if e.kind() == ErrorKind::TimedOut => Err(SendFailure::Stalled(e)),
             Err(e) => Err(SendFailure::Send(e)),

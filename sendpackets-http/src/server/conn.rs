@@ -213,7 +213,8 @@ async fn send_file<S>(sock: Sock, shared: &Shared<S>, response: Response) -> Sen
     } else {
         &shared.opts
     };
-    match conn.send_with(&list, opts).await {
+    conn.set_options(opts.clone());
+    match conn.send(&list).await {
         Ok(report) => {
             shared
                 .stats

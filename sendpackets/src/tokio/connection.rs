@@ -78,6 +78,7 @@ use super::drive;
 pub struct Connection<S: AsyncSocket> {
     socket: S,
     state: SocketState,
+    options: SendOptions,
 }
 
 impl<S: AsyncSocket> Connection<S> {
@@ -104,28 +105,15 @@ impl<S: AsyncSocket> Connection<S> {
     /// ```
     pub fn new(socket: S) -> Result<Self, SendError> {
         let state = SocketState::probe(socket.as_fd(), Some(socket.hint()))?;
-        Ok(Connection { socket, state })
+        Ok(Connection {
+            socket,
+            state,
+            options: SendOptions::default(),
+        })
     }
 
-    /// [`send_with`](Self::send_with) with default options.
-    ///
-    /// # Errors
-    ///
-    /// As [`send_with`](Self::send_with).
-    ///
-    /// # Cancel safety
-    ///
-    /// As [`send_with`](Self::send_with).
-    ///
-    /// # Examples
-    ///
-    /// See [`Connection`].
-    pub async fn send(&mut self, elements: &[Element]) -> Result<SendReport, SendError> {
-        self.send_with(elements, &SendOptions::default()).await
-    }
-
-    /// Sends `elements` as [`sendpackets::tokio::send_with`](super::send_with) does, without
-    /// asking the socket again.
+    /// Sends `elements` as [`sendpackets::tokio::send_with`](super::send_with) does, with this
+    /// connection's [options](Self::set_options), without asking the socket again.
     ///
     /// # Errors
     ///
@@ -150,26 +138,29 @@ impl<S: AsyncSocket> Connection<S> {
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
     /// let (a, _b) = tokio::net::UnixStream::pair()?; // a peer that never reads
     /// let mut conn = sendpackets::tokio::Connection::new(a)?;
-    /// let opts = SendOptions::new().stall_timeout(Duration::from_millis(50));
+    /// conn.set_options(SendOptions::new().stall_timeout(Duration::from_millis(50)));
     /// let big = [Element::memory(vec![0u8; 16 << 20])];
-    /// let err = conn.send_with(&big, &opts).await.unwrap_err();
+    /// let err = conn.send(&big).await.unwrap_err();
     /// assert_eq!(err.kind(), ErrorKind::TimedOut);
     /// assert!(err.progress().bytes_sent > 0); // what the socket buffer took
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # })?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub async fn send_with(
-        &mut self,
-        elements: &[Element],
-        options: &SendOptions,
-    ) -> Result<SendReport, SendError> {
+    pub async fn send(&mut self, elements: &[Element]) -> Result<SendReport, SendError> {
         let mut known = Known::State(self.state);
-        let r = drive::run(&self.socket, &mut known, elements, options).await;
+        let r = drive::run(&self.socket, &mut known, elements, &self.options).await;
         if let Known::State(s) = known {
             self.state = s;
         }
         r
+    }
+
+    /// The options of every later [`send`](Self::send) (default: [`SendOptions::default`]).
+    /// A server sets its limits once per connection, and
+    /// [`TransmitFlags::DISCONNECT`](crate::TransmitFlags::DISCONNECT) before a last response.
+    pub fn set_options(&mut self, options: SendOptions) {
+        self.options = options;
     }
 
     /// The socket.

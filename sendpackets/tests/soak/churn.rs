@@ -149,7 +149,7 @@ impl ChurnFiles {
             let len = self.lens[i];
             let o = rng.upto(len);
             let range = match rng.below(10) {
-                0..=4 => FileRange::WHOLE,
+                0..=4 => FileRange::from(..),
                 5..=6 => FileRange::from_dotnet_count_or_to_end(o, 0),
                 _ => FileRange::from(o..o + rng.upto(len - o)),
             };
@@ -221,7 +221,7 @@ pub(crate) fn churn_during_case(index: u64, log: &CaseLog, stats: &mut Stats) {
     // moment, files are cut only when no `sendfile` can be in flight.
     let async_front = !matches!(via, Via::Blocking | Via::Connection);
     let no_late_reads =
-        how.opts.engine == Engine::Portable || (async_front && how.opts.file_io == FileIo::Offload);
+        how.engine == Engine::Portable || (async_front && how.file_io == FileIo::Offload);
     if anywhere && !no_late_reads {
         for (i, c) in &mut victims {
             if let Churn::Truncate(_) = c {

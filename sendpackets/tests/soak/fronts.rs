@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sendpackets::{
-    Element, ErrorKind, FileIo, Progress, ProgressHandle, SendError, SendOptions, SendReport,
-    TransmitFlags,
+    Element, Engine, ErrorKind, FileIo, Progress, ProgressHandle, SendError, SendOptions,
+    SendReport, TransmitFlags,
 };
 
 use crate::harness::Rng;
@@ -52,7 +52,11 @@ pub(crate) struct How {
     pub(crate) via: Via,
     /// The completion API's runtime: multi-thread (else current-thread).
     pub(crate) multi: bool,
-    pub(crate) opts: SendOptions,
+    /// The options, as chosen (the library's `SendOptions` keeps its fields to itself).
+    pub(crate) engine: Engine,
+    pub(crate) file_io: FileIo,
+    pub(crate) send_size: Option<usize>,
+    pub(crate) disconnect: bool,
     /// Observed: `SendOptions::observe` with a progress handle.
     pub(crate) observe: bool,
     /// Async fronts: drop the send future after this long.
@@ -64,12 +68,25 @@ impl How {
         How {
             via,
             multi: rng.chance(50),
-            opts: SendOptions::new()
-                .engine(rng.pick(&ENGINES))
-                .file_io(rng.pick(&FILE_IOS)),
+            engine: rng.pick(&ENGINES),
+            file_io: rng.pick(&FILE_IOS),
+            send_size: None,
+            disconnect: false,
             observe: rng.chance(50),
             cancel: None,
         }
+    }
+
+    /// The options of the send.
+    pub(crate) fn opts(&self) -> SendOptions {
+        let mut o = SendOptions::new().engine(self.engine).file_io(self.file_io);
+        if let Some(n) = self.send_size {
+            o = o.send_size(n);
+        }
+        if self.disconnect {
+            o = o.flags(TransmitFlags::DISCONNECT);
+        }
+        o
     }
 
     pub(crate) fn describe(&self) -> String {
@@ -81,11 +98,11 @@ impl How {
                 " (current-thread)"
             };
         }
-        s += &format!(" {:?} {:?}", self.opts.engine, self.opts.file_io);
-        if let Some(n) = self.opts.send_size {
+        s += &format!(" {:?} {:?}", self.engine, self.file_io);
+        if let Some(n) = self.send_size {
             s += &format!(" send_size {n}");
         }
-        if self.opts.flags.contains(TransmitFlags::DISCONNECT) {
+        if self.disconnect {
             s += " DISCONNECT";
         }
         if self.observe {
@@ -148,7 +165,7 @@ impl Failure {
             progress: e.progress(),
             text: e.to_string(),
             thrown,
-            rest: e.remaining(list),
+            rest: e.progress().remaining(list),
         }
     }
 }
@@ -222,7 +239,7 @@ pub(crate) fn send_through(
     if let (Some(w), Some(h)) = (watch, &handle) {
         w.offer(h);
     }
-    let opts = &how.opts;
+    let opts = &how.opts();
     match how.via {
         Via::Blocking => {
             let r = match &handle {
@@ -232,15 +249,15 @@ pub(crate) fn send_through(
             Attempt::finished(r, list, handle.as_ref())
         }
         Via::Connection => {
-            // `let mut conn` once `Connection::send_with` takes `&mut self`.
             let mut conn = match sendpackets::Connection::new(sock) {
                 Ok(c) => c,
                 Err(e) => return Attempt::finished(Err(e), list, handle.as_ref()),
             };
-            let r = match &handle {
-                Some(h) => conn.send_with(list, &opts.clone().observe(h)),
-                None => conn.send_with(list, opts),
-            };
+            conn.set_options(match &handle {
+                Some(h) => opts.clone().observe(h),
+                None => opts.clone(),
+            });
+            let r = conn.send(list);
             Attempt::finished(r, list, handle.as_ref())
         }
         #[cfg(feature = "tokio")]
@@ -282,7 +299,7 @@ pub(crate) mod asynch {
         list: &[Element],
         handle: Option<&ProgressHandle>,
     ) -> Attempt {
-        let opts = &how.opts;
+        let opts = &how.opts();
         let flavour = if how.via == Via::CurrentThread {
             util::Front::CurrentThread
         } else {
@@ -327,7 +344,7 @@ pub(crate) mod asynch {
         list: &[Element],
         watch: Option<&Watch>,
     ) -> Attempt {
-        let opts = &how.opts;
+        let opts = &how.opts();
         let flavour = if how.multi {
             util::Front::MultiThread
         } else {

@@ -153,10 +153,10 @@ fn descriptor_shortage_mid_send() {
                 sendpackets::send_with(sock, &list, &opts)
             }
             Via::Connection => {
-                // `let mut conn` once `Connection::send_with` takes `&mut self`.
                 let mut conn = sendpackets::Connection::new(sock).unwrap();
+                conn.set_options(opts.clone());
                 let _squeeze = Squeeze::leave(2);
-                conn.send_with(&list, &opts)
+                conn.send(&list)
             }
             #[cfg(feature = "tokio")]
             _ => fronts::asynch::send_squeezed(via, sock, &list, &opts, 2),

@@ -6,7 +6,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use sendpackets::{Element, ErrorKind, Progress, TransmitFlags};
+use sendpackets::{Element, ErrorKind, Progress};
 
 use crate::checks::{Model, check_observed, expect_exact, expect_prefix, model_of};
 use crate::fronts::{Attempt, FILE_IOS, Failure, How, Outcome, VIAS, Via, send_through};
@@ -94,10 +94,10 @@ pub(crate) fn random_case(index: u64, pool: &Pool, log: &CaseLog, stats: &mut St
     let mut how = How::random(&mut rng, via);
     if rng.chance(12) {
         let min = if m.bytes.len() > 256 << 10 { 4096 } else { 1 };
-        how.opts = how.opts.send_size(rng.between(min, 65_536) as usize);
+        how.send_size = Some(rng.between(min, 65_536) as usize);
     }
     if peer == Peer::ReadAll && !sock.datagram() && rng.chance(20) {
-        how.opts = how.opts.flags(TransmitFlags::DISCONNECT);
+        how.disconnect = true;
     }
     if peer == Peer::Cancel {
         how.cancel = Some(rng.duration_ms(0, 30));
@@ -497,7 +497,7 @@ pub(crate) fn warm_up(pool: &Pool) {
     for &via in VIAS {
         for file_io in FILE_IOS {
             let mut how = How::random(&mut Rng::for_case("warm", 0), via);
-            how.opts = how.opts.file_io(file_io);
+            how.file_io = file_io;
             let (a, _) = send_to_fresh_stream(Sock::Unix, &how, &list);
             assert!(
                 matches!(a.outcome, Outcome::Sent(_)),

@@ -124,10 +124,11 @@ impl TokioSocket {
             progress: Option<&ProgressHandle>,
         ) -> Result<SendReport, SendError> {
             let mut conn = sendpackets::tokio::Connection::new(s)?;
-            match progress {
-                Some(p) => conn.send_with(list, &opts.clone().observe(p)).await,
-                None => conn.send_with(list, opts).await,
-            }
+            conn.set_options(match progress {
+                Some(p) => opts.clone().observe(p),
+                None => opts.clone(),
+            });
+            conn.send(list).await
         }
         match self {
             TokioSocket::Tcp(s) => one(s, list, opts, progress).await,
@@ -182,10 +183,11 @@ pub fn send_observed_via(
     }
     if front == Front::Connection {
         let mut conn = sendpackets::Connection::new(sock)?;
-        return match progress {
-            Some(p) => conn.send_with(list, &opts.clone().observe(p)),
-            None => conn.send_with(list, opts),
-        };
+        conn.set_options(match progress {
+            Some(p) => opts.clone().observe(p),
+            None => opts.clone(),
+        });
+        return conn.send(list);
     }
     #[cfg(feature = "tokio")]
     return send_tokio(front, sock, list, opts, progress);
