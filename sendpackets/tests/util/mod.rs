@@ -7,7 +7,7 @@ pub mod front;
 pub mod model;
 
 #[allow(unused_imports)]
-pub use model::{cork_on, model, model_datagrams};
+pub use model::{Model, cork_on, model, model_datagrams};
 
 #[allow(unused_imports)]
 pub use front::{FRONTS, Front, send_observed_via, send_via};
