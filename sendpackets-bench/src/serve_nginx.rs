@@ -437,9 +437,12 @@ pub(crate) fn start_ours(
         .arg("--listen")
         .arg(SocketAddr::new(ip, 0).to_string())
         .args(["--threads", &workers.to_string()]);
-    if cache {
-        cmd.args(["--open-file-cache", OPEN_FILE_CACHE_SECS]);
-    }
+    // Without a cache every request looks its path up, as nginx's `open_file_cache off`
+    // (serve's default keeps a path for 1 s).
+    cmd.args([
+        "--open-file-cache",
+        if cache { OPEN_FILE_CACHE_SECS } else { "0" },
+    ]);
     // As nginx's `gzip_static on` below: a sidecar is looked for only when the client accepts
     // an encoding, so the other cells are unchanged.
     cmd.arg("--precompressed");
@@ -461,7 +464,7 @@ pub(crate) fn start_ours(
         name: if cache {
             format!("sendpackets serve --open-file-cache {OPEN_FILE_CACHE_SECS}")
         } else {
-            "sendpackets serve".into()
+            "sendpackets serve --open-file-cache 0".into()
         },
         child,
         addr,

@@ -38,7 +38,7 @@ pub(crate) fn run(args: &ServeArgs) -> Code {
         Ok(f) => f
             .follow_symlinks(args.follow_symlinks)
             .dotfiles(args.dotfiles)
-            .open_file_cache(args.open_file_cache)
+            .open_file_cache(Some(args.open_file_cache))
             .max_open_files(budget.files)
             .precompressed(args.precompressed)
             .list(args.list),
