@@ -12,11 +12,12 @@
 //! they are opened here (to find `index.html`, to list them, or to redirect).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
@@ -37,6 +38,9 @@ const CACHE_MAX: usize = 4096;
 /// deleted file's descriptor, and its space on disk, is let go within two of these after its
 /// last request).
 const UNUSED: Duration = Duration::from_secs(10);
+
+/// Most sidecar names remembered as missing (as [`CACHE_MAX`]: a bound, not a policy).
+const MISSING_MAX: usize = CACHE_MAX;
 
 /// A directory served read-only over HTTP: opened once, then [`respond`](Files::respond)
 /// answers one request at a time with a [`Response`] (an element list to send).
@@ -105,6 +109,9 @@ pub struct Files {
     cache_control: CacheControl,
     cors: Cors,
     precompressed: bool,
+    /// Sidecar paths found missing, and when: trusted for [`valid`](Self::valid) as the cache
+    /// trusts a path, so that a file without sidecars costs no failed lookups per request.
+    missing_sidecars: Mutex<HashMap<PathBuf, Instant>>,
     list: bool,
 }
 
@@ -196,6 +203,7 @@ impl Files {
             cache_control: CacheControl::default(),
             cors: Cors::default(),
             precompressed: false,
+            missing_sidecars: Mutex::default(),
             list: false,
         })
     }
@@ -284,8 +292,10 @@ impl Files {
     /// zero-copy like any file, with `Content-Encoding`, `x`'s `Content-Type`, an `ETag` of
     /// its own (ending in `-br`, `-zstd` or `-gzip`), and `Range` applied to its bytes. Every
     /// response for a file that has a sidecar says `Vary: Accept-Encoding`. Sidecars are
-    /// looked for on every request (up to three more opens; found ones are kept by the
-    /// open-file cache). Default: off.
+    /// looked for as the file is: through the open-file cache, and a sidecar found missing is
+    /// not looked for again during the cache's validity
+    /// ([`open_file_cache`](Self::open_file_cache); with none, up to three more lookups per
+    /// request). Default: off.
     pub fn precompressed(mut self, yes: bool) -> Files {
         self.precompressed = yes;
         self
@@ -391,6 +401,11 @@ impl Files {
         if let Some(cache) = self.cache.get() {
             cache.forget_unused(UNUSED);
         }
+        let now = Instant::now();
+        self.missing_sidecars
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, &mut at| now.duration_since(at) < self.valid);
     }
 
     /// The response to one request: `GET` and `HEAD` of files beneath the directory,
@@ -496,7 +511,7 @@ impl Files {
         for e in Encoding::ALL {
             let mut name = relative.as_os_str().to_owned();
             name.push(e.suffix());
-            if let Ok(Opened::File(f)) = self.open_cached(Path::new(&name)) {
+            if let Some(f) = self.open_sidecar(PathBuf::from(name)) {
                 available.push((e, f));
             }
         }
@@ -648,6 +663,42 @@ impl Files {
     /// happen meanwhile. With it, the root's absolute path joined with `relative` is opened
     /// (`relative` has no `..`, see [`path::map`]). Out of descriptors, the cache's files are
     /// let go and the open is tried once more. Failures are not cached.
+    /// The sidecar `name` when it is a regular file; a missing one is remembered for the
+    /// cache's validity (with none, every request looks again), at most [`MISSING_MAX`] names.
+    fn open_sidecar(&self, name: PathBuf) -> Option<OpenFile> {
+        let now = Instant::now();
+        let mut missing = self
+            .missing_sidecars
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if missing
+            .get(&name)
+            .is_some_and(|&at| now.duration_since(at) < self.valid)
+        {
+            return None;
+        }
+        drop(missing);
+        match self.open_cached(&name) {
+            Ok(Opened::File(f)) => Some(f),
+            Ok(Opened::Directory) | Err(_) => {
+                if !self.valid.is_zero() {
+                    missing = self
+                        .missing_sidecars
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    if missing.len() >= MISSING_MAX {
+                        missing.retain(|_, &mut at| now.duration_since(at) < self.valid);
+                        if missing.len() >= MISSING_MAX {
+                            missing.clear();
+                        }
+                    }
+                    missing.insert(name, now);
+                }
+                None
+            }
+        }
+    }
+
     fn open_cached(&self, relative: &Path) -> Result<Opened, OpenFailure> {
         let cache = self.cache()?;
         let joined;
@@ -880,6 +931,36 @@ mod tests {
             assert_eq!(get(&files, "/a.txt").body_len(), 13, "follow {follow}");
             std::fs::remove_file(&path).unwrap();
             assert_eq!(get(&files, "/a.txt").status(), Status::NotFound);
+        }
+    }
+
+    /// A sidecar found missing is not looked for again during the cache's validity (no failed
+    /// lookups per request for a file without sidecars), then is: one created meanwhile is
+    /// served after at most the validity; with no validity, at once.
+    #[test]
+    fn a_missing_sidecar_is_remembered_for_the_validity() {
+        let gzip = |files: &Files| {
+            let head = "GET /a.txt HTTP/1.1\r\nHost: h\r\nAccept-Encoding: gzip\r\n\r\n";
+            let Parsed::Complete(req) = RequestHead::parse(head.as_bytes()) else {
+                panic!()
+            };
+            let r = files.respond(&req);
+            std::str::from_utf8(r.head())
+                .unwrap()
+                .contains("Content-Encoding: gzip\r\n")
+        };
+        for valid in [Duration::ZERO, Duration::from_millis(300)] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("a.txt"), "hello, world\n").unwrap();
+            let files = Files::open(dir.path())
+                .unwrap()
+                .precompressed(true)
+                .open_file_cache(Some(valid));
+            assert!(!gzip(&files));
+            std::fs::write(dir.path().join("a.txt.gz"), "not really gzip").unwrap();
+            assert_eq!(gzip(&files), valid.is_zero(), "validity {valid:?}");
+            std::thread::sleep(valid + Duration::from_millis(50));
+            assert!(gzip(&files), "validity {valid:?}, after it");
         }
     }
 
