@@ -287,7 +287,7 @@ fn body(
                 &www,
                 ip,
                 1,
-                k == "serve-ofc",
+                ours_setup(k == "serve-ofc"),
                 Some(v),
             )?),
             "serve-old" | "serve-old-ofc" => {
@@ -299,7 +299,7 @@ fn body(
                     &www,
                     ip,
                     1,
-                    k == "serve-old-ofc",
+                    ours_setup(k == "serve-old-ofc"),
                     Some(v),
                 )?)
             }
@@ -919,6 +919,15 @@ fn sws_binary(install: bool) -> Result<PathBuf, String> {
         Ok(bin)
     } else {
         Err("cargo install static-web-server failed".into())
+    }
+}
+
+/// `serve` as it starts by default, or with `--open-file-cache` (the `-ofc` contenders); no
+/// flag an older build lacks.
+fn ours_setup(cache: bool) -> serve_nginx::OursSetup {
+    serve_nginx::OursSetup {
+        open_file_cache: cache.then_some(serve_nginx::OPEN_FILE_CACHE_SECS),
+        precompressed: false,
     }
 }
 

@@ -30,7 +30,7 @@ const START_LIMIT: Duration = Duration::from_secs(20);
 /// Extra time a wrk run may take past its duration before it is killed.
 const WRK_SLACK: Duration = Duration::from_secs(30);
 /// Validity of both open-file caches (ours, nginx's `open_file_cache_valid`), seconds.
-const OPEN_FILE_CACHE_SECS: &str = "60";
+pub(crate) const OPEN_FILE_CACHE_SECS: &str = "60";
 /// The 1 MiB file's range for the Range cell: 64 KiB from 512 KiB.
 const RANGE_START: u64 = 512 << 10;
 const RANGE_LEN: u64 = 64 << 10;
@@ -246,8 +246,30 @@ fn body(args: &Args, reps: usize, quick: bool, ours: &Path) -> io::Result<String
     ];
     let v = veth.as_ref();
     let mut servers = vec![
-        start_ours(ours, &www, listen, args.workers, false, v)?,
-        start_ours(ours, &www, listen, args.workers, true, v)?,
+        // Without a cache every request looks its path up, as nginx's `open_file_cache off`
+        // (serve's default keeps a path for 1 s); `--precompressed` as nginx's `gzip_static on`.
+        start_ours(
+            ours,
+            &www,
+            listen,
+            args.workers,
+            OursSetup {
+                open_file_cache: Some("0"),
+                precompressed: true,
+            },
+            v,
+        )?,
+        start_ours(
+            ours,
+            &www,
+            listen,
+            args.workers,
+            OursSetup {
+                open_file_cache: Some(OPEN_FILE_CACHE_SECS),
+                precompressed: true,
+            },
+            v,
+        )?,
         start_nginx(dir.path(), &www, listen, args.workers, false, v)?,
         start_nginx(dir.path(), &www, listen, args.workers, true, v)?,
     ];
@@ -423,12 +445,20 @@ pub(crate) fn command_in(veth: Option<&crate::netpath::Veth>, program: &Path) ->
     }
 }
 
+/// How `sendpackets serve` is started: its `--open-file-cache` (`None`: serve's default) and
+/// whether `--precompressed` (older builds have neither flag: `None, false`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OursSetup {
+    pub(crate) open_file_cache: Option<&'static str>,
+    pub(crate) precompressed: bool,
+}
+
 pub(crate) fn start_ours(
     bin: &Path,
     www: &Path,
     ip: IpAddr,
     workers: u16,
-    cache: bool,
+    setup: OursSetup,
     veth: Option<&crate::netpath::Veth>,
 ) -> io::Result<Server> {
     let mut cmd = command_in(veth, bin);
@@ -437,15 +467,12 @@ pub(crate) fn start_ours(
         .arg("--listen")
         .arg(SocketAddr::new(ip, 0).to_string())
         .args(["--threads", &workers.to_string()]);
-    // Without a cache every request looks its path up, as nginx's `open_file_cache off`
-    // (serve's default keeps a path for 1 s).
-    cmd.args([
-        "--open-file-cache",
-        if cache { OPEN_FILE_CACHE_SECS } else { "0" },
-    ]);
-    // As nginx's `gzip_static on` below: a sidecar is looked for only when the client accepts
-    // an encoding, so the other cells are unchanged.
-    cmd.arg("--precompressed");
+    if let Some(secs) = setup.open_file_cache {
+        cmd.args(["--open-file-cache", secs]);
+    }
+    if setup.precompressed {
+        cmd.arg("--precompressed");
+    }
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -461,10 +488,9 @@ pub(crate) fn start_ours(
         .ok_or_else(|| io::Error::other(format!("sendpackets serve said {first:?}")))?;
     let pid = child.id();
     Ok(Server {
-        name: if cache {
-            format!("sendpackets serve --open-file-cache {OPEN_FILE_CACHE_SECS}")
-        } else {
-            "sendpackets serve --open-file-cache 0".into()
+        name: match setup.open_file_cache {
+            Some(secs) => format!("sendpackets serve --open-file-cache {secs}"),
+            None => "sendpackets serve".into(),
         },
         child,
         addr,
