@@ -1,4 +1,4 @@
-//! `StaticFiles`' options, each handed to `Files` when `serve` starts: one request each over
+//! `Files` options given through `StaticFiles::files`, applied when `serve` starts: one request each over
 //! a raw socket, checked by status, headers and body.
 
 mod util;
@@ -22,8 +22,10 @@ fn plain(path: &str) -> String {
 fn cache_control_and_per_pattern() {
     let site = Site::new();
     let srv = Running::start_files(&site, None, |f| {
-        f.cache_control("no-cache")
-            .cache_control_for("*.bin", "public, max-age=31536000, immutable")
+        f.files(|f| {
+            f.cache_control("no-cache")?
+                .cache_control_for("*.bin", "public, max-age=31536000, immutable")
+        })
     });
     let small = get(&srv, &plain("/static/small.txt"));
     assert_eq!(
@@ -41,7 +43,9 @@ fn cache_control_and_per_pattern() {
 #[test]
 fn cors_origin_and_preflight() {
     let site = Site::new();
-    let srv = Running::start_files(&site, None, |f| f.cors_origin("https://example.org"));
+    let srv = Running::start_files(&site, None, |f| {
+        f.files(|f| f.cors_origin("https://example.org"))
+    });
     let r = get(
         &srv,
         "GET /static/small.txt HTTP/1.1\r\nHost: t\r\nOrigin: https://example.org\r\n\r\n",
@@ -69,7 +73,7 @@ fn cors_origin_and_preflight() {
 fn precompressed_sidecar() {
     let site = Site::new();
     std::fs::write(site.root().join("small.txt.gz"), b"gzip bytes").unwrap();
-    let srv = Running::start_files(&site, None, |f| f.precompressed(true));
+    let srv = Running::start_files(&site, None, |f| f.files(|f| Ok(f.precompressed(true))));
     let r = get(
         &srv,
         "GET /static/small.txt HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n",
@@ -90,7 +94,7 @@ fn directory_listing() {
     let site = Site::new();
     std::fs::create_dir(site.root().join("d")).unwrap();
     std::fs::write(site.root().join("d/<b>.txt"), "x").unwrap();
-    let srv = Running::start_files(&site, None, |f| f.list(true));
+    let srv = Running::start_files(&site, None, |f| f.files(|f| Ok(f.list(true))));
     let r = get(&srv, &plain("/static/d/"));
     assert_eq!(status_of(&r), 200);
     let page = String::from_utf8(body_of(&r)).unwrap();
@@ -107,7 +111,7 @@ fn directory_listing() {
 fn open_file_cache_sees_a_file_truncated_in_place() {
     let site = Site::new();
     let srv = Running::start_files(&site, None, |f| {
-        f.open_file_cache(Some(Duration::from_secs(600)))
+        f.files(|f| Ok(f.open_file_cache(Some(Duration::from_secs(600)))))
     });
     assert_eq!(
         body_of(&get(&srv, &plain("/static/small.txt"))),
@@ -132,7 +136,7 @@ fn a_refused_option_fails_the_start() {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let files = sendpackets_http::StaticFiles::new(site.root())
                 .at("/static")
-                .cache_control("bad\r\nvalue");
+                .files(|f| f.cache_control("bad\r\nvalue"));
             sendpackets_http::serve(listener, axum::Router::new(), files).await
         })
         .unwrap_err();

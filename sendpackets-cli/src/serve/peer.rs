@@ -32,11 +32,14 @@ impl SendFailure {
 #[derive(Debug)]
 pub(crate) struct Peer {
     conn: Connection<TcpStream>,
-    opts: SendOptions,
+    /// The most time a response may go without progress.
+    stall: Duration,
     /// Bodies of at least this many bytes go with [`Engine::ZeroCopy`] (`sendfile`, never a
     /// copy into the process), the others with the library's choice.
     zero_copy_from: u64,
-    zero_copy: SendOptions,
+    /// Whether the connection's options are the zero-copy ones now (they change only when
+    /// the kind of response does).
+    zero_copy: bool,
 }
 
 impl Peer {
@@ -50,12 +53,13 @@ impl Peer {
         stall: Duration,
         zero_copy_from: u64,
     ) -> Result<Peer, SendError> {
-        let opts = SendOptions::new().stall_timeout(stall);
+        let mut conn = Connection::new(stream)?;
+        conn.set_options(options(stall, false));
         Ok(Peer {
-            conn: Connection::new(stream)?,
-            zero_copy: opts.clone().engine(Engine::ZeroCopy),
-            opts,
+            conn,
+            stall,
             zero_copy_from,
+            zero_copy: false,
         })
     }
 
@@ -83,16 +87,25 @@ impl Peer {
         let body_len = response.body_len();
         let list = response.into_elements();
         // A second element is the file range.
-        let opts = if list.len() > 1 && body_len >= self.zero_copy_from {
-            &self.zero_copy
-        } else {
-            &self.opts
-        };
-        self.conn.set_options(opts.clone());
+        let zero_copy = list.len() > 1 && body_len >= self.zero_copy_from;
+        if zero_copy != self.zero_copy {
+            self.conn.set_options(options(self.stall, zero_copy));
+            self.zero_copy = zero_copy;
+        }
         match self.conn.send(&list).await {
             Ok(report) => Ok(report.bytes_sent),
             Err(e) if e.kind() == ErrorKind::TimedOut => Err(SendFailure::Stalled(e)),
             Err(e) => Err(SendFailure::Send(e)),
         }
+    }
+}
+
+/// The options of a response: the stall timeout, and `sendfile` forced for a zero-copy one.
+fn options(stall: Duration, zero_copy: bool) -> SendOptions {
+    let opts = SendOptions::new().stall_timeout(stall);
+    if zero_copy {
+        opts.engine(Engine::ZeroCopy)
+    } else {
+        opts
     }
 }

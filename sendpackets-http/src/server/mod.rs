@@ -85,24 +85,17 @@ where
 /// A directory served under a path prefix by [`serve`], with [`Files`]' rules (confined
 /// opening, conditionals, ranges, MIME types) and options. Opened when the server starts.
 ///
-/// Each option is handed to the [`Files`] method of the same name when the server starts, in
-/// the order given; a value that method refuses (a bad `Cache-Control` value or pattern, a
-/// bad origin) makes the server fail at start with its `InvalidInput` error.
+/// [`Files`]' options are given with [`files`](StaticFiles::files) and applied when the
+/// server starts.
 ///
 /// # Examples
 ///
 /// ```
 /// use sendpackets_http::StaticFiles;
-/// use std::time::Duration;
 ///
 /// let files = StaticFiles::new("assets")
 ///     .at("/static")
-///     .cache_control("no-cache")
-///     .cache_control_for("**/*.????????.{js,css}", "public, max-age=31536000, immutable")
-///     .cors_origin("https://example.org")
-///     .precompressed(true)
-///     .list(true)
-///     .open_file_cache(Some(Duration::from_secs(10)));
+///     .files(|f| Ok(f.cors_origin("https://example.org")?.list(true)));
 /// # let _ = files;
 /// ```
 #[derive(Clone)]
@@ -110,7 +103,7 @@ pub struct StaticFiles {
     dir: PathBuf,
     prefix: String,
     zero_copy_from: u64,
-    /// The options, each a call of a [`Files`] method, applied in order at start.
+    /// The options given to [`files`](StaticFiles::files), applied in order at start.
     options: Vec<Arc<FilesOption>>,
 }
 
@@ -147,57 +140,31 @@ impl StaticFiles {
         self
     }
 
-    /// Hands `option` (a call of a [`Files`] method) to the files when the server starts.
-    fn with(
+    /// Any [`Files`] option, applied to the directory's [`Files`] when the server starts, in
+    /// the order given: every option `Files` has (and gains) is reachable here, written once.
+    /// A value the option refuses (a bad `Cache-Control` value or pattern, a bad origin) makes
+    /// the server fail at start with its `InvalidInput` error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sendpackets_http::StaticFiles;
+    /// use std::time::Duration;
+    ///
+    /// let files = StaticFiles::new("assets").at("/static").files(|f| {
+    ///     Ok(f.cache_control("no-cache")?
+    ///         .cache_control_for("**/*.????????.{js,css}", "public, max-age=31536000, immutable")?
+    ///         .precompressed(true)
+    ///         .open_file_cache(Some(Duration::from_secs(10))))
+    /// });
+    /// # let _ = files;
+    /// ```
+    pub fn files(
         mut self,
         option: impl Fn(Files) -> io::Result<Files> + Send + Sync + 'static,
     ) -> StaticFiles {
         self.options.push(Arc::new(option));
         self
-    }
-
-    /// See [`Files::dotfiles`].
-    pub fn dotfiles(self, yes: bool) -> StaticFiles {
-        self.with(move |f| Ok(f.dotfiles(yes)))
-    }
-
-    /// See [`Files::follow_symlinks`].
-    pub fn follow_symlinks(self, yes: bool) -> StaticFiles {
-        self.with(move |f| Ok(f.follow_symlinks(yes)))
-    }
-
-    /// See [`Files::open_file_cache`].
-    pub fn open_file_cache(self, valid: Option<Duration>) -> StaticFiles {
-        self.with(move |f| Ok(f.open_file_cache(valid)))
-    }
-
-    /// See [`Files::cache_control`]; a value it refuses fails the server at start.
-    pub fn cache_control(self, value: &str) -> StaticFiles {
-        let value = value.to_string();
-        self.with(move |f| f.cache_control(&value))
-    }
-
-    /// See [`Files::cache_control_for`]; a pattern or value it refuses fails the server at
-    /// start.
-    pub fn cache_control_for(self, pattern: &str, value: &str) -> StaticFiles {
-        let (pattern, value) = (pattern.to_string(), value.to_string());
-        self.with(move |f| f.cache_control_for(&pattern, &value))
-    }
-
-    /// See [`Files::cors_origin`]; an origin it refuses fails the server at start.
-    pub fn cors_origin(self, origin: &str) -> StaticFiles {
-        let origin = origin.to_string();
-        self.with(move |f| f.cors_origin(&origin))
-    }
-
-    /// See [`Files::precompressed`].
-    pub fn precompressed(self, yes: bool) -> StaticFiles {
-        self.with(move |f| Ok(f.precompressed(yes)))
-    }
-
-    /// See [`Files::list`].
-    pub fn list(self, yes: bool) -> StaticFiles {
-        self.with(move |f| Ok(f.list(yes)))
     }
 
     /// File bodies of at least this many bytes always go out with `sendfile`
