@@ -10,6 +10,10 @@
 //! validators the file no longer has; after the validity period (0 by default: every request)
 //! it also looks the path up again. Directories are not cached: the library refuses them, and
 //! they are opened here (to find `index.html`, to list them, or to redirect).
+//!
+//! What depends only on a file's version (its `ETag`, `Last-Modified`, `Content-Type`, and
+//! the bytes of a short file, see [`Files::keep_in_memory_below`]) is made once per version
+//! ([`OpenFile::version_tag`]) and shared by the responses to it.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -19,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 use sendpackets::{ErrorKind, FileCache, OpenFile, SendError};
@@ -41,6 +46,18 @@ const UNUSED: Duration = Duration::from_secs(10);
 
 /// Most sidecar names remembered as missing (as [`CACHE_MAX`]: a bound, not a policy).
 const MISSING_MAX: usize = CACHE_MAX;
+
+/// Most file metas kept (as [`CACHE_MAX`]); when full, they are all dropped and made again.
+const METAS_MAX: usize = CACHE_MAX;
+
+/// Default of [`Files::keep_in_memory_below`]: the library's express limit (64 KiB,
+/// `sendpackets` `tuning.rs`), below which it would read the file into memory for every send
+/// anyway (one `pread` then one `send`); sending the bytes read once saves that `pread`.
+const MEMORY_BELOW: u64 = 64 << 10;
+
+/// Most bytes of short files kept in memory at once (512 files of 64 KiB, or 32,768 of
+/// 1 KiB); beyond it, further files are sent from their descriptors.
+const MEMORY_MAX: usize = 32 << 20;
 
 /// A directory served read-only over HTTP: opened once, then [`respond`](Files::respond)
 /// answers one request at a time with a [`Response`] (an element list to send).
@@ -113,45 +130,117 @@ pub struct Files {
     /// trusts a path, so that a file without sidecars costs no failed lookups per request.
     missing_sidecars: Mutex<HashMap<PathBuf, Instant>>,
     list: bool,
+    /// Files shorter than this are sent from memory (see `keep_in_memory_below`).
+    memory_below: u64,
+    /// Metas of the versions served lately, with the bodies of short files.
+    metas: Mutex<Metas>,
 }
 
-/// A file to answer one request with: opened and checked by the library, its length and
-/// validators those of the open descriptor (so they match the bytes sent), and the header
-/// values that depend only on the file, formatted for this response.
+/// A file to answer one request with: opened and checked by the library, and what depends
+/// only on its version (validators, header values, and a short file's bytes), shared by every
+/// response to that version.
 #[derive(Debug)]
 pub(crate) struct ServedFile {
     file: OpenFile,
-    /// Length and modification time.
-    validators: Validators,
-    /// `ETag` value.
-    etag: String,
-    /// `Last-Modified` value.
-    last_modified: String,
-    /// `Content-Type` value, from the file name's extension.
-    content_type: Cow<'static, str>,
-    /// A precompressed sidecar: the `Content-Encoding`.
-    encoding: Option<Encoding>,
+    meta: Arc<FileMeta>,
 }
 
-impl ServedFile {
-    /// `file`, served as `name` (its `Content-Type` comes from `name`'s extension), with
-    /// `encoding` when it is a precompressed sidecar of `name`.
-    fn new(file: OpenFile, name: &Path, encoding: Option<Encoding>) -> Arc<ServedFile> {
+/// What depends only on one version of a file served under one name: formatted once per
+/// version, not per response.
+#[derive(Debug)]
+pub(crate) struct FileMeta {
+    /// [`OpenFile::version_tag`] of the version this was made from.
+    tag: u64,
+    /// Length and modification time (those of the open descriptor, so they match the bytes
+    /// sent).
+    pub(crate) validators: Validators,
+    /// `ETag` value.
+    pub(crate) etag: String,
+    /// `Last-Modified` value.
+    pub(crate) last_modified: String,
+    /// `Content-Type` value, from the file name's extension.
+    pub(crate) content_type: Cow<'static, str>,
+    /// A precompressed sidecar: the `Content-Encoding`.
+    pub(crate) encoding: Option<Encoding>,
+    /// The whole file, for a short one (see [`Files::keep_in_memory_below`]).
+    body: Option<Bytes>,
+}
+
+impl std::ops::Deref for ServedFile {
+    type Target = FileMeta;
+    fn deref(&self) -> &FileMeta {
+        &self.meta
+    }
+}
+
+impl FileMeta {
+    /// The meta of `file`, served as `name` (its `Content-Type` comes from `name`'s
+    /// extension), with `encoding` when it is a precompressed sidecar of `name`, and `body`.
+    fn new(file: &OpenFile, name: &Path, encoding: Option<Encoding>, body: Option<Bytes>) -> Self {
         let validators = Validators::new(file.len(), file.modified());
-        Arc::new(ServedFile {
-            file,
+        FileMeta {
+            tag: file.version_tag(),
             validators,
             etag: validators.etag_for(encoding.map(Encoding::token)),
             last_modified: validators.last_modified(),
             content_type: headers::content_type(name),
             encoding,
-        })
+            body,
+        }
     }
+}
 
-    /// An element sending bytes `range` of the file (through the shared descriptor).
+impl ServedFile {
+    /// An element sending bytes `range` of the file: from memory for a short file kept
+    /// there, else through the shared descriptor.
     pub(crate) fn element(&self, range: std::ops::Range<u64>) -> sendpackets::Element {
-        self.file.element(range)
+        match &self.meta.body {
+            // The range lies within the length, which is the body's (see `Files::served`).
+            Some(body) => sendpackets::Element::memory(body.slice(
+                usize::try_from(range.start).unwrap_or(usize::MAX)
+                    ..usize::try_from(range.end).unwrap_or(usize::MAX),
+            )),
+            None => self.file.element(range),
+        }
     }
+}
+
+/// The metas of the files served lately, by the path each was opened by.
+#[derive(Debug, Default)]
+struct Metas {
+    map: HashMap<PathBuf, MetaSlot>,
+    /// Bytes of the bodies held, at most [`MEMORY_MAX`].
+    body_bytes: usize,
+}
+
+#[derive(Debug)]
+struct MetaSlot {
+    meta: Arc<FileMeta>,
+    /// Asked for since the last [`Files::sweep`].
+    used: bool,
+}
+
+impl Metas {
+    fn clear(&mut self) {
+        self.map.clear();
+        self.body_bytes = 0;
+    }
+}
+
+/// Reads the whole of `file` (`len` bytes) at explicit offsets; `None` if it turns out
+/// shorter (truncated since it was opened) or cannot be read.
+fn read_whole(file: &OpenFile, len: usize) -> Option<Bytes> {
+    let mut buf = vec![0u8; len];
+    let mut done = 0;
+    while done < len {
+        match rustix::io::pread(file, &mut buf[done..], done as u64) {
+            Ok(0) => return None,
+            Ok(n) => done += n,
+            Err(Errno::INTR) => {}
+            Err(_) => return None,
+        }
+    }
+    Some(Bytes::from(buf))
 }
 
 /// What a relative path names.
@@ -205,6 +294,8 @@ impl Files {
             precompressed: false,
             missing_sidecars: Mutex::default(),
             list: false,
+            memory_below: MEMORY_BELOW,
+            metas: Mutex::default(),
         })
     }
 
@@ -311,6 +402,24 @@ impl Files {
         self
     }
 
+    /// Send files shorter than `bytes` from memory (default 64 KiB; 0: never): each version
+    /// of such a file is read once, and its responses send those bytes with the head in one
+    /// `send`, with no `pread` (a server answering from memory is what the kernel does
+    /// fastest at these sizes, see the request/response figures in BENCHMARKS.md). At most
+    /// 32 MiB of files are held at once; beyond it, files are sent from their descriptors.
+    ///
+    /// A version is told apart as an `ETag` is: by device, inode, length, modification and
+    /// change times, looked at with the `fstat` every request makes. So a file changed in
+    /// place is read anew at its next request, except on a file system whose timestamps are
+    /// coarse (before Linux 6.13, or without fine-grained timestamps) when it is rewritten
+    /// to the same length within one timestamp tick of the version read: its `ETag` does not
+    /// change either, and its first bytes read stay served until it changes again.
+    pub fn keep_in_memory_below(mut self, bytes: u64) -> Files {
+        self.memory_below = bytes;
+        self.metas().clear();
+        self
+    }
+
     /// Trust a file's path for `valid` after it was opened or last looked up: meanwhile a
     /// request for it costs one `fstat` of the open descriptor and no lookup (as nginx's
     /// `open_file_cache_valid`). That `fstat` still sees a file changed in place (written,
@@ -339,6 +448,7 @@ impl Files {
         if let Some(cache) = self.cache.get() {
             cache.clear();
         }
+        self.metas().clear();
     }
 
     /// Serves the directory under `prefix` (default `/`): `GET /static/a.txt` with
@@ -406,6 +516,16 @@ impl Files {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|_, &mut at| now.duration_since(at) < self.valid);
+        let mut metas = self.metas();
+        let mut body_bytes = 0;
+        metas.map.retain(|_, slot| {
+            let keep = std::mem::take(&mut slot.used);
+            if keep {
+                body_bytes += slot.meta.body.as_ref().map_or(0, Bytes::len);
+            }
+            keep
+        });
+        metas.body_bytes = body_bytes;
     }
 
     /// The response to one request: `GET` and `HEAD` of files beneath the directory,
@@ -505,7 +625,7 @@ impl Files {
         };
         let cache_control = self.cache_control.value_for(&relative);
         if !self.precompressed {
-            return self.respond_with(req, ServedFile::new(file, &relative, None), cache_control);
+            return self.respond_with(req, self.served(file, &relative, None), cache_control);
         }
         let mut available = Vec::new();
         for e in Encoding::ALL {
@@ -516,13 +636,13 @@ impl Files {
             }
         }
         if available.is_empty() {
-            return self.respond_with(req, ServedFile::new(file, &relative, None), cache_control);
+            return self.respond_with(req, self.served(file, &relative, None), cache_control);
         }
         let encodings: Vec<Encoding> = available.iter().map(|(e, _)| *e).collect();
         let chosen = headers::choose_encoding(req.accept_encoding(), &encodings);
         let file = match chosen.and_then(|c| available.into_iter().find(|(e, _)| *e == c)) {
-            Some((e, sidecar)) => ServedFile::new(sidecar, &relative, Some(e)),
-            None => ServedFile::new(file, &relative, None),
+            Some((e, sidecar)) => self.served(sidecar, &relative, Some(e)),
+            None => self.served(file, &relative, None),
         };
         let mut r = self.respond_with(req, file, cache_control);
         r.add_headers("Vary: Accept-Encoding\r\n");
@@ -634,6 +754,46 @@ impl Files {
             end
         };
         Response::file(status, h.finish(keep, minor), file, start, end, keep)
+    }
+
+    fn metas(&self) -> std::sync::MutexGuard<'_, Metas> {
+        self.metas.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `file` (opened as `name`, or as its sidecar with `encoding`) with the meta of its
+    /// version: the one made for an earlier response when the version is the same (same
+    /// [`OpenFile::version_tag`]: device, inode, length, modification and change times),
+    /// else made now, reading a short file's bytes once.
+    fn served(&self, file: OpenFile, name: &Path, encoding: Option<Encoding>) -> Arc<ServedFile> {
+        let tag = file.version_tag();
+        let key = file.path().unwrap_or(name);
+        if let Some(slot) = self.metas().map.get_mut(key) {
+            if slot.meta.tag == tag && slot.meta.encoding == encoding {
+                slot.used = true;
+                let meta = Arc::clone(&slot.meta);
+                return Arc::new(ServedFile { file, meta });
+            }
+        }
+        let len = usize::try_from(file.len()).unwrap_or(usize::MAX);
+        let short = file.len() < self.memory_below
+            && self.metas().body_bytes.saturating_add(len) <= MEMORY_MAX;
+        let body = if short { read_whole(&file, len) } else { None };
+        let meta = Arc::new(FileMeta::new(&file, name, encoding, body));
+        let key = key.to_path_buf();
+        let mut metas = self.metas();
+        let held = meta.body.as_ref().map_or(0, Bytes::len);
+        if metas.map.len() >= METAS_MAX || metas.body_bytes.saturating_add(held) > MEMORY_MAX {
+            metas.clear();
+        }
+        let slot = MetaSlot {
+            meta: Arc::clone(&meta),
+            used: true,
+        };
+        if let Some(old) = metas.map.insert(key, slot) {
+            metas.body_bytes -= old.meta.body.as_ref().map_or(0, Bytes::len);
+        }
+        metas.body_bytes += held;
+        Arc::new(ServedFile { file, meta })
     }
 
     /// The open-file cache, made at the first request.

@@ -178,3 +178,51 @@ fn mounted_under_a_prefix() {
         Status::BadRequest
     );
 }
+
+/// Whether the response's body goes from memory (else from the file's descriptor).
+fn body_from_memory(r: Response) -> bool {
+    let list = r.into_elements();
+    assert_eq!(list.len(), 2, "head and body");
+    matches!(list[1].payload, sendpackets::Payload::Memory(_))
+}
+
+/// A short file is read once per version and sent from memory; a version is told by the
+/// validators, so a rewrite in place to the same length (its modification time even set
+/// back) is read anew at the next request, and a range comes from the memory too.
+#[test]
+fn short_files_go_from_memory_and_each_version_is_read_anew() {
+    let (d, files) = site();
+    let path = d.path().join("www/a.txt");
+    assert!(body_from_memory(respond(&files, &get("/a.txt", ""))));
+    assert!(wire(respond(&files, &get("/a.txt", ""))).ends_with("\r\n\r\n0123456789"));
+    let before = std::fs::metadata(&path).unwrap().modified().unwrap();
+    // Past a coarse timestamp tick, so that the change time moves on any file system.
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"abcdefghij", 0).unwrap();
+    f.set_modified(before).unwrap();
+    drop(f);
+    let r = respond(&files, &get("/a.txt", ""));
+    assert!(body_from_memory(respond(&files, &get("/a.txt", ""))));
+    assert!(wire(r).ends_with("\r\n\r\nabcdefghij"));
+    let part = wire(respond(&files, &get("/a.txt", "Range: bytes=2-4\r\n")));
+    assert!(part.ends_with("\r\n\r\ncde"), "{part}");
+}
+
+/// With `keep_in_memory_below(0)`, and for files at or above the limit, the body goes from
+/// the descriptor.
+#[test]
+fn keep_in_memory_below_sets_the_limit() {
+    let (d, files) = site();
+    let none = files.keep_in_memory_below(0);
+    assert!(!body_from_memory(respond(&none, &get("/a.txt", ""))));
+    assert!(wire(respond(&none, &get("/a.txt", ""))).ends_with("\r\n\r\n0123456789"));
+    let ten = Files::open(d.path().join("www"))
+        .unwrap()
+        .keep_in_memory_below(10);
+    assert!(!body_from_memory(respond(&ten, &get("/a.txt", ""))));
+    let eleven = Files::open(d.path().join("www"))
+        .unwrap()
+        .keep_in_memory_below(11);
+    assert!(body_from_memory(respond(&eleven, &get("/a.txt", ""))));
+}

@@ -58,6 +58,8 @@ struct Opened {
     path: Option<PathBuf>,
     stat: FileStat,
     modified: SystemTime,
+    /// [`OpenFile::version_tag`], computed once.
+    version: u64,
 }
 
 impl OpenFile {
@@ -195,6 +197,7 @@ impl OpenFile {
                 path: path.map(Path::to_path_buf),
                 stat,
                 modified,
+                version: version_tag(&stat),
             }),
         })
     }
@@ -225,21 +228,7 @@ impl OpenFile {
     /// modification and change times (for an `ETag`). Stable: the same file version gives the
     /// same tag whatever build or toolchain computes it.
     pub fn version_tag(&self) -> u64 {
-        // FNV-1a over the identity and version, in a fixed byte order: the same file version
-        // gives the same tag on every build and toolchain (std's hasher makes no such promise).
-        let id = &self.inner.stat.id;
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let words = [
-            id.dev.to_le_bytes().to_vec(),
-            id.ino.to_le_bytes().to_vec(),
-            id.len.to_le_bytes().to_vec(),
-            id.mtime_ns.to_le_bytes().to_vec(),
-            id.ctime_ns.to_le_bytes().to_vec(),
-        ];
-        for byte in words.iter().flatten() {
-            h = (h ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        h
+        self.inner.version
     }
 
     /// The path it was opened by (relative to the directory for
@@ -267,6 +256,35 @@ impl OpenFile {
         };
         now.is_ok_and(|now| now.id == self.inner.stat.id)
     }
+}
+
+/// The open descriptor, borrowed: to read or map the file (see also
+/// [`version_tag`](OpenFile::version_tag) to tell versions apart). It is shared with every
+/// clone and with sends in flight, so it must not be closed or replaced; its file offset is
+/// never used by the library (sends read at explicit offsets).
+impl AsFd for OpenFile {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.handle.as_fd()
+    }
+}
+
+/// FNV-1a over a file's identity and version, in a fixed byte order: the same file version
+/// gives the same tag on every build and toolchain (std's hasher makes no such promise).
+fn version_tag(stat: &FileStat) -> u64 {
+    let id = &stat.id;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let bytes = [id.dev, id.ino, id.len]
+        .into_iter()
+        .flat_map(u64::to_le_bytes)
+        .chain(
+            [id.mtime_ns, id.ctime_ns]
+                .into_iter()
+                .flat_map(i128::to_le_bytes),
+        );
+    for byte in bytes {
+        h = (h ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
 }
 
 impl fmt::Debug for OpenFile {

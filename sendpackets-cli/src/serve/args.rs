@@ -110,8 +110,9 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_validity)]
     pub(crate) open_file_cache: Duration,
     /// Bodies of at least this many bytes (K, M suffixes) always go out with sendfile; smaller
-    /// ones take the library's choice (up to 64 KiB in all: read into memory and sent with one
-    /// call).
+    /// ones take the library's choice. Files below both this and 64 KiB are read once per
+    /// version (as told by the ETag's validators) and sent from memory with the head in one
+    /// call, at most 32 MiB of them at once.
     #[arg(long, value_name = "BYTES", default_value = ZERO_COPY_FROM,
           value_parser = crate::spec::parse_size)]
     pub(crate) zero_copy_from: u64,

@@ -41,7 +41,10 @@ pub(crate) fn run(args: &ServeArgs) -> Code {
             .open_file_cache(Some(args.open_file_cache))
             .max_open_files(budget.files)
             .precompressed(args.precompressed)
-            .list(args.list),
+            .list(args.list)
+            // Files below 64 KiB (the library's copy limit) go from memory, unless they
+            // are to go with sendfile.
+            .keep_in_memory_below(args.zero_copy_from.min(64 << 10)),
         Err(e) => {
             eprintln!(
                 "error: cannot serve {}: {}",
