@@ -4,7 +4,8 @@
 //! [`Files`] is a directory served read-only. Given one parsed request ([`RequestHead`]:
 //! method, target, header fields) it produces one [`Response`]: the head as memory and the
 //! body as a range of an open file, to be sent with one sendpackets call (`sendfile` for the
-//! file part). It opens files strictly beneath the directory (`openat2` with
+//! file part; a file below 64 KiB is read once per version and sent from memory, see
+//! [`Files::keep_in_memory_below`]). It opens files strictly beneath the directory (`openat2` with
 //! `RESOLVE_BENEATH`), answers conditionals (`If-None-Match`, `If-Modified-Since`,
 //! `If-Range`, `If-Match`, `If-Unmodified-Since`) and byte ranges (several as one
 //! `multipart/byteranges` element list), and sets `Content-Type`, `ETag` and `Last-Modified`.
