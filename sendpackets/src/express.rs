@@ -152,56 +152,31 @@ fn attempt(
     total: usize,
     buf: &mut PageBuf,
 ) -> Attempt {
-    if elements
+    let mut calls = KernelCalls::default();
+    let mut slices = [IoSlice::new(&[]); tuning::EXPRESS_ELEMENTS];
+    let count = if elements
         .iter()
         .all(|e| matches!(e.payload, Payload::Memory(_)))
     {
-        return attempt_memory(k, sock, elements, total);
-    }
-    buf.grow_to(total);
-    let mut calls = KernelCalls::default();
-    if !fill(k, elements, &mut buf[..total], &mut calls) {
-        return Attempt::Fallback;
-    }
-    let sent = loop {
-        let r = k.sendmsg(sock, &[IoSlice::new(&buf[..total])], false);
-        calls.gather_writes += 1;
-        match r {
-            Ok(n) => break n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return first_send_failed(sock, elements, e),
+        // Memory only (a response from memory: head and body): the elements' own bytes,
+        // nothing copied.
+        for (slot, e) in slices.iter_mut().zip(elements) {
+            if let Payload::Memory(b) = &e.payload {
+                *slot = IoSlice::new(b);
+            }
         }
+        elements.len()
+    } else {
+        buf.grow_to(total);
+        if !fill(k, elements, &mut buf[..total], &mut calls) {
+            return Attempt::Fallback;
+        }
+        slices[0] = IoSlice::new(&buf[..total]);
+        1
     };
-    if sent < total {
-        return Attempt::Partial {
-            bytes: sent as u64,
-            calls,
-            filled: Bytes::copy_from_slice(&buf[..total]),
-        };
-    }
-    Attempt::Sent {
-        bytes: total as u64,
-        calls,
-    }
-}
-
-/// [`attempt`] for a list of memory only: one `sendmsg` of the elements' own bytes, nothing
-/// copied (a response from memory: head and body).
-fn attempt_memory(
-    k: &mut impl Kernel,
-    sock: BorrowedFd<'_>,
-    elements: &[Element],
-    total: usize,
-) -> Attempt {
-    let mut slices = [IoSlice::new(&[]); tuning::EXPRESS_ELEMENTS];
-    for (slot, e) in slices.iter_mut().zip(elements) {
-        if let Payload::Memory(b) = &e.payload {
-            *slot = IoSlice::new(b);
-        }
-    }
-    let mut calls = KernelCalls::default();
+    let slices = &slices[..count];
     let sent = loop {
-        let r = k.sendmsg(sock, &slices[..elements.len()], false);
+        let r = k.sendmsg(sock, slices, false);
         calls.gather_writes += 1;
         match r {
             Ok(n) => break n,
@@ -211,7 +186,7 @@ fn attempt_memory(
     };
     if sent < total {
         let mut filled = Vec::with_capacity(total);
-        for s in &slices[..elements.len()] {
+        for s in slices {
             filled.extend_from_slice(s);
         }
         return Attempt::Partial {
