@@ -226,3 +226,32 @@ fn keep_in_memory_below_sets_the_limit() {
         .keep_in_memory_below(11);
     assert!(body_from_memory(respond(&eleven, &get("/a.txt", ""))));
 }
+
+/// Short files are held up to 32 MiB in all: beyond it, further files go from their
+/// descriptors (and every body is still the file's bytes).
+#[test]
+fn memory_held_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let len = (64 << 10) - 1;
+    let count = 520; // 520 × (64 KiB − 1) is more than 32 MiB
+    for i in 0..count {
+        std::fs::write(dir.path().join(format!("{i}.bin")), vec![i as u8; len]).unwrap();
+    }
+    let files = Files::open(dir.path()).unwrap();
+    let mut from_memory = 0;
+    for i in 0..count {
+        let r = respond(&files, &get(&format!("/{i}.bin"), ""));
+        assert_eq!(r.body_len(), len as u64);
+        let list = r.into_elements();
+        if matches!(list[1].payload, sendpackets::Payload::Memory(_)) {
+            from_memory += 1;
+        }
+    }
+    assert_eq!(
+        from_memory,
+        (32 << 20) / len,
+        "files held until 32 MiB, then none"
+    );
+    let last = wire(respond(&files, &get(&format!("/{}.bin", count - 1), "")));
+    assert!(last.ends_with(&String::from_utf8(vec![(count - 1) as u8; 16]).unwrap()));
+}

@@ -514,3 +514,50 @@ fn beneath_error(e: std::io::Error, relative: &Path) -> SendError {
         _ => resolve::open_error(e, 0, relative).unindexed(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::FileVersion;
+
+    /// The tag is the FNV-1a of the fields' little-endian bytes in this order, written out the
+    /// plain way: a change of order, width or hash would change every `ETag` made from it.
+    fn reference(id: &FileVersion) -> u64 {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&id.dev.to_le_bytes());
+        bytes.extend_from_slice(&id.ino.to_le_bytes());
+        bytes.extend_from_slice(&id.len.to_le_bytes());
+        bytes.extend_from_slice(&id.mtime_ns.to_le_bytes());
+        bytes.extend_from_slice(&id.ctime_ns.to_le_bytes());
+        assert_eq!(bytes.len(), 56);
+        bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h: u64, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    }
+
+    #[test]
+    fn version_tag_is_fnv1a_of_the_version_fields() {
+        let versions = [
+            (0, 0, 0, 0, 0),
+            (2049, 1_234_567, 1024, 1_765_000_000_123_456_789, -1),
+            (u64::MAX, 7, 1 << 40, i128::MIN, i128::MAX),
+        ];
+        for (dev, ino, len, mtime_ns, ctime_ns) in versions {
+            let id = FileVersion {
+                dev,
+                ino,
+                len,
+                mtime_ns,
+                ctime_ns,
+            };
+            let stat = FileStat {
+                regular: true,
+                directory: false,
+                len,
+                id,
+                no_blocks: false,
+            };
+            assert_eq!(version_tag(&stat), reference(&id));
+        }
+    }
+}
